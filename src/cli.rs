@@ -1,0 +1,188 @@
+//! Pieces of the command line that are worth testing on their own: number parsing and the
+//! report formats.
+
+use std::fmt::Write;
+
+use crate::engine::PiReport;
+use crate::pi;
+
+/// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
+/// that fits in 64 bits.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a whole number (use 100000000, 100_000_000 or 1e8)");
+    let t = text.trim();
+    if t.is_empty() || t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return Err(bad());
+    }
+    let t = t.replace('_', "");
+    let (mantissa, exponent) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<u32>().map_err(|_| bad())?),
+        None => (t.as_str(), 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let frac = frac.trim_end_matches('0');
+    let overflow = || format!("'{text}' is too large");
+    let shift = exponent.checked_sub(frac.len() as u32).ok_or_else(bad)?;
+    let digits = format!("{int}{frac}");
+    let value: u64 = digits.parse().map_err(|_| overflow())?;
+    10u64
+        .checked_pow(shift)
+        .and_then(|p| value.checked_mul(p))
+        .ok_or_else(overflow)
+}
+
+/// The plain-text report of `pifork pi`.
+pub fn pi_text(report: &PiReport, correct: bool) -> String {
+    let mut out = String::new();
+    let error = report.estimate - std::f64::consts::PI;
+    let _ = writeln!(out, "pi estimate:      {:.15}", report.estimate);
+    let _ = writeln!(out, "error:            {error:+.3e}");
+    let _ = writeln!(
+        out,
+        "correct decimals: {}",
+        pi::correct_decimals(report.estimate)
+    );
+    if correct {
+        let c = pi::corrected(report.estimate, report.terms);
+        let _ = writeln!(
+            out,
+            "corrected:        {c:.15}  (error {:+.3e})",
+            c - std::f64::consts::PI
+        );
+    }
+    let _ = writeln!(
+        out,
+        "terms:            {}  ({} workers, {} backend)",
+        report.terms,
+        report.workers.len(),
+        report.backend.as_str()
+    );
+    let _ = writeln!(
+        out,
+        "wall time:        {:.1} ms",
+        report.wall.as_secs_f64() * 1e3
+    );
+    for w in &report.workers {
+        let _ = writeln!(
+            out,
+            "worker {}: pid {} cpu {} pinned {} chunks {} terms {} busy {:.1} ms",
+            w.index,
+            w.pid,
+            w.cpu.map_or("?".into(), |c| c.to_string()),
+            w.pinned.map_or("no".into(), |c| c.to_string()),
+            w.chunks,
+            w.terms,
+            w.busy.as_secs_f64() * 1e3
+        );
+    }
+    out
+}
+
+/// The one-object JSON report of `pifork pi --json`.
+pub fn pi_json(report: &PiReport, correct: bool) -> String {
+    let error = report.estimate - std::f64::consts::PI;
+    let mut out = format!(
+        "{{\"terms\":{},\"workers\":{},\"backend\":\"{}\",\"estimate\":{:?},\"error\":{:?},\
+         \"correct_decimals\":{},\"wall_ms\":{:.3}",
+        report.terms,
+        report.workers.len(),
+        report.backend.as_str(),
+        report.estimate,
+        error,
+        pi::correct_decimals(report.estimate),
+        report.wall.as_secs_f64() * 1e3
+    );
+    if correct {
+        let c = pi::corrected(report.estimate, report.terms);
+        let _ = write!(
+            out,
+            ",\"corrected\":{c:?},\"corrected_error\":{:?}",
+            c - std::f64::consts::PI
+        );
+    }
+    out.push_str(",\"per_worker\":[");
+    for (i, w) in report.workers.iter().enumerate() {
+        let opt = |v: Option<usize>| v.map_or("null".to_string(), |c| c.to_string());
+        let _ = write!(
+            out,
+            "{}{{\"index\":{},\"pid\":{},\"cpu\":{},\"pinned\":{},\"chunks\":{},\"terms\":{},\"ms\":{:.3}}}",
+            if i > 0 { "," } else { "" },
+            w.index,
+            w.pid,
+            opt(w.cpu),
+            opt(w.pinned),
+            w.chunks,
+            w.terms,
+            w.busy.as_secs_f64() * 1e3
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::WorkerReport;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_counts() {
+        assert_eq!(parse_count("100000000"), Ok(100_000_000));
+        assert_eq!(parse_count("100_000_000"), Ok(100_000_000));
+        assert_eq!(parse_count("1e8"), Ok(100_000_000));
+        assert_eq!(parse_count("1E3"), Ok(1000));
+        assert_eq!(parse_count("2.5e3"), Ok(2500));
+        assert_eq!(parse_count("2.50e1"), Ok(25));
+        assert_eq!(parse_count("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_count("0"), Ok(0));
+    }
+
+    #[test]
+    fn rejects_bad_counts() {
+        for bad in [
+            "", "abc", "-5", "1.5", "1e", "e5", "1_", "_1", "1__0", "2.55e1", "1e-3", "+3", "0x10",
+        ] {
+            assert!(parse_count(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            parse_count("18446744073709551616"),
+            Err("'18446744073709551616' is too large".into())
+        );
+        assert_eq!(parse_count("1e20"), Err("'1e20' is too large".into()));
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let report = PiReport {
+            terms: 1000,
+            estimate: 3.25,
+            wall: Duration::from_millis(5),
+            workers: vec![WorkerReport {
+                index: 0,
+                pid: 42,
+                pinned: Some(1),
+                cpu: None,
+                chunks: 1,
+                terms: 1000,
+                busy: Duration::from_millis(2),
+            }],
+            backend: crate::Backend::Pipe,
+        };
+        let json = pi_json(&report, true);
+        assert!(
+            json.starts_with(
+                "{\"terms\":1000,\"workers\":1,\"backend\":\"pipe\",\"estimate\":3.25,"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"correct_decimals\":0,"));
+        assert!(json.contains("\"corrected\":"));
+        assert!(json.ends_with(
+            "\"per_worker\":[{\"index\":0,\"pid\":42,\"cpu\":null,\"pinned\":1,\"chunks\":1,\"terms\":1000,\"ms\":2.000}]}"
+        ));
+    }
+}

@@ -1,0 +1,147 @@
+//! The library's typed errors.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+use crate::process::ExitCode;
+
+/// Everything that can go wrong in pifork's library.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// `start()` was called on a process that was already started.
+    AlreadyStarted,
+    /// A call needed a started process.
+    NotStarted,
+    /// The process object was closed; no further calls are allowed.
+    Closed,
+    /// `close()` was called while the process was still running.
+    StillRunning,
+    /// A daemonic process tried to start a child.
+    DaemonChildren,
+    /// A raw fork was refused because the parent has more than one thread.
+    MultiThreaded {
+        /// Threads seen in `/proc/self/task`.
+        threads: usize,
+    },
+    /// The requested CPU is not in the set this process may use.
+    CpuUnavailable {
+        /// The CPU asked for.
+        cpu: usize,
+    },
+    /// A system call failed.
+    Sys {
+        /// Which operation failed.
+        op: &'static str,
+        /// The errno it failed with.
+        errno: Errno,
+    },
+    /// The child panicked; its panic message travelled back.
+    ChildPanicked {
+        /// Name of the process.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The panic message.
+        message: String,
+    },
+    /// The child ended without sending its result (killed by a signal, or exited early).
+    ChildFailed {
+        /// Name of the process.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        exitcode: ExitCode,
+    },
+    /// A worker of a parallel job ended before its work was done.
+    WorkerDied {
+        /// The worker's index.
+        worker: usize,
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        exitcode: ExitCode,
+        /// Its panic message, if it panicked.
+        panic: Option<String>,
+    },
+    /// A job was stopped by a signal (SIGINT, SIGTERM).
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The child's result did not decode as the expected type.
+    Decode {
+        /// What was wrong with the bytes.
+        reason: &'static str,
+    },
+}
+
+impl Error {
+    pub(crate) fn sys(op: &'static str) -> impl FnOnce(Errno) -> Error {
+        move |errno| Error::Sys { op, errno }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::AlreadyStarted => f.write_str("processes can only be started once"),
+            Error::NotStarted => f.write_str("the process has not been started"),
+            Error::Closed => f.write_str("the process object is closed"),
+            Error::StillRunning => f.write_str("cannot close a process while it is still running"),
+            Error::DaemonChildren => {
+                f.write_str("daemonic processes are not allowed to have children")
+            }
+            Error::MultiThreaded { threads } => write!(
+                f,
+                "refusing to fork: this process has {threads} threads and fork copies only the \
+                 calling one (a lock held by another thread would stay locked in the child); \
+                 start processes before spawning threads, or opt in with \
+                 Process::allow_threads(true) if the child only runs fork-safe code"
+            ),
+            Error::CpuUnavailable { cpu } => {
+                write!(f, "cpu {cpu} is not in this process's affinity set")
+            }
+            Error::Sys { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
+            Error::ChildPanicked { name, pid, message } => {
+                write!(f, "{name} (pid {pid}) panicked: {message}")
+            }
+            Error::ChildFailed {
+                name,
+                pid,
+                exitcode,
+            } => {
+                write!(
+                    f,
+                    "{name} (pid {pid}) ended without a result, exit code {exitcode}"
+                )
+            }
+            Error::WorkerDied {
+                worker,
+                pid,
+                exitcode,
+                panic,
+            } => {
+                write!(
+                    f,
+                    "worker {worker} (pid {pid}) died with exit code {exitcode}"
+                )?;
+                match panic {
+                    Some(message) => write!(f, ": panicked: {message}"),
+                    None => Ok(()),
+                }
+            }
+            Error::Interrupted { signal } => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(sig) => write!(f, "interrupted by {}", sig.as_str()),
+                Err(_) => write!(f, "interrupted by signal {signal}"),
+            },
+            Error::Decode { reason } => write!(f, "cannot decode the child's result: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,228 @@
+//! `pifork`: computes pi with one pinned worker process per core, races workers, reports
+//! what the system offers. Flags are parsed here; the work is done by the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use pifork::cli::{parse_count, pi_json, pi_text};
+use pifork::{Error, SignalPipe, engine, pi, race};
+
+/// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
+#[derive(FromArgs)]
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Pi(PiArgs),
+    Race(RaceArgs),
+    Info(InfoArgs),
+}
+
+/// Compute pi with the Leibniz series on one pinned worker process per core.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pi")]
+struct PiArgs {
+    /// terms of the series (default 100000000; accepts 1e8 and 100_000_000)
+    #[argh(option, from_str_fn(parse_count), default = "100_000_000")]
+    terms: u64,
+    /// worker processes (default: the CPUs this process may use)
+    #[argh(option, from_str_fn(parse_count))]
+    workers: Option<u64>,
+    /// do not pin workers to CPUs
+    #[argh(switch)]
+    no_pin: bool,
+    /// print one JSON object instead of text
+    #[argh(switch)]
+    json: bool,
+    /// also print the estimate corrected with the series' remainder expansion
+    #[argh(switch)]
+    correct: bool,
+}
+
+/// Start workers with different amounts of work; report the first to finish, stop the rest.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "race")]
+struct RaceArgs {
+    /// runners (default: the CPUs this process may use)
+    #[argh(option, from_str_fn(parse_count))]
+    workers: Option<u64>,
+    /// seed of the work sizes (default 1)
+    #[argh(option, from_str_fn(parse_count), default = "1")]
+    seed: u64,
+    /// the largest amount of work, in terms (default 30000000)
+    #[argh(option, from_str_fn(parse_count), default = "30_000_000")]
+    terms: u64,
+    /// wait for every runner instead of terminating the losers
+    #[argh(switch)]
+    join_all: bool,
+}
+
+/// Show the kernel, whether pidfd works, the CPUs available and the backend chosen.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "info")]
+struct InfoArgs {}
+
+/// A run's failure, turned into one line and an exit code here and nowhere else.
+enum Failure {
+    Usage(String),
+    Run(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Run(e)
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli = match Cli::from_args(&["pifork"], strs.get(1..).unwrap_or_default()) {
+        Ok(cli) => cli,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    print!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    let first = early.output.lines().next().unwrap_or("invalid arguments");
+                    eprintln!("pifork: {first} (see pifork --help)");
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Pi(a) => run_pi(a),
+        Command::Race(a) => run_race(a),
+        Command::Info(_) => run_info(),
+    };
+    let _ = std::io::stdout().flush();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("pifork: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(Error::Interrupted { signal })) => {
+            eprintln!("pifork: {}", Error::Interrupted { signal });
+            ExitCode::from((128 + signal) as u8)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("pifork: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The worker count: the flag, else the CPUs available; at least 1.
+fn worker_count(flag: Option<u64>) -> Result<usize, Failure> {
+    match flag {
+        None => Ok(pifork::cpu_count()),
+        Some(0) => Err(Failure::Usage("--workers must be at least 1".into())),
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= 4096)
+            .ok_or_else(|| Failure::Usage(format!("--workers {n} is too many (at most 4096)"))),
+    }
+}
+
+fn check_terms(terms: u64) -> Result<(), Failure> {
+    if terms == 0 {
+        return Err(Failure::Usage("--terms must be at least 1".into()));
+    }
+    if terms > pi::MAX_TERMS {
+        return Err(Failure::Usage(format!(
+            "--terms {terms} is too large (at most {})",
+            pi::MAX_TERMS
+        )));
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, as a descriptor the run waits on; the run then ends with
+/// [`Error::Interrupted`].
+fn shutdown_signals() -> Result<SignalPipe, Failure> {
+    Ok(SignalPipe::new(&[
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?)
+}
+
+fn run_pi(a: PiArgs) -> Result<(), Failure> {
+    check_terms(a.terms)?;
+    let workers = worker_count(a.workers)?;
+    let signals = shutdown_signals()?;
+    let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
+    let mut job = engine::PiJob::new(a.terms, workers);
+    job.pin = !a.no_pin;
+    let report = engine::run(&job, Some((signals.fd(), &on_signal)))?;
+    if a.json {
+        println!("{}", pi_json(&report, a.correct));
+    } else {
+        print!("{}", pi_text(&report, a.correct));
+    }
+    Ok(())
+}
+
+fn run_race(a: RaceArgs) -> Result<(), Failure> {
+    check_terms(a.terms)?;
+    let workers = worker_count(a.workers)?;
+    let signals = shutdown_signals()?;
+    let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
+    let report = race::race(
+        workers,
+        a.seed,
+        a.terms,
+        a.join_all,
+        Some((signals.fd(), &on_signal)),
+    )?;
+    println!(
+        "race: {} runners, seed {}",
+        report.runners.len(),
+        report.seed
+    );
+    let w = &report.runners[report.winner];
+    println!(
+        "first: runner {} (pid {}, {} terms) after {:.1} ms",
+        w.index,
+        w.pid,
+        w.terms,
+        w.finished.unwrap_or_default().as_secs_f64() * 1e3
+    );
+    for r in &report.runners {
+        let when = r.finished.map_or(String::from("terminated"), |d| {
+            format!("finished after {:.1} ms", d.as_secs_f64() * 1e3)
+        });
+        println!(
+            "runner {}: pid {} terms {} exitcode {} ({when})",
+            r.index, r.pid, r.terms, r.exitcode
+        );
+    }
+    Ok(())
+}
+
+fn run_info() -> Result<(), Failure> {
+    let info = pifork::system_info();
+    let (sysname, release, machine) = &info.kernel;
+    println!("pifork {}", env!("CARGO_PKG_VERSION"));
+    println!("kernel: {sysname} {release} {machine}");
+    match &info.pidfd {
+        Ok(()) => println!("pidfd: works"),
+        Err(why) => println!("pidfd: unavailable ({why})"),
+    }
+    println!(
+        "cpus: {} ({})",
+        info.cpus.len(),
+        pifork::format_cpu_list(&info.cpus)
+    );
+    println!("backend: {}", info.backend.as_str());
+    Ok(())
+}

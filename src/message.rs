@@ -1,0 +1,214 @@
+//! A small, fixed binary encoding for values that travel between processes (results and
+//! channel messages): little-endian scalars, length-prefixed byte strings, tuples in order.
+
+use crate::error::{Error, Result};
+
+/// A value that can be sent from one process to another.
+pub trait Message: Sized {
+    /// Appends the encoding of `self` to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decodes one value from the front of `input`, advancing it.
+    fn decode(input: &mut &[u8]) -> Result<Self>;
+}
+
+/// Encodes a value into a fresh buffer.
+pub fn to_bytes<T: Message>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    value.encode(&mut out);
+    out
+}
+
+/// Decodes a value that must use all of `bytes`.
+pub fn from_bytes<T: Message>(mut bytes: &[u8]) -> Result<T> {
+    let value = T::decode(&mut bytes)?;
+    if bytes.is_empty() {
+        Ok(value)
+    } else {
+        Err(Error::Decode {
+            reason: "trailing bytes",
+        })
+    }
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+    if input.len() < n {
+        return Err(Error::Decode {
+            reason: "truncated",
+        });
+    }
+    let (head, tail) = input.split_at(n);
+    *input = tail;
+    Ok(head)
+}
+
+macro_rules! scalar {
+    ($($t:ty),*) => {$(
+        impl Message for $t {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                let bytes = take(input, std::mem::size_of::<$t>())?;
+                Ok(<$t>::from_le_bytes(bytes.try_into().expect("length checked by take")))
+            }
+        }
+    )*};
+}
+
+scalar!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+
+impl Message for usize {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as u64).encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        usize::try_from(u64::decode(input)?).map_err(|_| Error::Decode {
+            reason: "usize overflow",
+        })
+    }
+}
+
+impl Message for isize {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as i64).encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        isize::try_from(i64::decode(input)?).map_err(|_| Error::Decode {
+            reason: "isize overflow",
+        })
+    }
+}
+
+impl Message for bool {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self));
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        match u8::decode(input)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::Decode { reason: "bad bool" }),
+        }
+    }
+}
+
+impl Message for () {
+    fn encode(&self, _out: &mut Vec<u8>) {}
+    fn decode(_input: &mut &[u8]) -> Result<Self> {
+        Ok(())
+    }
+}
+
+impl Message for Vec<u8> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        out.extend_from_slice(self);
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        let len = usize::decode(input)?;
+        Ok(take(input, len)?.to_vec())
+    }
+}
+
+impl Message for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        String::from_utf8(Vec::<u8>::decode(input)?).map_err(|_| Error::Decode {
+            reason: "invalid UTF-8",
+        })
+    }
+}
+
+impl<T: Message> Message for Option<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                v.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut &[u8]) -> Result<Self> {
+        match u8::decode(input)? {
+            0 => Ok(None),
+            1 => Ok(Some(T::decode(input)?)),
+            _ => Err(Error::Decode {
+                reason: "bad option tag",
+            }),
+        }
+    }
+}
+
+macro_rules! tuple {
+    ($($name:ident),+) => {
+        impl<$($name: Message),+> Message for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn encode(&self, out: &mut Vec<u8>) {
+                let ($($name,)+) = self;
+                $($name.encode(out);)+
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                Ok(($($name::decode(input)?,)+))
+            }
+        }
+    };
+}
+
+tuple!(A);
+tuple!(A, B);
+tuple!(A, B, C);
+tuple!(A, B, C, D);
+tuple!(A, B, C, D, E);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(
+            from_bytes::<f64>(&to_bytes(&-0.1f64)).unwrap().to_bits(),
+            (-0.1f64).to_bits()
+        );
+        assert_eq!(from_bytes::<u64>(&to_bytes(&u64::MAX)).unwrap(), u64::MAX);
+        assert_eq!(from_bytes::<i32>(&to_bytes(&-7i32)).unwrap(), -7);
+        let bytes = vec![0u8, 255, 1, 2];
+        assert_eq!(from_bytes::<Vec<u8>>(&to_bytes(&bytes)).unwrap(), bytes);
+        let t = (1.5f64, 3u64, String::from("é"), Some(true));
+        assert_eq!(
+            from_bytes::<(f64, u64, String, Option<bool>)>(&to_bytes(&t)).unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(
+            from_bytes::<u64>(&[1, 2, 3]),
+            Err(Error::Decode {
+                reason: "truncated"
+            })
+        );
+        assert_eq!(
+            from_bytes::<u8>(&[1, 2]),
+            Err(Error::Decode {
+                reason: "trailing bytes"
+            })
+        );
+        assert_eq!(
+            from_bytes::<bool>(&[7]),
+            Err(Error::Decode { reason: "bad bool" })
+        );
+        let huge = to_bytes(&u64::MAX);
+        assert_eq!(
+            from_bytes::<Vec<u8>>(&huge),
+            Err(Error::Decode {
+                reason: "truncated"
+            })
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Bookkeeping descriptors that pifork creates (sentinels, result pipes, channels) are recorded
+//! here, so that a freshly forked child can close the ones that are not its own: no child holds
+//! another child's pipe end, so end-of-file and hang-up arrive when they should.
+//!
+//! The table is a fixed array of atomics: reading it in a forked child takes no lock.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+const SLOTS: usize = 4096;
+const FREE: i32 = -1;
+
+static TABLE: [AtomicI32; SLOTS] = [const { AtomicI32::new(FREE) }; SLOTS];
+
+fn register(fd: RawFd) {
+    for slot in &TABLE {
+        if slot
+            .compare_exchange(FREE, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+    log::warn!("descriptor table full: fd {fd} will be inherited by later children");
+}
+
+fn unregister(fd: RawFd) {
+    for slot in &TABLE {
+        if slot
+            .compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Records a descriptor that lives as long as the process (owned elsewhere), so that
+/// children do not inherit it.
+pub(crate) fn track_forever(fd: &impl AsRawFd) {
+    register(fd.as_raw_fd());
+}
+
+/// In a freshly forked child: closes every recorded descriptor except those in `keep`, which
+/// stay recorded (so the child's own children close them in turn). Lock-free and
+/// allocation-free, hence safe right after `fork`.
+pub(crate) fn close_others_in_child(keep: &[RawFd]) {
+    for slot in &TABLE {
+        let fd = slot.load(Ordering::Acquire);
+        if fd != FREE && !keep.contains(&fd) {
+            crate::sys::close_raw(fd);
+            slot.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// An owned descriptor recorded in the table for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct Tracked(Option<OwnedFd>);
+
+impl Tracked {
+    /// Records `fd` and takes ownership of it.
+    pub(crate) fn new(fd: OwnedFd) -> Tracked {
+        register(fd.as_raw_fd());
+        Tracked(Some(fd))
+    }
+}
+
+impl AsFd for Tracked {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_ref().expect("present until drop").as_fd()
+    }
+}
+
+impl AsRawFd for Tracked {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            // Forget the number first: once closed it may be reused by an unrelated open.
+            unregister(fd.as_raw_fd());
+            drop(fd);
+        }
+    }
+}

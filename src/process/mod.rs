@@ -1,0 +1,499 @@
+//! `Process`: a target run in a child process, with CPython's `multiprocessing.Process`
+//! semantics, and `Supervisor`, a scope that owns several of them.
+
+mod fds;
+#[cfg(unix)]
+mod unix;
+
+use std::fmt;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+pub(crate) use fds::{Tracked, track_forever};
+pub use unix::{Backend, backend, probe_pidfd};
+use unix::{Child, Spawn};
+
+use crate::error::{Error, Result};
+use crate::message::{self, Message};
+use crate::wait::{deadline_after, wait};
+
+/// A process id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pid(pub(crate) i32);
+
+impl Pid {
+    /// The raw number.
+    pub fn as_raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How a process ended: CPython's `exitcode`, an exit status or a negated signal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// The process exited with this status.
+    Exited(i32),
+    /// The process was killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitCode {
+    /// CPython's integer form: the status, or minus the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitCode::Exited(code) => code,
+            ExitCode::Signaled(signal) => -signal,
+        }
+    }
+
+    /// True for a clean exit with status 0.
+    pub fn success(self) -> bool {
+        self == ExitCode::Exited(0)
+    }
+}
+
+impl fmt::Display for ExitCode {
+    /// Python-style: `0`, `1`, `-SIGTERM` (or `-15` for a signal without a name).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitCode::Exited(code) => write!(f, "{code}"),
+            ExitCode::Signaled(signal) => match Signal::try_from(signal) {
+                Ok(sig) => write!(f, "-{}", sig.as_str()),
+                Err(_) => write!(f, "-{signal}"),
+            },
+        }
+    }
+}
+
+/// The number of CPUs this process may run on (its affinity set), not the machine's total.
+pub fn cpu_count() -> usize {
+    available_cpus().len().max(1)
+}
+
+/// The CPUs this process may run on, ascending.
+pub fn available_cpus() -> Vec<usize> {
+    crate::sys::get_affinity().unwrap_or_else(|_| vec![0])
+}
+
+/// Tags of the frame a child sends back.
+const TAG_VALUE: u8 = 0;
+const TAG_PANIC: u8 = 1;
+
+/// Runs `target` catching a panic; returns the exit code and the frame to send back.
+fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec<u8>) {
+    match catch_unwind(AssertUnwindSafe(target)) {
+        Ok(bytes) => {
+            let mut frame = Vec::with_capacity(bytes.len() + 1);
+            frame.push(TAG_VALUE);
+            frame.extend_from_slice(&bytes);
+            (0, frame)
+        }
+        Err(payload) => {
+            let text = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "panic with a non-string payload".to_string()
+            };
+            let mut frame = vec![TAG_PANIC];
+            text.encode(&mut frame);
+            (1, frame)
+        }
+    }
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+type Target<T> = Box<dyn FnOnce() -> T>;
+
+enum State {
+    Initial,
+    Started(Child),
+    Closed,
+}
+
+/// A target function run in a child process, like CPython's `multiprocessing.Process`.
+///
+/// The child's return value (any [`Message`]) travels back to the parent and is read with
+/// [`Process::result`]. Dropping a started process ends its owner's scope the CPython way:
+/// a daemonic child is terminated, a non-daemonic one is joined; either way it is reaped.
+pub struct Process<T: Message = ()> {
+    name: String,
+    daemon: bool,
+    cpus: Option<Vec<usize>>,
+    allow_threads: bool,
+    inherit: Vec<RawFd>,
+    target: Option<Target<T>>,
+    state: State,
+}
+
+impl<T: Message> fmt::Debug for Process<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Initial => "initial".to_string(),
+            State::Started(c) => match c.status() {
+                None => format!("started pid={}", c.pid()),
+                Some(code) => format!("stopped pid={} exitcode={code}", c.pid()),
+            },
+            State::Closed => "closed".to_string(),
+        };
+        write!(
+            f,
+            "<Process name={:?} {state}{}>",
+            self.name,
+            if self.daemon { " daemon" } else { "" }
+        )
+    }
+}
+
+impl<T: Message + 'static> Process<T> {
+    /// A process that will run `target` (a closure or fn; capture its arguments).
+    pub fn new(target: impl FnOnce() -> T + 'static) -> Self {
+        Process {
+            name: format!("Process-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            daemon: false,
+            cpus: None,
+            allow_threads: false,
+            inherit: Vec::new(),
+            target: Some(Box::new(target)),
+            state: State::Initial,
+        }
+    }
+
+    /// A process that will run `target(args)`.
+    pub fn with_args<A: 'static>(target: impl FnOnce(A) -> T + 'static, args: A) -> Self {
+        Self::new(move || target(args))
+    }
+}
+
+impl<T: Message> Process<T> {
+    /// Sets the name (default `Process-N`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Marks the process daemonic: terminated when its owner's scope ends, killed with its
+    /// parent (`PR_SET_PDEATHSIG`), and not allowed to start children.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Pins the child to these CPUs (`sched_setaffinity` before the target runs).
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// Allows a raw fork from a multi-threaded parent. Only sound if the target takes no lock
+    /// that another parent thread could have held at the fork.
+    pub fn allow_threads(mut self, allow: bool) -> Self {
+        self.allow_threads = allow;
+        self
+    }
+
+    /// Keeps these descriptors open in the child (pifork's own channel ends are otherwise
+    /// closed there; other descriptors are inherited as with any fork).
+    pub fn inherit_fds(mut self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+        self.inherit.extend(fds);
+        self
+    }
+
+    /// The process's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The CPUs the child will be (or was) pinned to.
+    pub fn pinned_cpus(&self) -> Option<&[usize]> {
+        self.cpus.as_deref()
+    }
+
+    fn child(&self) -> Result<&Child> {
+        match &self.state {
+            State::Initial => Err(Error::NotStarted),
+            State::Started(c) => Ok(c),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    fn child_mut(&mut self) -> Result<&mut Child> {
+        match &mut self.state {
+            State::Initial => Err(Error::NotStarted),
+            State::Started(c) => Ok(c),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Starts the child. Errors if already started or closed, in a daemonic process, or
+    /// (without [`Process::allow_threads`]) in a multi-threaded one.
+    pub fn start(&mut self) -> Result<()> {
+        match self.state {
+            State::Initial => {}
+            State::Started(_) => return Err(Error::AlreadyStarted),
+            State::Closed => return Err(Error::Closed),
+        }
+        if unix::in_daemon() {
+            return Err(Error::DaemonChildren);
+        }
+        if let Some(cpus) = &self.cpus {
+            let allowed = available_cpus();
+            if let Some(&cpu) = cpus.iter().find(|c| !allowed.contains(c)) {
+                return Err(Error::CpuUnavailable { cpu });
+            }
+        }
+        let target = self.target.take().ok_or(Error::AlreadyStarted)?;
+        let spec = Spawn {
+            name: &self.name,
+            daemon: self.daemon,
+            cpus: self.cpus.as_deref(),
+            allow_threads: self.allow_threads,
+            inherit: &self.inherit,
+        };
+        // The target is consumed in the child; in the parent it is dropped here, closing the
+        // parent's copies of whatever it captured (such as the child's channel ends).
+        let body = Box::new(move || run_target(Box::new(move || message::to_bytes(&target()))));
+        let child = Child::launch(&spec, body)?;
+        if let Some(cpus) = &self.cpus {
+            log::debug!("{} pid {} pinned to cpus {cpus:?}", self.name, child.pid());
+        }
+        self.state = State::Started(child);
+        Ok(())
+    }
+
+    /// Waits for the child to end (and reaps it).
+    pub fn join(&mut self) -> Result<()> {
+        self.child_mut()?.wait_until(None).map(drop)
+    }
+
+    /// Waits at most `timeout`; true if the child has ended.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = deadline_after(Some(timeout));
+        Ok(self.child_mut()?.wait_until(deadline)?.is_some())
+    }
+
+    /// Whether the child has been started and has not ended yet.
+    pub fn is_alive(&mut self) -> Result<bool> {
+        match &mut self.state {
+            State::Initial => Ok(false),
+            State::Started(c) => Ok(c.try_wait()?.is_none()),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// `None` while running (or not started), then how the child ended.
+    pub fn exitcode(&mut self) -> Result<Option<ExitCode>> {
+        match &mut self.state {
+            State::Initial => Ok(None),
+            State::Started(c) => c.try_wait(),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// The child's pid, once started.
+    pub fn pid(&self) -> Result<Option<Pid>> {
+        match &self.state {
+            State::Initial => Ok(None),
+            State::Started(c) => Ok(Some(c.pid())),
+            State::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// A descriptor that becomes ready when the child ends, for [`wait`].
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        Ok(self.child()?.sentinel())
+    }
+
+    /// Sends SIGTERM (no-op once the child has been reaped).
+    pub fn terminate(&mut self) -> Result<()> {
+        self.child()?.signal(Signal::SIGTERM)
+    }
+
+    /// Sends SIGKILL (no-op once the child has been reaped).
+    pub fn kill(&mut self) -> Result<()> {
+        self.child()?.signal(Signal::SIGKILL)
+    }
+
+    /// Releases the process's resources. Errors while the child runs; afterwards every call
+    /// on this object errors with [`Error::Closed`].
+    pub fn close(&mut self) -> Result<()> {
+        if let State::Started(c) = &mut self.state
+            && c.try_wait()?.is_none()
+        {
+            return Err(Error::StillRunning);
+        }
+        self.target = None;
+        self.state = State::Closed;
+        Ok(())
+    }
+
+    /// Joins the child and returns its value; a panic or a death without a result is an
+    /// error naming the process, its pid and how it ended.
+    pub fn result(&mut self) -> Result<T> {
+        let name = self.name.clone();
+        let child = self.child_mut()?;
+        let code = match child.wait_until(None)? {
+            Some(code) => code,
+            None => unreachable!("waiting without a deadline returns only when the child ended"),
+        };
+        let pid = child.pid().0;
+        match child.output().split_first() {
+            Some((&TAG_VALUE, rest)) if code.success() => message::from_bytes(rest),
+            Some((&TAG_PANIC, mut rest)) => {
+                let message = String::decode(&mut rest)?;
+                Err(Error::ChildPanicked { name, pid, message })
+            }
+            _ => Err(Error::ChildFailed {
+                name,
+                pid,
+                exitcode: code,
+            }),
+        }
+    }
+
+    /// End of the owner's scope: terminate a daemonic child (then kill it if it lingers),
+    /// join a non-daemonic one.
+    fn finish(&mut self) {
+        let daemon = self.daemon;
+        let Ok(child) = self.child_mut() else { return };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if daemon {
+            let _ = child.signal(Signal::SIGTERM);
+            if !matches!(
+                child.wait_until(deadline_after(Some(Duration::from_secs(1)))),
+                Ok(Some(_))
+            ) {
+                let _ = child.signal(Signal::SIGKILL);
+            }
+        }
+        let _ = child.wait_until(None);
+    }
+}
+
+impl<T: Message> Drop for Process<T> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Waits until the first of `procs` has ended or `timeout` passes; returns its index
+/// (the lowest if several ended), or `None` on timeout. Unstarted processes are an error.
+pub fn wait_first<T: Message>(
+    procs: &[Process<T>],
+    timeout: Option<Duration>,
+) -> Result<Option<usize>> {
+    let sentinels = procs
+        .iter()
+        .map(Process::sentinel)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(wait(&sentinels, timeout)?.first().copied())
+}
+
+/// Joins all of `procs` within one overall `timeout`; true if all have ended.
+pub fn wait_all<T: Message>(procs: &mut [Process<T>], timeout: Option<Duration>) -> Result<bool> {
+    let deadline = deadline_after(timeout);
+    for p in procs.iter_mut() {
+        if p.child_mut()?.wait_until(deadline)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A scope owning several processes; when it ends (drop or [`Supervisor::shutdown`]),
+/// daemonic children are terminated and non-daemonic ones joined, as CPython does at exit.
+#[derive(Debug)]
+pub struct Supervisor<T: Message = ()> {
+    procs: Vec<Process<T>>,
+}
+
+impl<T: Message> Default for Supervisor<T> {
+    fn default() -> Self {
+        Supervisor { procs: Vec::new() }
+    }
+}
+
+impl<T: Message> Supervisor<T> {
+    /// An empty supervisor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts `process` and takes ownership of it; returns its index.
+    pub fn start(&mut self, mut process: Process<T>) -> Result<usize> {
+        process.start()?;
+        self.procs.push(process);
+        Ok(self.procs.len() - 1)
+    }
+
+    /// The processes, in start order.
+    pub fn processes(&self) -> &[Process<T>] {
+        &self.procs
+    }
+
+    /// The processes, mutably.
+    pub fn processes_mut(&mut self) -> &mut [Process<T>] {
+        &mut self.procs
+    }
+
+    /// Waits for the first still-running process to end; its index, or `None` on timeout or
+    /// when none is running.
+    pub fn wait_first(&mut self, timeout: Option<Duration>) -> Result<Option<usize>> {
+        let mut running = Vec::new();
+        for (i, p) in self.procs.iter_mut().enumerate() {
+            if p.is_alive()? {
+                running.push(i);
+            }
+        }
+        if running.is_empty() {
+            return Ok(None);
+        }
+        let sentinels = running
+            .iter()
+            .map(|&i| self.procs[i].sentinel())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(wait(&sentinels, timeout)?.first().map(|&k| running[k]))
+    }
+
+    /// Sends SIGTERM to every running process.
+    pub fn terminate_all(&mut self) -> Result<()> {
+        self.procs.iter_mut().try_for_each(|p| p.terminate())
+    }
+
+    /// Ends the scope now: terminates daemonic children, joins the others, reaps all.
+    pub fn shutdown(&mut self) {
+        for p in &mut self.procs {
+            if p.daemon {
+                let _ = p.terminate();
+            }
+        }
+        for p in &mut self.procs {
+            p.finish();
+        }
+    }
+}
+
+impl<T: Message> Drop for Supervisor<T> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

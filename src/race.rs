@@ -1,0 +1,146 @@
+//! The race: workers with different amounts of work; the first to finish is found through the
+//! sentinels (no polling), then the rest are terminated — or, on request, all are joined.
+
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::pi;
+use crate::process::{ExitCode, Process, Supervisor, available_cpus};
+use crate::wait::wait;
+
+/// One runner's outcome.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// Index 0..W.
+    pub index: usize,
+    /// Its pid.
+    pub pid: i32,
+    /// Terms it had to sum.
+    pub terms: u64,
+    /// How it ended.
+    pub exitcode: ExitCode,
+    /// When it ended, from the start of the race (None if it was terminated).
+    pub finished: Option<Duration>,
+}
+
+/// The race's outcome.
+#[derive(Debug, Clone)]
+pub struct RaceReport {
+    /// The seed of the work sizes.
+    pub seed: u64,
+    /// Index of the winner.
+    pub winner: usize,
+    /// Every runner, by index.
+    pub runners: Vec<Runner>,
+}
+
+/// splitmix64: a small, well-mixed generator; plenty for picking work sizes.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Work sizes for `workers` runners: distinct, between `max_terms / 4` and `max_terms`.
+pub fn work_sizes(workers: usize, seed: u64, max_terms: u64) -> Vec<u64> {
+    let mut state = seed;
+    let low = (max_terms / 4).max(1);
+    let mut sizes: Vec<u64> = Vec::with_capacity(workers);
+    while sizes.len() < workers {
+        let size = low + next_random(&mut state) % (max_terms - low + 1);
+        if !sizes.contains(&size) || max_terms - low + 1 < workers as u64 {
+            sizes.push(size);
+        }
+    }
+    sizes
+}
+
+/// Runs the race. `cancel` as in [`crate::engine::run`].
+pub fn race(
+    workers: usize,
+    seed: u64,
+    max_terms: u64,
+    join_all: bool,
+    cancel: Option<(BorrowedFd<'_>, &dyn Fn() -> Option<Error>)>,
+) -> Result<RaceReport> {
+    let sizes = work_sizes(workers, seed, max_terms);
+    let cpus = available_cpus();
+    let mut sup: Supervisor<f64> = Supervisor::new();
+    let start = Instant::now();
+    for (i, &terms) in sizes.iter().enumerate() {
+        let p = Process::with_args(|n| pi::partial_sum(1, n), terms)
+            .name(format!("runner-{i}"))
+            .daemon(true)
+            .cpus([cpus[i % cpus.len()]]);
+        sup.start(p)?;
+    }
+    let mut finished: Vec<Option<Duration>> = vec![None; workers];
+    let mut winner = None;
+    loop {
+        let running: Vec<usize> = (0..workers).filter(|&i| finished[i].is_none()).collect();
+        if running.is_empty() || (winner.is_some() && !join_all) {
+            break;
+        }
+        let procs = sup.processes();
+        let mut fds = running
+            .iter()
+            .map(|&i| procs[i].sentinel())
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((fd, _)) = &cancel {
+            fds.push(*fd);
+        }
+        let ready = wait(&fds, None)?;
+        let now = start.elapsed();
+        if let Some((_, on_cancel)) = &cancel
+            && ready.contains(&running.len())
+            && let Some(err) = on_cancel()
+        {
+            return Err(err);
+        }
+        for &k in ready.iter().filter(|&&k| k < running.len()) {
+            let i = running[k];
+            finished[i] = Some(now);
+            winner.get_or_insert(i);
+            log::debug!("runner-{i} finished after {now:?}");
+        }
+    }
+    // The losers: terminated (not joined) unless asked to join all.
+    sup.terminate_all()?;
+    let mut runners = Vec::with_capacity(workers);
+    for (i, p) in sup.processes_mut().iter_mut().enumerate() {
+        p.join()?;
+        runners.push(Runner {
+            index: i,
+            pid: p.pid()?.map_or(0, |pid| pid.as_raw()),
+            terms: sizes[i],
+            exitcode: p.exitcode()?.expect("joined"),
+            finished: finished[i],
+        });
+    }
+    Ok(RaceReport {
+        seed,
+        winner: winner.expect("at least one runner finished"),
+        runners,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_seeded_distinct_and_in_range() {
+        let a = work_sizes(8, 7, 1000);
+        assert_eq!(a, work_sizes(8, 7, 1000));
+        assert_ne!(a, work_sizes(8, 8, 1000));
+        assert!(a.iter().all(|&s| (250..=1000).contains(&s)));
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 8);
+        assert_eq!(work_sizes(3, 1, 1).len(), 3);
+    }
+}

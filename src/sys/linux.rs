@@ -1,0 +1,229 @@
+//! Thin wrappers over the Linux syscalls pifork needs, one per syscall, each returning
+//! `Result<_, Errno>` with the raw call checked right where it is made.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub use nix::unistd::ForkResult;
+
+/// Forks the calling process.
+///
+/// # Safety
+/// In the child only async-signal-safe work may follow until the child exits or execs, unless
+/// the parent was single-threaded at the time of the fork (then no lock can be held by a thread
+/// that does not exist in the child). The caller checks this before calling.
+pub unsafe fn fork() -> Result<ForkResult, Errno> {
+    // SAFETY: the contract is forwarded to the caller (see above).
+    unsafe { nix::unistd::fork() }
+}
+
+/// `pidfd_open(2)`: a file descriptor referring to process `pid` (Linux >= 5.3). The kernel
+/// always sets close-on-exec on it (the call accepts no `O_CLOEXEC` flag).
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments; no memory is passed.
+    let res = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    let fd = Errno::result(res)? as RawFd;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signals the process behind `pidfd` (no PID-reuse race).
+/// `None` sends no signal and only checks that the process can be signalled.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Option<Signal>) -> Result<(), Errno> {
+    let sig = signal.map_or(0, |s| s as libc::c_int);
+    // SAFETY: a null siginfo pointer is allowed (the kernel fills in a SI_USER siginfo); the fd
+    // is borrowed, so it stays open for the duration of the call.
+    let res = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    Errno::result(res).map(drop)
+}
+
+/// `waitid(P_PIDFD, fd, WEXITED [| WNOHANG])`: reaps the child behind `pidfd`.
+/// Returns `None` when `block` is false and the child is still running.
+pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> Result<Option<WaitStatus>, Errno> {
+    let mut flags = WaitPidFlag::WEXITED;
+    if !block {
+        flags |= WaitPidFlag::WNOHANG;
+    }
+    loop {
+        match nix::sys::wait::waitid(Id::PIDFd(pidfd), flags) {
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => return Ok(Some(status)),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `waitpid(pid, 0 | WNOHANG)`: reaps the child `pid`; `None` when still running.
+pub fn waitpid(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
+    let flags = if block {
+        None
+    } else {
+        Some(WaitPidFlag::WNOHANG)
+    };
+    loop {
+        match nix::sys::wait::waitpid(pid, flags) {
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => return Ok(Some(status)),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `kill(2)`.
+pub fn kill(pid: Pid, signal: Signal) -> Result<(), Errno> {
+    nix::sys::signal::kill(pid, signal)
+}
+
+/// `pipe2(O_CLOEXEC)`: returns (read end, write end).
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    use nix::fcntl::{F_GETFL, F_SETFL, OFlag, fcntl};
+    let mut flags = OFlag::from_bits_truncate(fcntl(fd, F_GETFL)?);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(fd, F_SETFL(flags)).map(drop)
+}
+
+/// `read(2)`, retrying on EINTR.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `write(2)` of the whole buffer, retrying on EINTR and short writes.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `close(2)` of a raw descriptor the caller knows it owns (used in a freshly forked child to
+/// drop copies of the parent's bookkeeping descriptors). Async-signal-safe.
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing an integer descriptor has no memory-safety effect; the caller guarantees
+    // that no live `OwnedFd` in this process refers to it afterwards (the forked child never
+    // drops the parent's copies: it leaves only through `exit_now`).
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// `poll(2)` once. Returns the number of ready entries (EINTR is returned to the caller, who
+/// owns the deadline).
+pub fn poll(fds: &mut [nix::poll::PollFd<'_>], timeout_ms: i32) -> Result<usize, Errno> {
+    let timeout =
+        nix::poll::PollTimeout::try_from(timeout_ms).unwrap_or(nix::poll::PollTimeout::NONE);
+    nix::poll::poll(fds, timeout).map(|n| n as usize)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`: deliver `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(signal: Signal) -> Result<(), Errno> {
+    nix::sys::prctl::set_pdeathsig(signal)
+}
+
+/// `getppid(2)`.
+pub fn getppid() -> Pid {
+    nix::unistd::getppid()
+}
+
+/// `getpid(2)`.
+pub fn getpid() -> Pid {
+    nix::unistd::getpid()
+}
+
+/// `sched_setaffinity(0, set)`: pin the calling process to `cpus`.
+pub fn set_affinity(cpus: &[usize]) -> Result<(), Errno> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+}
+
+/// `sched_getaffinity(0)`: the CPUs the calling process may run on, ascending.
+pub fn get_affinity() -> Result<Vec<usize>, Errno> {
+    let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
+    Ok((0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect())
+}
+
+/// `sched_getcpu(3)`: the CPU the caller is running on right now.
+pub fn current_cpu() -> Result<usize, Errno> {
+    nix::sched::sched_getcpu()
+}
+
+/// Resets every signal that has a handler installed to its default action, the way `execve`
+/// does, keeping ignored signals ignored. Used in a forked child so that handlers the parent
+/// installed (for its own shutdown) do not swallow `terminate()`. Async-signal-safe.
+pub fn reset_signal_handlers() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; the previous action is inspected
+        // and restored as it was if it was SIG_IGN or SIG_DFL, so nothing observable changes
+        // for those.
+        let previous = unsafe { nix::sys::signal::sigaction(signal, &default) };
+        if let Ok(prev) = previous
+            && matches!(prev.handler(), SigHandler::SigIgn)
+        {
+            // SAFETY: as above, restoring SIG_IGN.
+            let _ = unsafe { nix::sys::signal::sigaction(signal, &prev) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+}
+
+/// `_exit(2)`: leave the process now, without running destructors or atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Number of threads of the calling process, from `/proc/self/task`.
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// `uname(2)`: (sysname, release, machine).
+pub fn uname() -> Result<(String, String, String), Errno> {
+    let u = nix::sys::utsname::uname()?;
+    Ok((
+        u.sysname().to_string_lossy().into_owned(),
+        u.release().to_string_lossy().into_owned(),
+        u.machine().to_string_lossy().into_owned(),
+    ))
+}

@@ -1,0 +1,99 @@
+//! `wait()`: block until the first of several sentinels (or any readable descriptors) is
+//! ready — the equivalent of `multiprocessing.connection.wait`, on `poll(2)`.
+
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags};
+
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Milliseconds left until `deadline`, rounded up so a wait never ends early; `None` for no
+/// deadline, `Some(0)` once it has passed.
+pub(crate) fn remaining_ms(deadline: Option<Instant>) -> Option<i32> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            0
+        } else {
+            let ms = left.as_micros().div_ceil(1000);
+            i32::try_from(ms).unwrap_or(i32::MAX)
+        }
+    })
+}
+
+/// The deadline `timeout` from now (monotonic clock); `None` waits forever.
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Waits until at least one of `fds` is ready (readable, hung up or in error) or `timeout`
+/// passes, and returns the indices of the ready ones, ascending (empty on timeout).
+///
+/// Process sentinels become ready when the process ends; any other descriptor (a channel's
+/// receiving end, a signal pipe) can be waited on alongside them. Signals that interrupt the
+/// wait are absorbed: the wait resumes with the time that is left.
+pub fn wait(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let deadline = deadline_after(timeout);
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        let timeout_ms = remaining_ms(deadline).unwrap_or(-1);
+        match sys::poll(&mut pollfds, timeout_ms) {
+            Ok(0) if timeout_ms >= 0 && remaining_ms(deadline) == Some(0) => return Ok(Vec::new()),
+            Ok(0) => continue,
+            Ok(_) => {
+                return Ok(pollfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(i, _)| i)
+                    .collect());
+            }
+            Err(Errno::EINTR) => {
+                if remaining_ms(deadline) == Some(0) {
+                    return Ok(Vec::new());
+                }
+            }
+            Err(errno) => return Err(Error::Sys { op: "poll", errno }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn times_out_with_nothing_ready() {
+        let (r, _w) = sys::pipe().unwrap();
+        let start = Instant::now();
+        let ready = wait(&[r.as_fd()], Some(Duration::from_millis(30))).unwrap();
+        assert!(ready.is_empty());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn reports_only_the_ready_ones() {
+        let (r1, _w1) = sys::pipe().unwrap();
+        let (r2, w2) = sys::pipe().unwrap();
+        let (r3, w3) = sys::pipe().unwrap();
+        sys::write_all(w2.as_fd(), b"x").unwrap();
+        drop(w3); // hang-up counts as ready
+        let ready = wait(&[r1.as_fd(), r2.as_fd(), r3.as_fd()], None).unwrap();
+        assert_eq!(ready, vec![1, 2]);
+    }
+
+    #[test]
+    fn zero_timeout_polls_once() {
+        let (r, w) = sys::pipe().unwrap();
+        assert!(wait(&[r.as_fd()], Some(Duration::ZERO)).unwrap().is_empty());
+        sys::write_all(w.as_fd(), b"x").unwrap();
+        assert_eq!(wait(&[r.as_fd()], Some(Duration::ZERO)).unwrap(), vec![0]);
+    }
+}
