@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 
+use std::time::Duration;
+
+use crate::bench::{KernelFigures, ScalingRow};
 use crate::engine::PiReport;
 use crate::pi;
 
@@ -123,11 +126,114 @@ pub fn pi_json(report: &PiReport, correct: bool) -> String {
     out
 }
 
+/// Everything `pifork bench` measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Terms per scaling run.
+    pub terms: u64,
+    /// Runs per figure.
+    pub repeat: usize,
+    /// Single-core kernel figures.
+    pub kernel: KernelFigures,
+    /// Median start+join round trip.
+    pub round_trip: Duration,
+    /// The scaling table.
+    pub rows: Vec<ScalingRow>,
+}
+
+/// The table `pifork bench` prints.
+pub fn bench_text(r: &BenchReport) -> String {
+    let k = &r.kernel;
+    let backend = crate::backend().as_str();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pifork bench: N = {}, medians of {} runs, {backend} backend",
+        r.terms, r.repeat
+    );
+    let _ = writeln!(out, "kernel, one core, {} terms:", k.terms);
+    let _ = writeln!(
+        out,
+        "  pifork kernel    {:7.3} ns/term",
+        k.kernel_ns_per_term
+    );
+    let _ = writeln!(
+        out,
+        "  plain loop       {:7.3} ns/term  (kernel {:.2}x faster)",
+        k.plain_ns_per_term,
+        k.speedup()
+    );
+    let _ = writeln!(
+        out,
+        "  division limit   {:7.3} ns/div   (kernel: {:.3} ns per division, {:.0}% of the limit)",
+        k.division_ns,
+        2.0 * k.kernel_ns_per_term,
+        100.0 * k.of_division_limit()
+    );
+    let _ = writeln!(
+        out,
+        "start+join round trip (fork): {:.1} us",
+        r.round_trip.as_secs_f64() * 1e6
+    );
+    let _ = writeln!(out, "scaling:");
+    let _ = writeln!(
+        out,
+        "  workers   wall ms  speedup  efficiency  capacity  of capacity"
+    );
+    for row in &r.rows {
+        let _ = writeln!(
+            out,
+            "  {:7}  {:8.1}  {:7.2}  {:9.0}%  {:8.2}  {:10.0}%",
+            row.workers,
+            row.wall.as_secs_f64() * 1e3,
+            row.speedup,
+            100.0 * row.efficiency,
+            row.capacity,
+            100.0 * row.of_capacity()
+        );
+    }
+    out
+}
+
+/// The one-object JSON form of [`bench_text`].
+pub fn bench_json(r: &BenchReport) -> String {
+    let k = &r.kernel;
+    let mut out = format!(
+        "{{\"terms\":{},\"repeat\":{},\"backend\":\"{}\",\"kernel_terms\":{},\"kernel_ns_per_term\":{:.4},\
+         \"plain_ns_per_term\":{:.4},\"division_ns\":{:.4},\"kernel_speedup\":{:.3},\
+         \"of_division_limit\":{:.3},\"round_trip_us\":{:.1},\"scaling\":[",
+        r.terms,
+        r.repeat,
+        crate::backend().as_str(),
+        k.terms,
+        k.kernel_ns_per_term,
+        k.plain_ns_per_term,
+        k.division_ns,
+        k.speedup(),
+        k.of_division_limit(),
+        r.round_trip.as_secs_f64() * 1e6
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{{\"workers\":{},\"wall_ms\":{:.3},\"speedup\":{:.3},\"efficiency\":{:.3},\"capacity\":{:.3},\"of_capacity\":{:.3}}}",
+            if i > 0 { "," } else { "" },
+            row.workers,
+            row.wall.as_secs_f64() * 1e3,
+            row.speedup,
+            row.efficiency,
+            row.capacity,
+            row.of_capacity()
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::WorkerReport;
-    use std::time::Duration;
 
     #[test]
     fn parses_counts() {

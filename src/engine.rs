@@ -129,7 +129,11 @@ impl Worker {
 
     fn died(&mut self, index: usize) -> Error {
         let pid = self.process.pid().ok().flatten().map_or(0, |p| p.as_raw());
-        let _ = self.process.kill();
+        // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
+        // finish (so a panic message arrives whole), then make sure.
+        if !matches!(self.process.join_timeout(Duration::from_secs(1)), Ok(true)) {
+            let _ = self.process.kill();
+        }
         let panic = match self.process.result() {
             Err(Error::ChildPanicked { message, .. }) => Some(message),
             _ => None,

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use pifork::cli::{parse_count, pi_json, pi_text};
+use pifork::bench;
+use pifork::cli::{BenchReport, bench_json, bench_text, parse_count, pi_json, pi_text};
 use pifork::{Error, SignalPipe, engine, pi, race};
 
 /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
@@ -20,6 +21,7 @@ struct Cli {
 enum Command {
     Pi(PiArgs),
     Race(RaceArgs),
+    Bench(BenchArgs),
     Info(InfoArgs),
 }
 
@@ -62,6 +64,24 @@ struct RaceArgs {
     join_all: bool,
 }
 
+/// Measure the kernel, the scaling over worker counts and the start+join round trip.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "bench")]
+struct BenchArgs {
+    /// terms per scaling run (default 1e9)
+    #[argh(option, from_str_fn(parse_count), default = "1_000_000_000")]
+    terms: u64,
+    /// largest worker count (default: the CPUs this process may use)
+    #[argh(option, from_str_fn(parse_count))]
+    max_workers: Option<u64>,
+    /// runs per figure; medians are reported (default 5)
+    #[argh(option, from_str_fn(parse_count), default = "5")]
+    repeat: u64,
+    /// print one JSON object instead of a table
+    #[argh(switch)]
+    json: bool,
+}
+
 /// Show the kernel, whether pidfd works, the CPUs available and the backend chosen.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "info")]
@@ -102,6 +122,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Pi(a) => run_pi(a),
         Command::Race(a) => run_race(a),
+        Command::Bench(a) => run_bench(a),
         Command::Info(_) => run_info(),
     };
     let _ = std::io::stdout().flush();
@@ -205,6 +226,32 @@ fn run_race(a: RaceArgs) -> Result<(), Failure> {
             "runner {}: pid {} terms {} exitcode {} ({when})",
             r.index, r.pid, r.terms, r.exitcode
         );
+    }
+    Ok(())
+}
+
+fn run_bench(a: BenchArgs) -> Result<(), Failure> {
+    check_terms(a.terms)?;
+    let max_workers = worker_count(a.max_workers)?;
+    if a.repeat == 0 || a.repeat > 1000 {
+        return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
+    }
+    let repeat = a.repeat as usize;
+    let kernel_terms = (a.terms / 10).clamp(1 << 20, 100_000_000);
+    let kernel = bench::kernel_figures(kernel_terms, repeat);
+    let round_trip = bench::round_trip(200)?;
+    let rows = bench::scaling(a.terms, max_workers, repeat)?;
+    let report = BenchReport {
+        terms: a.terms,
+        repeat,
+        kernel,
+        round_trip,
+        rows,
+    };
+    if a.json {
+        println!("{}", bench_json(&report));
+    } else {
+        print!("{}", bench_text(&report));
     }
     Ok(())
 }

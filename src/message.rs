@@ -99,14 +99,23 @@ impl Message for () {
     }
 }
 
-impl Message for Vec<u8> {
+/// Sequences: a u64 count, then the items (a `Vec<u8>` is a length-prefixed byte string).
+impl<T: Message> Message for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         (self.len() as u64).encode(out);
-        out.extend_from_slice(self);
+        for item in self {
+            item.encode(out);
+        }
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
         let len = usize::decode(input)?;
-        Ok(take(input, len)?.to_vec())
+        // Every item takes at least one byte, except zero-sized ones: never trust `len` for
+        // more room than the input could fill.
+        let mut items = Vec::with_capacity(len.min(input.len()));
+        for _ in 0..len {
+            items.push(T::decode(input)?);
+        }
+        Ok(items)
     }
 }
 
@@ -116,7 +125,8 @@ impl Message for String {
         out.extend_from_slice(self.as_bytes());
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
-        String::from_utf8(Vec::<u8>::decode(input)?).map_err(|_| Error::Decode {
+        let len = usize::decode(input)?;
+        String::from_utf8(take(input, len)?.to_vec()).map_err(|_| Error::Decode {
             reason: "invalid UTF-8",
         })
     }
@@ -177,7 +187,10 @@ mod tests {
         assert_eq!(from_bytes::<u64>(&to_bytes(&u64::MAX)).unwrap(), u64::MAX);
         assert_eq!(from_bytes::<i32>(&to_bytes(&-7i32)).unwrap(), -7);
         let bytes = vec![0u8, 255, 1, 2];
+        assert_eq!(to_bytes(&bytes), [4, 0, 0, 0, 0, 0, 0, 0, 0, 255, 1, 2]);
         assert_eq!(from_bytes::<Vec<u8>>(&to_bytes(&bytes)).unwrap(), bytes);
+        let fds = vec![3i32, -1];
+        assert_eq!(from_bytes::<Vec<i32>>(&to_bytes(&fds)).unwrap(), fds);
         let t = (1.5f64, 3u64, String::from("é"), Some(true));
         assert_eq!(
             from_bytes::<(f64, u64, String, Option<bool>)>(&to_bytes(&t)).unwrap(),

@@ -259,7 +259,6 @@ impl<T: Message> Process<T> {
                 return Err(Error::CpuUnavailable { cpu });
             }
         }
-        let target = self.target.take().ok_or(Error::AlreadyStarted)?;
         let spec = Spawn {
             name: &self.name,
             daemon: self.daemon,
@@ -267,10 +266,12 @@ impl<T: Message> Process<T> {
             allow_threads: self.allow_threads,
             inherit: &self.inherit,
         };
+        let prepared = Child::prepare(&spec)?;
+        let target = self.target.take().ok_or(Error::AlreadyStarted)?;
         // The target is consumed in the child; in the parent it is dropped here, closing the
         // parent's copies of whatever it captured (such as the child's channel ends).
         let body = Box::new(move || run_target(Box::new(move || message::to_bytes(&target()))));
-        let child = Child::launch(&spec, body)?;
+        let child = Child::launch(&spec, prepared, body)?;
         if let Some(cpus) = &self.cpus {
             log::debug!("{} pid {} pinned to cpus {cpus:?}", self.name, child.pid());
         }

@@ -87,6 +87,14 @@ pub(crate) struct Spawn<'a> {
     pub inherit: &'a [RawFd],
 }
 
+/// The descriptors of a child about to be forked.
+pub(crate) struct Prepared {
+    backend: Backend,
+    result_r: Tracked,
+    result_w: Tracked,
+    sentinel_pipe: Option<(Tracked, Tracked)>,
+}
+
 /// A started child as the parent sees it.
 #[derive(Debug)]
 pub(crate) struct Child {
@@ -108,12 +116,9 @@ pub(crate) fn in_daemon() -> bool {
 }
 
 impl Child {
-    /// Forks and runs `body` in the child. `body` returns the exit code and the bytes to send
-    /// back; the child leaves with `_exit` right after sending them.
-    pub(crate) fn launch(
-        spec: &Spawn<'_>,
-        body: Box<dyn FnOnce() -> (i32, Vec<u8>) + '_>,
-    ) -> Result<Child> {
+    /// Everything that can fail before the fork: the thread check and the pipes. The
+    /// target is not touched, so a refused start can be retried.
+    pub(crate) fn prepare(spec: &Spawn<'_>) -> Result<Prepared> {
         if !spec.allow_threads {
             let threads = sys::thread_count().unwrap_or(1);
             if threads > 1 {
@@ -123,6 +128,7 @@ impl Child {
         let backend = backend();
         let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;
         let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));
+        sys::set_nonblocking(result_r.as_fd(), true).map_err(Error::sys("fcntl"))?;
         let sentinel_pipe = match backend {
             Backend::Pipe => {
                 let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
@@ -130,13 +136,34 @@ impl Child {
             }
             Backend::Pidfd => None,
         };
+        Ok(Prepared {
+            backend,
+            result_r,
+            result_w,
+            sentinel_pipe,
+        })
+    }
+
+    /// Forks and runs `body` in the child. `body` returns the exit code and the bytes to send
+    /// back; the child leaves with `_exit` right after sending them.
+    pub(crate) fn launch(
+        spec: &Spawn<'_>,
+        prepared: Prepared,
+        body: Box<dyn FnOnce() -> (i32, Vec<u8>) + '_>,
+    ) -> Result<Child> {
+        let Prepared {
+            backend,
+            result_r,
+            result_w,
+            sentinel_pipe,
+        } = prepared;
         // Anything buffered now would otherwise be written twice, once by each process.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         let parent = sys::getpid();
 
-        // SAFETY: either the process is single-threaded (checked above), so the child can take
-        // any lock, or the caller opted in knowing the child's code is fork-safe.
+        // SAFETY: either the process is single-threaded (checked in `prepare`), so the child
+        // can take any lock, or the caller opted in knowing the child's code is fork-safe.
         match unsafe { sys::fork() }.map_err(Error::sys("fork"))? {
             sys::ForkResult::Child => {
                 let mut keep = [result_w.as_raw_fd(), -1];
@@ -171,7 +198,6 @@ impl Child {
                         }
                     },
                 };
-                sys::set_nonblocking(result_r.as_fd(), true).map_err(Error::sys("fcntl"))?;
                 log::debug!(
                     "forked {} pid {pid} ({}{})",
                     spec.name,

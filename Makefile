@@ -1,0 +1,49 @@
+# pifork — build, test, benchmark, cross-build for the Raspberry Pi 4.
+#
+#   make run            release build, then `pifork pi` with the defaults
+#   make test           everything CI checks: format, lints, host tests on both process
+#                       backends, the aarch64 suite under qemu-user, the 4-core VM test
+#   make bench          kernel and scaling benchmarks (release build)
+#   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
+
+CARGO   ?= cargo
+RELEASE := target/release/pifork
+
+.PHONY: all build run test test-host check-tools fmt-check clippy bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+run: build
+	./$(RELEASE) pi
+
+# rustfmt and clippy come with the default rustup profile, but not with every install.
+check-tools:
+	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+	@if ! $(CARGO) fmt --version >/dev/null 2>&1 || ! $(CARGO) clippy --version >/dev/null 2>&1; then \
+	    rustup component add rustfmt clippy; \
+	fi
+
+fmt-check: check-tools
+	$(CARGO) fmt --all -- --check
+
+clippy: check-tools
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# The suite runs twice: once on the backend the kernel offers (pidfd here), once with the
+# pipe fallback forced, so both stay tested wherever the suite runs.
+test-host:
+	$(CARGO) test
+	PIFORK_BACKEND=pipe $(CARGO) test
+
+test: fmt-check clippy test-host test-aarch64 test-vm
+
+bench: build
+	./$(RELEASE) bench
+
+clean:
+	$(CARGO) clean
+
+include mk/aarch64.mk

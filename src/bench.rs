@@ -1,0 +1,236 @@
+//! Benchmarks: the kernel against the plain loop and the core's division limit, scaling over
+//! worker counts against the machine's measured capacity, and the start+join round trip.
+//! Everything is measured in the same run and reported as medians.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use crate::engine::{self, PiJob};
+use crate::error::Result;
+use crate::pi;
+use crate::process::{Process, Supervisor, available_cpus};
+
+/// The median of `samples` (sorted in place); zero for none.
+pub fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort_unstable();
+    match samples.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => samples[n / 2],
+        n => (samples[n / 2 - 1] + samples[n / 2]) / 2,
+    }
+}
+
+/// Runs `f` `repeat` times and returns the median duration.
+pub fn time_median(repeat: usize, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..repeat.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    median(&mut samples)
+}
+
+/// Lanes of the division-limit loop: the same as the kernel's.
+const LANES: usize = 8;
+
+/// `count` independent f64 divisions in the kernel's shape (lanes, no dependency between
+/// divisions): the division throughput the core offers to this instruction set.
+pub fn division_loop(count: u64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut x = [0.0f64; LANES];
+    for (i, xi) in x.iter_mut().enumerate() {
+        *xi = 3.0 + i as f64;
+    }
+    for _ in 0..count / LANES as u64 {
+        for i in 0..LANES {
+            acc[i] += 1.0 / x[i];
+            x[i] += LANES as f64;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Single-core kernel figures, in ns.
+#[derive(Debug, Clone)]
+pub struct KernelFigures {
+    /// Terms per measurement.
+    pub terms: u64,
+    /// pifork's kernel, ns per term.
+    pub kernel_ns_per_term: f64,
+    /// The plain one-accumulator loop, ns per term.
+    pub plain_ns_per_term: f64,
+    /// Independent divisions, ns per division.
+    pub division_ns: f64,
+}
+
+impl KernelFigures {
+    /// Kernel speed over the plain loop's.
+    pub fn speedup(&self) -> f64 {
+        self.plain_ns_per_term / self.kernel_ns_per_term
+    }
+
+    /// The kernel does one division per two terms: the fraction of the division limit it
+    /// reaches.
+    pub fn of_division_limit(&self) -> f64 {
+        self.division_ns / (2.0 * self.kernel_ns_per_term)
+    }
+}
+
+/// Measures [`KernelFigures`] on the calling thread.
+pub fn kernel_figures(terms: u64, repeat: usize) -> KernelFigures {
+    let ns = |d: Duration| d.as_secs_f64() * 1e9 / terms as f64;
+    let kernel = ns(time_median(repeat, || {
+        black_box(pi::partial_sum(black_box(1), black_box(terms)));
+    }));
+    let plain = ns(time_median(repeat, || {
+        black_box(pi::plain_sum(black_box(1), black_box(terms)));
+    }));
+    let division = ns(time_median(repeat, || {
+        black_box(division_loop(black_box(terms)));
+    }));
+    KernelFigures {
+        terms,
+        kernel_ns_per_term: kernel,
+        plain_ns_per_term: plain,
+        division_ns: division,
+    }
+}
+
+/// One row of the scaling table.
+#[derive(Debug, Clone)]
+pub struct ScalingRow {
+    /// Worker processes.
+    pub workers: usize,
+    /// Median wall time of `pifork pi` with that many workers.
+    pub wall: Duration,
+    /// Speedup against one worker.
+    pub speedup: f64,
+    /// Speedup / workers.
+    pub efficiency: f64,
+    /// How many single-core kernels the machine runs at full speed when this many run at once.
+    pub capacity: f64,
+}
+
+impl ScalingRow {
+    /// Speedup / capacity: how much of what the machine can deliver the engine gets.
+    pub fn of_capacity(&self) -> f64 {
+        self.speedup / self.capacity
+    }
+}
+
+/// Runs `copies` pinned processes at once, each summing `terms` terms and timing itself;
+/// returns each one's time.
+fn concurrent_kernels(copies: usize, terms: u64) -> Result<Vec<Duration>> {
+    let cpus = available_cpus();
+    let mut sup: Supervisor<u64> = Supervisor::new();
+    for i in 0..copies {
+        sup.start(
+            Process::new(move || {
+                let start = Instant::now();
+                black_box(pi::partial_sum(1, black_box(terms)));
+                start.elapsed().as_nanos() as u64
+            })
+            .name(format!("capacity-{i}"))
+            .daemon(true)
+            .cpus([cpus[i % cpus.len()]]),
+        )?;
+    }
+    sup.processes_mut()
+        .iter_mut()
+        .map(|p| p.result().map(Duration::from_nanos))
+        .collect()
+}
+
+/// Capacity with `copies` at once: the sum over copies of (time alone / time together).
+pub fn capacity(copies: usize, terms: u64, repeat: usize) -> Result<f64> {
+    let mut alone = Vec::new();
+    let mut together = vec![Vec::new(); copies];
+    for _ in 0..repeat.max(1) {
+        alone.push(concurrent_kernels(1, terms)?[0]);
+        for (i, t) in concurrent_kernels(copies, terms)?.into_iter().enumerate() {
+            together[i].push(t);
+        }
+    }
+    let alone = median(&mut alone).as_secs_f64();
+    Ok(together
+        .iter_mut()
+        .map(|t| alone / median(t).as_secs_f64())
+        .sum())
+}
+
+/// The scaling table for 1..=max_workers.
+pub fn scaling(terms: u64, max_workers: usize, repeat: usize) -> Result<Vec<ScalingRow>> {
+    let mut rows: Vec<ScalingRow> = Vec::new();
+    for workers in 1..=max_workers {
+        let mut samples = Vec::new();
+        for _ in 0..repeat.max(1) {
+            samples.push(engine::run(&PiJob::new(terms, workers), None)?.wall);
+        }
+        let wall = median(&mut samples);
+        let base = rows.first().map_or(wall, |r| r.wall);
+        let speedup = base.as_secs_f64() / wall.as_secs_f64();
+        // Each copy does one worker's share, so copies run as long as a worker does.
+        let capacity = if workers == 1 {
+            1.0
+        } else {
+            capacity(workers, terms / workers as u64, repeat)?
+        };
+        rows.push(ScalingRow {
+            workers,
+            wall,
+            speedup,
+            efficiency: speedup / workers as f64,
+            capacity,
+        });
+    }
+    Ok(rows)
+}
+
+/// Median start+join round trip of a process that does nothing.
+pub fn round_trip(repeat: usize) -> Result<Duration> {
+    let mut samples = Vec::with_capacity(repeat);
+    for _ in 0..repeat.max(1) {
+        let start = Instant::now();
+        let mut p = Process::new(|| ());
+        p.start()?;
+        p.join()?;
+        samples.push(start.elapsed());
+    }
+    Ok(median(&mut samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&mut [ms(3), ms(1), ms(2)]), ms(2));
+        assert_eq!(
+            median(&mut [ms(4), ms(1), ms(2), ms(3)]),
+            Duration::from_micros(2500)
+        );
+        assert_eq!(median(&mut []), Duration::ZERO);
+    }
+
+    #[test]
+    fn division_loop_computes_the_harmonic_tail() {
+        let want: f64 = (3..3 + 64).map(|k| 1.0 / k as f64).sum();
+        assert!((division_loop(64) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn figures_ratios() {
+        let f = KernelFigures {
+            terms: 1,
+            kernel_ns_per_term: 0.5,
+            plain_ns_per_term: 2.0,
+            division_ns: 0.8,
+        };
+        assert_eq!(f.speedup(), 4.0);
+        assert_eq!(f.of_division_limit(), 0.8);
+    }
+}

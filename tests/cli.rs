@@ -1,0 +1,433 @@
+//! End-to-end tests of the `pifork` binary: output, exit codes, signals, and that no worker
+//! process outlives a run however it ends.
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{alive, children_of, eventually};
+
+/// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
+fn pifork() -> Command {
+    let bin = env!("CARGO_BIN_EXE_pifork");
+    match std::env::var("PIFORK_RUNNER")
+        .ok()
+        .filter(|r| !r.is_empty())
+    {
+        Some(runner) => {
+            let mut parts = runner.split_whitespace();
+            let mut cmd = Command::new(parts.next().expect("runner"));
+            cmd.args(parts).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    pifork()
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run pifork")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The value of `"key":` in a flat JSON object (numbers and strings only).
+fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
+    let start = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + key.len()
+        + 3;
+    let rest = &json[start..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
+}
+
+fn estimate(terms: u64, workers: usize) -> f64 {
+    let o = run(&[
+        "pi",
+        "--terms",
+        &terms.to_string(),
+        "--workers",
+        &workers.to_string(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    json_field(&stdout(&o), "estimate").parse().unwrap()
+}
+
+/// pi - 4*S_N from the remainder expansion, exact far below f64 precision for N >= 1000.
+fn expected(n: u64) -> f64 {
+    std::f64::consts::PI - pifork::pi::remainder(n)
+}
+
+/// A long run, its pid, and its workers once all have started.
+fn start_long_run(workers: usize) -> (Child, i32, Vec<i32>) {
+    let child = pifork()
+        .args(["pi", "--terms", "1e13", "--workers", &workers.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    assert!(
+        eventually(Duration::from_secs(20), || children_of(pid).len()
+            == workers),
+        "workers never started"
+    );
+    let kids = children_of(pid);
+    (child, pid, kids)
+}
+
+fn assert_all_gone(pids: &[i32]) {
+    assert!(
+        eventually(Duration::from_secs(2), || pids.iter().all(|&p| !alive(p))),
+        "left behind: {pids:?}"
+    );
+}
+
+#[test]
+fn small_and_exact_cases() {
+    assert_eq!(estimate(1, 1), 4.0);
+    // 4 * (1 - 1/3) = 8/3 and 4 * (1 - 1/3 + 1/5) = 52/15, to within rounding.
+    assert!((estimate(2, 3) - 8.0 / 3.0).abs() <= 4.0 * f64::EPSILON);
+    assert!((estimate(3, 2) - 52.0 / 15.0).abs() <= 4.0 * f64::EPSILON);
+}
+
+#[test]
+fn matches_the_expansion_for_several_n_and_w() {
+    for (n, w) in [
+        (1000u64, 1usize),
+        (1001, 2),
+        (123_457, 3),
+        (10_000_000, 2),
+        (33_333_333, 4),
+    ] {
+        let got = estimate(n, w);
+        let want = expected(n);
+        assert!(
+            ((got - want) / want).abs() < 1e-15,
+            "N={n} W={w}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn ten_to_the_ten_terms_within_1e15() {
+    let n = 10_000_000_000u64;
+    let got = estimate(n, 2);
+    assert!(((got - expected(n)) / expected(n)).abs() < 1e-15, "{got}");
+}
+
+#[test]
+fn bits_do_not_depend_on_the_worker_count() {
+    let n = 30_000_001;
+    let bits: Vec<u64> = (1..=4).map(|w| estimate(n, w).to_bits()).collect();
+    assert!(bits.iter().all(|&b| b == bits[0]), "{bits:?}");
+    let o = run(&[
+        "pi",
+        "--terms",
+        "30_000_001",
+        "--workers",
+        "2",
+        "--no-pin",
+        "--json",
+    ]);
+    assert_eq!(
+        json_field(&stdout(&o), "estimate")
+            .parse::<f64>()
+            .unwrap()
+            .to_bits(),
+        bits[0]
+    );
+    assert!(stdout(&o).contains("\"pinned\":null"));
+}
+
+#[test]
+fn text_report_has_every_field() {
+    let o = run(&["pi", "--terms", "1e7", "--workers", "2", "--correct"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "pi estimate:      3.14159255358979",
+        "error:",
+        "correct decimals: 6",
+        "corrected:",
+        "wall time:",
+        "terms:            10000000  (2 workers",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+    let workers: Vec<&str> = out.lines().filter(|l| l.starts_with("worker ")).collect();
+    assert_eq!(workers.len(), 2, "{out}");
+    assert!(workers.iter().all(|l| l.contains(" pid ")
+        && l.contains(" cpu ")
+        && l.contains(" terms ")
+        && l.contains(" ms")));
+}
+
+#[test]
+fn json_is_one_object_with_per_worker_entries() {
+    let o = run(&[
+        "pi",
+        "--terms",
+        "2e6",
+        "--workers",
+        "2",
+        "--json",
+        "--correct",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1);
+    assert!(out.trim_end().starts_with('{') && out.trim_end().ends_with('}'));
+    for key in [
+        "terms",
+        "workers",
+        "backend",
+        "estimate",
+        "error",
+        "correct_decimals",
+        "wall_ms",
+        "corrected",
+    ] {
+        json_field(&out, key);
+    }
+    assert_eq!(out.matches("\"pid\":").count(), 2);
+    assert_eq!(json_field(&out, "workers"), "2");
+}
+
+#[test]
+fn more_workers_than_work_is_clamped() {
+    let o = run(&["pi", "--terms", "5", "--workers", "64", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_field(&stdout(&o), "workers"), "1");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let cases: &[&[&str]] = &[
+        &["pi", "--terms", "0"],
+        &["pi", "--workers", "0"],
+        &["pi", "--terms", "abc"],
+        &["pi", "--terms", "1.5"],
+        &["pi", "--terms", "99999999999999999999"],
+        &["pi", "--terms", "1e300"],
+        &["pi", "--terms", "1e16"],
+        &["pi", "--workers", "-1"],
+        &["pi", "--bogus"],
+        &["pi", "--terms"],
+        &["frobnicate"],
+        &[],
+        &["race", "--workers", "0"],
+    ];
+    for args in cases {
+        let o = run(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("pifork: ") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_exits_0() {
+    for args in [&["--help"][..], &["pi", "--help"], &["help"]] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&o).contains("Usage: pifork"), "{args:?}");
+    }
+}
+
+#[test]
+fn info_names_the_backend() {
+    let o = run(&["info"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(
+        out.contains("kernel: Linux") && out.contains("pidfd: ") && out.contains("cpus: "),
+        "{out}"
+    );
+    let works = out.contains("pidfd: works");
+    assert!(
+        out.contains(if works {
+            "backend: pidfd"
+        } else {
+            "backend: pipe"
+        }),
+        "{out}"
+    );
+    let forced = pifork()
+        .arg("info")
+        .env("PIFORK_BACKEND", "pipe")
+        .output()
+        .unwrap();
+    assert!(stdout(&forced).contains("backend: pipe"));
+}
+
+#[test]
+fn forced_pipe_backend_gives_the_same_bits() {
+    let pidfd = estimate(7_000_001, 2);
+    let o = pifork()
+        .args(["pi", "--terms", "7000001", "--json"])
+        .env("PIFORK_BACKEND", "pipe")
+        .output()
+        .unwrap();
+    assert_eq!(json_field(&stdout(&o), "backend"), "pipe");
+    assert_eq!(
+        json_field(&stdout(&o), "estimate")
+            .parse::<f64>()
+            .unwrap()
+            .to_bits(),
+        pidfd.to_bits()
+    );
+}
+
+#[test]
+fn debug_log_shows_forks_pins_waits_and_reaps() {
+    let o = pifork()
+        .args(["pi", "--terms", "3e6", "--workers", "2"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    for needle in [
+        "forked worker-0",
+        "pinned to cpus",
+        "finished chunk",
+        "reaped pid",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+    }
+}
+
+#[test]
+fn killed_worker_fails_the_run_and_is_named() {
+    let (child, _pid, kids) = start_long_run(2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(kids[1]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("(pid {}) died with exit code -SIGKILL", kids[1])),
+        "{err}"
+    );
+    assert!(err.contains("worker "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_all_gone(&kids);
+}
+
+#[test]
+fn killed_parent_takes_its_workers_along() {
+    let (mut child, pid, kids) = start_long_run(2);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_all_gone(&kids);
+}
+
+fn signalled_run_exits(signal: nix::sys::signal::Signal, code: i32) {
+    let (child, pid, kids) = start_long_run(2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted by"), "{}", stderr(&o));
+    // The parent reaped them before exiting: they are gone, not even zombies.
+    assert!(
+        kids.iter()
+            .all(|&k| common::stat(k).is_none_or(|(_, ppid)| ppid != pid))
+    );
+    assert_all_gone(&kids);
+}
+
+#[test]
+fn sigterm_exits_143_and_leaves_nothing() {
+    signalled_run_exits(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[test]
+fn sigint_exits_130_and_leaves_nothing() {
+    signalled_run_exits(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+/// The number after `after ` in a race line, in ms.
+fn finish_ms(line: &str) -> Option<f64> {
+    let rest = &line[line.find("after ")? + 6..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn race_reports_the_first_and_terminates_the_rest() {
+    let o = run(&["race", "--workers", "3", "--seed", "7", "--terms", "2e7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let first = out
+        .lines()
+        .find(|l| l.starts_with("first: runner "))
+        .expect("a winner");
+    let winner: usize = first["first: runner ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("runner ")).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let sizes = pifork::race::work_sizes(3, 7, 20_000_000);
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line.contains(&format!(" terms {} ", sizes[i])), "{out}");
+    }
+    assert!(
+        lines[winner].contains("exitcode 0 (finished after"),
+        "{out}"
+    );
+    let best = finish_ms(lines[winner]).unwrap();
+    for (i, line) in lines.iter().enumerate().filter(|&(i, _)| i != winner) {
+        // A loser was terminated, or happened to finish in the same instant.
+        let ok = line.ends_with("exitcode -SIGTERM (terminated)")
+            || finish_ms(line).is_some_and(|ms| ms >= best)
+            || line.contains("exitcode 0 (terminated)");
+        assert!(ok, "runner {i}: {out}");
+    }
+}
+
+#[test]
+fn race_join_all_waits_for_everyone() {
+    let o = run(&[
+        "race",
+        "--workers",
+        "3",
+        "--seed",
+        "3",
+        "--terms",
+        "4e6",
+        "--join-all",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        out.matches("exitcode 0 (finished after").count(),
+        3,
+        "{out}"
+    );
+}

@@ -1,0 +1,528 @@
+//! The Process model against CPython's semantics. A plain `main` runs the tests one after the
+//! other on the main thread: forking is only safe from a single-threaded process, and the
+//! standard harness runs every test on a thread of its own.
+//! After every test the runner checks that no child process (running or zombie) is left.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use common::{alive, children_of, eventually};
+use pifork::engine::{self, PiJob};
+use pifork::{Backend, Error, ExitCode, Process, Supervisor, channel, wait, wait_all, wait_first};
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn my_pid() -> i32 {
+    std::process::id() as i32
+}
+
+/// The descriptors open in this process (excluding the one used to list them).
+fn open_fds() -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .filter(|fd: &i32| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|t| !t.starts_with("/proc"))
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+fn start_join_and_result() {
+    let mut p = Process::with_args(|(a, b): (f64, f64)| a * b, (1.5, 4.0));
+    assert_eq!(p.exitcode().unwrap(), None);
+    assert_eq!(p.pid().unwrap(), None);
+    assert!(!p.is_alive().unwrap());
+    p.start().unwrap();
+    assert!(p.pid().unwrap().is_some_and(|pid| pid.as_raw() != my_pid()));
+    p.join().unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
+    assert!(!p.is_alive().unwrap());
+    assert_eq!(p.result().unwrap(), 6.0);
+    assert_eq!(p.result().unwrap(), 6.0, "the result can be read again");
+}
+
+fn start_twice_is_an_error() {
+    let mut p = Process::new(|| ());
+    p.start().unwrap();
+    assert_eq!(p.start(), Err(Error::AlreadyStarted));
+    p.join().unwrap();
+    assert_eq!(p.start(), Err(Error::AlreadyStarted));
+}
+
+fn calls_before_start_are_errors() {
+    let mut p = Process::new(|| ());
+    assert_eq!(p.join(), Err(Error::NotStarted));
+    assert_eq!(p.terminate(), Err(Error::NotStarted));
+    assert_eq!(p.sentinel().err(), Some(Error::NotStarted));
+}
+
+fn terminate_gives_minus_sigterm() {
+    let mut p = Process::new(|| sleep_ms(60_000)).name("sleeper");
+    p.start().unwrap();
+    assert!(p.is_alive().unwrap());
+    assert_eq!(p.exitcode().unwrap(), None);
+    p.terminate().unwrap();
+    p.join().unwrap();
+    let code = p.exitcode().unwrap().unwrap();
+    assert_eq!(code, ExitCode::Signaled(15));
+    assert_eq!(code.code(), -15);
+    assert_eq!(code.to_string(), "-SIGTERM");
+    let err = p.result().unwrap_err();
+    assert!(
+        err.to_string().contains("sleeper") && err.to_string().contains("-SIGTERM"),
+        "{err}"
+    );
+    // Signalling a reaped process does nothing (and cannot hit a recycled pid).
+    p.terminate().unwrap();
+    p.kill().unwrap();
+}
+
+fn kill_gives_minus_sigkill() {
+    let mut p = Process::new(|| sleep_ms(60_000));
+    p.start().unwrap();
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode().unwrap().unwrap().to_string(), "-SIGKILL");
+}
+
+fn join_timeout_reports_whether_it_ended() {
+    let mut p = Process::new(|| sleep_ms(300));
+    p.start().unwrap();
+    assert!(!p.join_timeout(Duration::from_millis(20)).unwrap());
+    assert!(p.is_alive().unwrap());
+    assert!(p.join_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
+}
+
+fn close_rules() {
+    let mut p = Process::new(|| sleep_ms(60_000));
+    p.start().unwrap();
+    assert_eq!(p.close(), Err(Error::StillRunning));
+    assert!(
+        p.is_alive().unwrap(),
+        "a refused close leaves the process usable"
+    );
+    p.kill().unwrap();
+    p.join().unwrap();
+    p.close().unwrap();
+    assert_eq!(p.is_alive(), Err(Error::Closed));
+    assert_eq!(p.exitcode(), Err(Error::Closed));
+    assert_eq!(p.pid(), Err(Error::Closed));
+    assert_eq!(p.join(), Err(Error::Closed));
+    assert_eq!(p.start(), Err(Error::Closed));
+    assert_eq!(p.terminate(), Err(Error::Closed));
+    assert_eq!(p.kill(), Err(Error::Closed));
+    assert_eq!(p.sentinel().err(), Some(Error::Closed));
+    assert_eq!(p.result().err(), Some(Error::Closed));
+    // Closing an unstarted process is allowed too.
+    let mut q = Process::new(|| ());
+    q.close().unwrap();
+    assert_eq!(q.start(), Err(Error::Closed));
+}
+
+fn panic_gives_exit_code_one_and_the_message() {
+    let mut p: Process<u64> = Process::new(|| panic!("the answer is {}", 42)).name("doomed");
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(1)));
+    match p.result() {
+        Err(Error::ChildPanicked { name, message, .. }) => {
+            assert_eq!(name, "doomed");
+            assert_eq!(message, "the answer is 42");
+        }
+        other => panic!("expected a panic report, got {other:?}"),
+    }
+}
+
+fn daemon_may_not_start_children() {
+    let mut p = Process::new(|| {
+        let mut inner = Process::new(|| ());
+        inner
+            .start()
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default()
+    })
+    .daemon(true);
+    p.start().unwrap();
+    assert_eq!(
+        p.result().unwrap(),
+        "daemonic processes are not allowed to have children"
+    );
+}
+
+fn non_daemon_may_start_children() {
+    let mut p = Process::new(|| {
+        let mut inner = Process::new(|| 7u32);
+        inner.start().unwrap();
+        inner.result().unwrap() + 1
+    });
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), 8);
+}
+
+fn refuses_to_fork_a_multithreaded_parent() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || rx.recv().ok());
+    let mut p = Process::new(|| 5u8);
+    match p.start() {
+        Err(Error::MultiThreaded { threads }) => assert!(threads >= 2),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        Error::MultiThreaded { threads: 2 }
+            .to_string()
+            .contains("allow_threads")
+    );
+    let mut q = Process::new(|| 5u8).allow_threads(true);
+    q.start().unwrap();
+    assert_eq!(q.result().unwrap(), 5);
+    tx.send(()).unwrap();
+    thread.join().unwrap();
+    // Single-threaded again: the plain start works.
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), 5);
+}
+
+fn wait_returns_the_first_to_finish() {
+    let mut procs: Vec<Process> = [60_000u64, 0, 60_000]
+        .into_iter()
+        .map(|ms| Process::new(move || sleep_ms(ms)).daemon(true))
+        .collect();
+    for p in &mut procs {
+        p.start().unwrap();
+    }
+    assert_eq!(wait_first(&procs, None).unwrap(), Some(1));
+    let sentinels: Vec<_> = procs.iter().map(|p| p.sentinel().unwrap()).collect();
+    assert_eq!(
+        wait(&sentinels, Some(Duration::from_millis(50))).unwrap(),
+        vec![1]
+    );
+    drop(sentinels);
+    assert!(!wait_all(&mut procs, Some(Duration::from_millis(20))).unwrap());
+    for p in &mut procs {
+        p.terminate().unwrap();
+    }
+    assert!(wait_all(&mut procs, None).unwrap());
+    let codes: Vec<String> = procs
+        .iter_mut()
+        .map(|p| p.exitcode().unwrap().unwrap().to_string())
+        .collect();
+    assert_eq!(codes, ["-SIGTERM", "0", "-SIGTERM"]);
+}
+
+fn wait_times_out() {
+    let mut p = Process::new(|| sleep_ms(60_000)).daemon(true);
+    p.start().unwrap();
+    assert_eq!(
+        wait_first(std::slice::from_ref(&p), Some(Duration::from_millis(30))).unwrap(),
+        None
+    );
+    // Dropping a running daemonic process terminates and reaps it (checked by the runner).
+}
+
+fn child_holds_only_its_own_pipe_ends() {
+    let baseline = open_fds();
+    // Some pifork descriptors the parent holds while the probe starts.
+    let mut other = Process::new(|| sleep_ms(60_000)).daemon(true);
+    other.start().unwrap();
+    let (_tx, _rx) = channel::<u8>().unwrap();
+    let mut probe = Process::new(open_fds);
+    probe.start().unwrap();
+    let child_fds = probe.result().unwrap();
+    let extra: Vec<i32> = child_fds
+        .iter()
+        .copied()
+        .filter(|fd| !baseline.contains(fd))
+        .collect();
+    let own = match pifork::backend() {
+        Backend::Pidfd => 1, // the result pipe's write end
+        Backend::Pipe => 2,  // and the sentinel pipe's write end
+    };
+    assert_eq!(
+        extra.len(),
+        own,
+        "child fds {child_fds:?}, baseline {baseline:?}"
+    );
+    assert!(
+        baseline.iter().all(|fd| child_fds.contains(fd)),
+        "ordinary descriptors are inherited"
+    );
+}
+
+fn inherited_channel_reaches_the_child() {
+    let (tx, rx) = channel::<(u64, f64)>().unwrap();
+    let (back_tx, back_rx) = channel::<String>().unwrap();
+    let keep = [rx.as_raw_fd(), back_tx.as_raw_fd()];
+    let mut p = Process::new(move || {
+        while let Some((k, x)) = rx.recv().unwrap() {
+            back_tx.send(&format!("{k}:{x}")).unwrap();
+        }
+    })
+    .inherit_fds(keep);
+    p.start().unwrap();
+    tx.send(&(1, 0.5)).unwrap();
+    assert_eq!(back_rx.recv().unwrap().as_deref(), Some("1:0.5"));
+    drop(tx);
+    p.join().unwrap();
+    assert_eq!(
+        back_rx.recv().unwrap(),
+        None,
+        "the child's end closed when it exited"
+    );
+}
+
+fn large_results_do_not_block() {
+    let mut p = Process::new(|| (0..(4u32 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
+    p.start().unwrap();
+    p.join().unwrap();
+    let v = p.result().unwrap();
+    assert_eq!(v.len(), 4 << 20);
+    assert!(v.iter().enumerate().all(|(i, &b)| b == i as u8));
+}
+
+fn scope_end_terminates_daemons_and_joins_the_rest() {
+    let marker = std::env::temp_dir().join(format!("pifork-join-{}", my_pid()));
+    let _ = std::fs::remove_file(&marker);
+    let (daemon_pid, worker_pid);
+    {
+        let mut sup = Supervisor::new();
+        sup.start(Process::new(|| sleep_ms(60_000)).daemon(true))
+            .unwrap();
+        let m = marker.clone();
+        sup.start(Process::new(move || {
+            sleep_ms(200);
+            std::fs::write(&m, "done").unwrap();
+        }))
+        .unwrap();
+        daemon_pid = sup.processes()[0].pid().unwrap().unwrap().as_raw();
+        worker_pid = sup.processes()[1].pid().unwrap().unwrap().as_raw();
+    }
+    assert!(!alive(daemon_pid) && !alive(worker_pid));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "done",
+        "the non-daemon was joined"
+    );
+    std::fs::remove_file(&marker).unwrap();
+}
+
+fn supervisor_waits_for_the_first() {
+    let mut sup: Supervisor<u32> = Supervisor::new();
+    for ms in [60_000u64, 10] {
+        sup.start(Process::new(move || {
+            sleep_ms(ms);
+            ms as u32
+        }))
+        .unwrap();
+    }
+    assert_eq!(sup.wait_first(None).unwrap(), Some(1));
+    assert_eq!(sup.processes_mut()[1].result().unwrap(), 10);
+    sup.terminate_all().unwrap();
+    assert_eq!(sup.wait_first(None).unwrap(), Some(0));
+    assert_eq!(sup.wait_first(None).unwrap(), None, "nobody left running");
+}
+
+fn daemonic_grandchild_dies_with_its_parent() {
+    let (tx, rx) = channel::<i32>().unwrap();
+    let keep = [tx.as_raw_fd()];
+    let mut middle = Process::new(move || {
+        let mut g = Process::new(|| sleep_ms(60_000)).daemon(true);
+        g.start().unwrap();
+        tx.send(&g.pid().unwrap().unwrap().as_raw()).unwrap();
+        sleep_ms(60_000);
+    })
+    .inherit_fds(keep);
+    middle.start().unwrap();
+    let grandchild = rx.recv().unwrap().unwrap();
+    assert!(alive(grandchild));
+    middle.kill().unwrap();
+    middle.join().unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || !alive(grandchild)),
+        "daemonic orphan {grandchild} survived"
+    );
+}
+
+fn pinning_and_affinity_aware_cpu_count() {
+    let cpus = pifork::available_cpus();
+    assert_eq!(pifork::cpu_count(), cpus.len());
+    let last = *cpus.last().unwrap();
+    let mut p = Process::new(|| (pifork::available_cpus(), pifork::cpu_count())).cpus([last]);
+    p.start().unwrap();
+    let (seen, count) = p.result().unwrap();
+    assert_eq!(seen, vec![last]);
+    assert_eq!(count, 1);
+    let mut q = Process::new(|| ()).cpus([100_000]);
+    assert_eq!(q.start(), Err(Error::CpuUnavailable { cpu: 100_000 }));
+}
+
+fn backend_follows_the_environment() {
+    let forced = std::env::var("PIFORK_BACKEND").ok();
+    let b = pifork::backend();
+    match forced.as_deref() {
+        Some("pipe") => assert_eq!(b, Backend::Pipe),
+        _ => assert_eq!(b == Backend::Pidfd, pifork::probe_pidfd().is_ok()),
+    }
+}
+
+fn engine_bits_do_not_depend_on_worker_count() {
+    let n = 5_000_001;
+    let runs: Vec<u64> = (1..=3)
+        .map(|w| {
+            engine::run(&PiJob::new(n, w), None)
+                .unwrap()
+                .estimate
+                .to_bits()
+        })
+        .collect();
+    assert!(runs.iter().all(|&b| b == runs[0]), "{runs:?}");
+    let mut unpinned = PiJob::new(n, 2);
+    unpinned.pin = false;
+    let report = engine::run(&unpinned, None).unwrap();
+    assert_eq!(report.estimate.to_bits(), runs[0]);
+    assert!(report.workers.iter().all(|w| w.pinned.is_none()));
+    assert_eq!(report.workers.iter().map(|w| w.terms).sum::<u64>(), n);
+}
+
+fn engine_reports_a_panicking_worker() {
+    fn faulty(m: u64, n: u64) -> f64 {
+        if m > 1 {
+            panic!("chunk {m}..={n} is cursed");
+        }
+        pifork::pi::partial_sum(m, n)
+    }
+    let mut job = PiJob::new(4 << 20, 2);
+    job.kernel = faulty;
+    match engine::run(&job, None) {
+        Err(Error::WorkerDied {
+            exitcode, panic, ..
+        }) => {
+            assert_eq!(exitcode, ExitCode::Exited(1));
+            assert!(panic.unwrap().contains("is cursed"));
+        }
+        other => panic!("expected a dead worker, got {other:?}"),
+    }
+}
+
+type Test = (&'static str, fn());
+
+const TESTS: &[Test] = &[
+    ("start_join_and_result", start_join_and_result),
+    ("start_twice_is_an_error", start_twice_is_an_error),
+    (
+        "calls_before_start_are_errors",
+        calls_before_start_are_errors,
+    ),
+    (
+        "terminate_gives_minus_sigterm",
+        terminate_gives_minus_sigterm,
+    ),
+    ("kill_gives_minus_sigkill", kill_gives_minus_sigkill),
+    (
+        "join_timeout_reports_whether_it_ended",
+        join_timeout_reports_whether_it_ended,
+    ),
+    ("close_rules", close_rules),
+    (
+        "panic_gives_exit_code_one_and_the_message",
+        panic_gives_exit_code_one_and_the_message,
+    ),
+    (
+        "daemon_may_not_start_children",
+        daemon_may_not_start_children,
+    ),
+    (
+        "non_daemon_may_start_children",
+        non_daemon_may_start_children,
+    ),
+    (
+        "refuses_to_fork_a_multithreaded_parent",
+        refuses_to_fork_a_multithreaded_parent,
+    ),
+    (
+        "wait_returns_the_first_to_finish",
+        wait_returns_the_first_to_finish,
+    ),
+    ("wait_times_out", wait_times_out),
+    (
+        "child_holds_only_its_own_pipe_ends",
+        child_holds_only_its_own_pipe_ends,
+    ),
+    (
+        "inherited_channel_reaches_the_child",
+        inherited_channel_reaches_the_child,
+    ),
+    ("large_results_do_not_block", large_results_do_not_block),
+    (
+        "scope_end_terminates_daemons_and_joins_the_rest",
+        scope_end_terminates_daemons_and_joins_the_rest,
+    ),
+    (
+        "supervisor_waits_for_the_first",
+        supervisor_waits_for_the_first,
+    ),
+    (
+        "daemonic_grandchild_dies_with_its_parent",
+        daemonic_grandchild_dies_with_its_parent,
+    ),
+    (
+        "pinning_and_affinity_aware_cpu_count",
+        pinning_and_affinity_aware_cpu_count,
+    ),
+    (
+        "backend_follows_the_environment",
+        backend_follows_the_environment,
+    ),
+    (
+        "engine_bits_do_not_depend_on_worker_count",
+        engine_bits_do_not_depend_on_worker_count,
+    ),
+    (
+        "engine_reports_a_panicking_worker",
+        engine_reports_a_panicking_worker,
+    ),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in TESTS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    println!("backend: {}", pifork::backend().as_str());
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in TESTS
+        .iter()
+        .filter(|(n, _)| filter.is_none_or(|f| n.contains(f.as_str())))
+    {
+        ran += 1;
+        let outcome = catch_unwind(AssertUnwindSafe(test));
+        let leftovers = children_of(my_pid());
+        let ok = outcome.is_ok() && leftovers.is_empty();
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        if !leftovers.is_empty() {
+            println!("  left child processes behind: {leftovers:?}");
+        }
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
