@@ -229,6 +229,36 @@ fn wait_times_out() {
     // Dropping a running daemonic process terminates and reaps it (checked by the runner).
 }
 
+fn signals_do_not_cut_a_wait_short() {
+    // A handled signal interrupts poll(2) with EINTR; wait() must carry on to its deadline.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let id = signal_hook::flag::register(signal_hook::consts::SIGUSR1, hits.clone()).unwrap();
+    let parent = nix::unistd::getpid();
+    let mut pinger = Process::new(move || {
+        for _ in 0..5 {
+            sleep_ms(20);
+            nix::sys::signal::kill(parent, nix::sys::signal::Signal::SIGUSR1).unwrap();
+        }
+    });
+    let mut sleeper = Process::new(|| sleep_ms(60_000)).daemon(true);
+    pinger.start().unwrap();
+    sleeper.start().unwrap();
+    let start = std::time::Instant::now();
+    let ready = wait(
+        &[sleeper.sentinel().unwrap()],
+        Some(Duration::from_millis(400)),
+    )
+    .unwrap();
+    assert!(ready.is_empty());
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    pinger.join().unwrap();
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        "the signals did arrive"
+    );
+    signal_hook::low_level::unregister(id);
+}
+
 fn child_holds_only_its_own_pipe_ends() {
     let baseline = open_fds();
     // Some pifork descriptors the parent holds while the probe starts.
@@ -326,7 +356,14 @@ fn supervisor_waits_for_the_first() {
     }
     assert_eq!(sup.wait_first(None).unwrap(), Some(1));
     assert_eq!(sup.processes_mut()[1].result().unwrap(), 10);
+    assert_eq!(
+        sup.wait_first(Some(Duration::from_millis(20))).unwrap(),
+        None,
+        "timeout"
+    );
     sup.terminate_all().unwrap();
+    sup.processes_mut()[0].join().unwrap();
+    // Ended (and even reaped) before the call: still reported, once.
     assert_eq!(sup.wait_first(None).unwrap(), Some(0));
     assert_eq!(sup.wait_first(None).unwrap(), None, "nobody left running");
 }
@@ -453,6 +490,10 @@ const TESTS: &[Test] = &[
         wait_returns_the_first_to_finish,
     ),
     ("wait_times_out", wait_times_out),
+    (
+        "signals_do_not_cut_a_wait_short",
+        signals_do_not_cut_a_wait_short,
+    ),
     (
         "child_holds_only_its_own_pipe_ends",
         child_holds_only_its_own_pipe_ends,

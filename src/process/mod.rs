@@ -425,11 +425,15 @@ pub fn wait_all<T: Message>(procs: &mut [Process<T>], timeout: Option<Duration>)
 #[derive(Debug)]
 pub struct Supervisor<T: Message = ()> {
     procs: Vec<Process<T>>,
+    reported: Vec<bool>,
 }
 
 impl<T: Message> Default for Supervisor<T> {
     fn default() -> Self {
-        Supervisor { procs: Vec::new() }
+        Supervisor {
+            procs: Vec::new(),
+            reported: Vec::new(),
+        }
     }
 }
 
@@ -443,6 +447,7 @@ impl<T: Message> Supervisor<T> {
     pub fn start(&mut self, mut process: Process<T>) -> Result<usize> {
         process.start()?;
         self.procs.push(process);
+        self.reported.push(false);
         Ok(self.procs.len() - 1)
     }
 
@@ -456,23 +461,25 @@ impl<T: Message> Supervisor<T> {
         &mut self.procs
     }
 
-    /// Waits for the first still-running process to end; its index, or `None` on timeout or
-    /// when none is running.
+    /// Waits for the next process to end and returns its index: each process is reported once,
+    /// in the order they end (whether or not it ended before this call). `None` on timeout or
+    /// once every process has been reported.
     pub fn wait_first(&mut self, timeout: Option<Duration>) -> Result<Option<usize>> {
-        let mut running = Vec::new();
-        for (i, p) in self.procs.iter_mut().enumerate() {
-            if p.is_alive()? {
-                running.push(i);
-            }
-        }
-        if running.is_empty() {
+        let pending: Vec<usize> = (0..self.procs.len())
+            .filter(|&i| !self.reported[i])
+            .collect();
+        if pending.is_empty() {
             return Ok(None);
         }
-        let sentinels = running
+        let sentinels = pending
             .iter()
             .map(|&i| self.procs[i].sentinel())
             .collect::<Result<Vec<_>>>()?;
-        Ok(wait(&sentinels, timeout)?.first().map(|&k| running[k]))
+        let Some(&k) = wait(&sentinels, timeout)?.first() else {
+            return Ok(None);
+        };
+        self.reported[pending[k]] = true;
+        Ok(Some(pending[k]))
     }
 
     /// Sends SIGTERM to every running process.

@@ -119,11 +119,9 @@ impl Child {
     /// Everything that can fail before the fork: the thread check and the pipes. The
     /// target is not touched, so a refused start can be retried.
     pub(crate) fn prepare(spec: &Spawn<'_>) -> Result<Prepared> {
-        if !spec.allow_threads {
-            let threads = sys::thread_count().unwrap_or(1);
-            if threads > 1 {
-                return Err(Error::MultiThreaded { threads });
-            }
+        if !spec.allow_threads && sys::extra_threads().unwrap_or(0) > 0 {
+            let threads = sys::thread_count().unwrap_or(2);
+            return Err(Error::MultiThreaded { threads });
         }
         let backend = backend();
         let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;

@@ -218,6 +218,28 @@ pub fn thread_count() -> std::io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
+/// Threads the process had when it was loaded, before `main`: 1 natively, more under an
+/// emulator such as qemu-user, whose own helper threads show up in `/proc/self/task`.
+static BASELINE_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+extern "C" fn record_baseline_threads() {
+    if let Ok(n) = thread_count() {
+        BASELINE_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// SAFETY: an `.init_array` entry is a plain `extern "C" fn()` the loader calls once before
+// `main`; this one only reads `/proc` and stores a number.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_BASELINE_THREADS: extern "C" fn() = record_baseline_threads;
+
+/// Threads started since the process was loaded (0 in a single-threaded program).
+pub fn extra_threads() -> std::io::Result<usize> {
+    let baseline = BASELINE_THREADS.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(thread_count()?.saturating_sub(baseline))
+}
+
 /// `uname(2)`: (sysname, release, machine).
 pub fn uname() -> Result<(String, String, String), Errno> {
     let u = nix::sys::utsname::uname()?;
