@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::engine::{self, PiJob};
 use crate::error::Result;
 use crate::pi;
-use crate::process::{Process, Supervisor, available_cpus};
+use crate::process::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
 
 /// The median of `samples` (sorted in place); zero for none.
 pub fn median(samples: &mut [Duration]) -> Duration {
@@ -137,10 +137,7 @@ fn concurrent_kernels(copies: usize, terms: u64) -> Result<Vec<Duration>> {
             .cpus([cpus[i % cpus.len()]]),
         )?;
     }
-    sup.processes_mut()
-        .iter_mut()
-        .map(|p| p.result().map(Duration::from_nanos))
-        .collect()
+    sup.processes_mut().iter_mut().map(|p| p.result().map(Duration::from_nanos)).collect()
 }
 
 /// Capacity with `copies` at once: the sum over copies of (time alone / time together).
@@ -154,29 +151,30 @@ pub fn capacity(copies: usize, terms: u64, repeat: usize) -> Result<f64> {
         }
     }
     let alone = median(&mut alone).as_secs_f64();
-    Ok(together
-        .iter_mut()
-        .map(|t| alone / median(t).as_secs_f64())
-        .sum())
+    Ok(together.iter_mut().map(|t| alone / median(t).as_secs_f64()).sum())
 }
 
 /// The scaling table for 1..=max_workers.
-pub fn scaling(terms: u64, max_workers: usize, repeat: usize) -> Result<Vec<ScalingRow>> {
+pub fn scaling(
+    terms: u64,
+    max_workers: usize,
+    repeat: usize,
+    method: StartMethod,
+) -> Result<Vec<ScalingRow>> {
     let mut rows: Vec<ScalingRow> = Vec::new();
     for workers in 1..=max_workers {
         let mut samples = Vec::new();
+        let mut job = PiJob::new(terms, workers);
+        job.start = method;
         for _ in 0..repeat.max(1) {
-            samples.push(engine::run(&PiJob::new(terms, workers), None)?.wall);
+            samples.push(engine::run(&job, None)?.wall);
         }
         let wall = median(&mut samples);
         let base = rows.first().map_or(wall, |r| r.wall);
         let speedup = base.as_secs_f64() / wall.as_secs_f64();
         // Each copy does one worker's share, so copies run as long as a worker does.
-        let capacity = if workers == 1 {
-            1.0
-        } else {
-            capacity(workers, terms / workers as u64, repeat)?
-        };
+        let capacity =
+            if workers == 1 { 1.0 } else { capacity(workers, terms / workers as u64, repeat)? };
         rows.push(ScalingRow {
             workers,
             wall,
@@ -188,12 +186,15 @@ pub fn scaling(terms: u64, max_workers: usize, repeat: usize) -> Result<Vec<Scal
     Ok(rows)
 }
 
-/// Median start+join round trip of a process that does nothing.
-pub fn round_trip(repeat: usize) -> Result<Duration> {
+/// Median start+join round trip of a process that does nothing, started with `method`.
+pub fn round_trip(method: StartMethod, repeat: usize) -> Result<Duration> {
     let mut samples = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
-        let mut p = Process::new(|| ());
+        let mut p = match method {
+            StartMethod::Fork => Process::new(|| ()),
+            other => Process::entry(NOOP_ENTRY, &()).start_method(other),
+        };
         p.start()?;
         p.join()?;
         samples.push(start.elapsed());
@@ -209,10 +210,7 @@ mod tests {
     fn median_of_odd_even_and_none() {
         let ms = Duration::from_millis;
         assert_eq!(median(&mut [ms(3), ms(1), ms(2)]), ms(2));
-        assert_eq!(
-            median(&mut [ms(4), ms(1), ms(2), ms(3)]),
-            Duration::from_micros(2500)
-        );
+        assert_eq!(median(&mut [ms(4), ms(1), ms(2), ms(3)]), Duration::from_micros(2500));
         assert_eq!(median(&mut []), Duration::ZERO);
     }
 

@@ -29,14 +29,8 @@ pub struct Receiver<T> {
 pub fn channel<T: Message>() -> Result<(Sender<T>, Receiver<T>)> {
     let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
     Ok((
-        Sender {
-            fd: Tracked::new(w),
-            _t: PhantomData,
-        },
-        Receiver {
-            fd: Tracked::new(r),
-            _t: PhantomData,
-        },
+        Sender { fd: Tracked::new(w), _t: PhantomData },
+        Receiver { fd: Tracked::new(r), _t: PhantomData },
     ))
 }
 
@@ -44,9 +38,8 @@ impl<T: Message> Sender<T> {
     /// Sends one message (blocks while the pipe is full).
     pub fn send(&self, value: &T) -> Result<()> {
         let body = message::to_bytes(value);
-        let len = u32::try_from(body.len()).map_err(|_| Error::Decode {
-            reason: "message too long",
-        })?;
+        let len =
+            u32::try_from(body.len()).map_err(|_| Error::Decode { reason: "message too long" })?;
         let mut frame = Vec::with_capacity(4 + body.len());
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
@@ -63,9 +56,7 @@ impl<T: Message> Receiver<T> {
         }
         let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
         if !self.read_exact(&mut body, false)? {
-            return Err(Error::Decode {
-                reason: "truncated",
-            });
+            return Err(Error::Decode { reason: "truncated" });
         }
         message::from_bytes(&body).map(Some)
     }
@@ -77,18 +68,30 @@ impl<T: Message> Receiver<T> {
             match sys::read(self.fd.as_fd(), &mut buf[got..]) {
                 Ok(0) if got == 0 && eof_ok => return Ok(false),
                 Ok(0) => {
-                    return Err(Error::Decode {
-                        reason: "truncated",
-                    });
+                    return Err(Error::Decode { reason: "truncated" });
                 }
                 Ok(n) => got += n,
                 Err(Errno::EAGAIN) => {
                     crate::wait::wait(&[self.fd.as_fd()], None)?;
                 }
-                Err(errno) => return Err(Error::Sys { op: "read", errno }),
+                Err(errno) => return Err(Error::sys("read")(errno)),
             }
         }
         Ok(true)
+    }
+}
+
+impl<T> Sender<T> {
+    /// Takes ownership of a sending end handed down by the parent under the number `fd`.
+    pub fn inherited(fd: i32) -> Sender<T> {
+        Sender { fd: Tracked::new(sys::inherited_file(fd as u64).into()), _t: PhantomData }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Takes ownership of a receiving end handed down by the parent under the number `fd`.
+    pub fn inherited(fd: i32) -> Receiver<T> {
+        Receiver { fd: Tracked::new(sys::inherited_file(fd as u64).into()), _t: PhantomData }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::bench::{KernelFigures, ScalingRow};
 use crate::engine::PiReport;
 use crate::pi;
+use crate::process::StartMethod;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
@@ -31,10 +32,7 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
     let shift = exponent.checked_sub(frac.len() as u32).ok_or_else(bad)?;
     let digits = format!("{int}{frac}");
     let value: u64 = digits.parse().map_err(|_| overflow())?;
-    10u64
-        .checked_pow(shift)
-        .and_then(|p| value.checked_mul(p))
-        .ok_or_else(overflow)
+    10u64.checked_pow(shift).and_then(|p| value.checked_mul(p)).ok_or_else(overflow)
 }
 
 /// The plain-text report of `pifork pi`.
@@ -43,18 +41,11 @@ pub fn pi_text(report: &PiReport, correct: bool) -> String {
     let error = report.estimate - std::f64::consts::PI;
     let _ = writeln!(out, "pi estimate:      {:.15}", report.estimate);
     let _ = writeln!(out, "error:            {error:+.3e}");
-    let _ = writeln!(
-        out,
-        "correct decimals: {}",
-        pi::correct_decimals(report.estimate)
-    );
+    let _ = writeln!(out, "correct decimals: {}", pi::correct_decimals(report.estimate));
     if correct {
         let c = pi::corrected(report.estimate, report.terms);
-        let _ = writeln!(
-            out,
-            "corrected:        {c:.15}  (error {:+.3e})",
-            c - std::f64::consts::PI
-        );
+        let _ =
+            writeln!(out, "corrected:        {c:.15}  (error {:+.3e})", c - std::f64::consts::PI);
     }
     let _ = writeln!(
         out,
@@ -63,11 +54,7 @@ pub fn pi_text(report: &PiReport, correct: bool) -> String {
         report.workers.len(),
         report.backend.as_str()
     );
-    let _ = writeln!(
-        out,
-        "wall time:        {:.1} ms",
-        report.wall.as_secs_f64() * 1e3
-    );
+    let _ = writeln!(out, "wall time:        {:.1} ms", report.wall.as_secs_f64() * 1e3);
     for w in &report.workers {
         let _ = writeln!(
             out,
@@ -100,11 +87,8 @@ pub fn pi_json(report: &PiReport, correct: bool) -> String {
     );
     if correct {
         let c = pi::corrected(report.estimate, report.terms);
-        let _ = write!(
-            out,
-            ",\"corrected\":{c:?},\"corrected_error\":{:?}",
-            c - std::f64::consts::PI
-        );
+        let _ =
+            write!(out, ",\"corrected\":{c:?},\"corrected_error\":{:?}", c - std::f64::consts::PI);
     }
     out.push_str(",\"per_worker\":[");
     for (i, w) in report.workers.iter().enumerate() {
@@ -135,8 +119,10 @@ pub struct BenchReport {
     pub repeat: usize,
     /// Single-core kernel figures.
     pub kernel: KernelFigures,
-    /// Median start+join round trip.
-    pub round_trip: Duration,
+    /// Median start+join round trip per start method.
+    pub round_trips: Vec<(StartMethod, Duration)>,
+    /// Start method of the scaling runs.
+    pub start: StartMethod,
     /// The scaling table.
     pub rows: Vec<ScalingRow>,
 }
@@ -152,11 +138,7 @@ pub fn bench_text(r: &BenchReport) -> String {
         r.terms, r.repeat
     );
     let _ = writeln!(out, "kernel, one core, {} terms:", k.terms);
-    let _ = writeln!(
-        out,
-        "  pifork kernel    {:7.3} ns/term",
-        k.kernel_ns_per_term
-    );
+    let _ = writeln!(out, "  pifork kernel    {:7.3} ns/term", k.kernel_ns_per_term);
     let _ = writeln!(
         out,
         "  plain loop       {:7.3} ns/term  (kernel {:.2}x faster)",
@@ -170,16 +152,9 @@ pub fn bench_text(r: &BenchReport) -> String {
         2.0 * k.kernel_ns_per_term,
         100.0 * k.of_division_limit()
     );
-    let _ = writeln!(
-        out,
-        "start+join round trip (fork): {:.1} us",
-        r.round_trip.as_secs_f64() * 1e6
-    );
-    let _ = writeln!(out, "scaling:");
-    let _ = writeln!(
-        out,
-        "  workers   wall ms  speedup  efficiency  capacity  of capacity"
-    );
+    out.push_str(&round_trips_text(&r.round_trips));
+    let _ = writeln!(out, "scaling ({} workers):", r.start);
+    let _ = writeln!(out, "  workers   wall ms  speedup  efficiency  capacity  of capacity");
     for row in &r.rows {
         let _ = writeln!(
             out,
@@ -195,13 +170,31 @@ pub fn bench_text(r: &BenchReport) -> String {
     out
 }
 
+/// The start+join round trips, side by side.
+pub fn round_trips_text(round_trips: &[(StartMethod, Duration)]) -> String {
+    let mut out = String::from("start+join round trip, median:\n");
+    for (method, d) in round_trips {
+        let _ = writeln!(out, "  {:<11} {:9.1} us", method.as_str(), d.as_secs_f64() * 1e6);
+    }
+    out
+}
+
+/// The round trips as a JSON object: `{"fork":123.4,...}` (microseconds).
+pub fn round_trips_json(round_trips: &[(StartMethod, Duration)]) -> String {
+    let fields: Vec<String> = round_trips
+        .iter()
+        .map(|(m, d)| format!("\"{}\":{:.1}", m.as_str(), d.as_secs_f64() * 1e6))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
 /// The one-object JSON form of [`bench_text`].
 pub fn bench_json(r: &BenchReport) -> String {
     let k = &r.kernel;
     let mut out = format!(
         "{{\"terms\":{},\"repeat\":{},\"backend\":\"{}\",\"kernel_terms\":{},\"kernel_ns_per_term\":{:.4},\
          \"plain_ns_per_term\":{:.4},\"division_ns\":{:.4},\"kernel_speedup\":{:.3},\
-         \"of_division_limit\":{:.3},\"round_trip_us\":{:.1},\"scaling\":[",
+         \"of_division_limit\":{:.3},\"round_trip_us\":{},\"scaling_start\":\"{}\",\"scaling\":[",
         r.terms,
         r.repeat,
         crate::backend().as_str(),
@@ -211,7 +204,8 @@ pub fn bench_json(r: &BenchReport) -> String {
         k.division_ns,
         k.speedup(),
         k.of_division_limit(),
-        r.round_trip.as_secs_f64() * 1e6
+        round_trips_json(&r.round_trips),
+        r.start
     );
     for (i, row) in r.rows.iter().enumerate() {
         let _ = write!(
@@ -249,9 +243,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_counts() {
-        for bad in [
-            "", "abc", "-5", "1.5", "1e", "e5", "1_", "_1", "1__0", "2.55e1", "1e-3", "+3", "0x10",
-        ] {
+        for bad in
+            ["", "abc", "-5", "1.5", "1e", "e5", "1_", "_1", "1__0", "2.55e1", "1e-3", "+3", "0x10"]
+        {
             assert!(parse_count(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::channel::{Receiver, Sender, channel};
 use crate::error::{Error, Result};
 use crate::pi;
-use crate::process::{self, Backend, Process};
+use crate::process::{self, Backend, Process, StartMethod};
 use crate::sys;
 use crate::wait::wait;
 
@@ -24,19 +24,17 @@ pub struct PiJob {
     pub workers: usize,
     /// Pin worker i to the i-th available CPU.
     pub pin: bool,
-    /// The per-chunk function.
-    pub kernel: Kernel,
+    /// How the workers are started.
+    pub start: StartMethod,
+    /// A stand-in for the Leibniz kernel (fork only: a function cannot travel to a spawned
+    /// process). Used by tests.
+    pub kernel: Option<Kernel>,
 }
 
 impl PiJob {
     /// N terms on `workers` pinned workers with the real kernel.
     pub fn new(terms: u64, workers: usize) -> PiJob {
-        PiJob {
-            terms,
-            workers,
-            pin: true,
-            kernel: pi::partial_sum,
-        }
+        PiJob { terms, workers, pin: true, start: process::get_start_method(), kernel: None }
     }
 }
 
@@ -97,6 +95,17 @@ fn worker_loop(
     (chunks, terms, busy, cpu)
 }
 
+/// The entry point of a worker started by spawn or forkserver: its arguments are the
+/// numbers of its inherited task and result descriptors.
+pub const WORKER_ENTRY: &str = "pifork.pi-worker";
+
+/// Registers the engine's worker entry point (done once, before any lookup).
+pub(crate) fn register_entries() {
+    crate::process::register(WORKER_ENTRY, |(tasks, results): (i32, i32)| {
+        worker_loop(Receiver::inherited(tasks), Sender::inherited(results), pi::partial_sum)
+    });
+}
+
 struct Worker {
     process: Process<Summary>,
     tasks: Option<Sender<(u64, u64)>>,
@@ -106,25 +115,32 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(index: usize, pinned: Option<usize>, kernel: Kernel) -> Result<Worker> {
+    fn start(index: usize, pinned: Option<usize>, job: &PiJob) -> Result<Worker> {
         let (task_tx, task_rx) = channel::<(u64, u64)>()?;
         let (result_tx, result_rx) = channel::<(f64, u64)>()?;
         let keep = [task_rx.as_raw_fd(), result_tx.as_raw_fd()];
-        let mut process = Process::new(move || worker_loop(task_rx, result_tx, kernel))
-            .name(format!("worker-{index}"))
-            .daemon(true)
-            .inherit_fds(keep);
+        // With spawn and forkserver the child's ends travel as inherited descriptors, under
+        // the same numbers; the parent's copies are closed once the child has started.
+        let mut child_ends = None;
+        let process = match (job.start, job.kernel) {
+            (StartMethod::Fork, kernel) => {
+                let kernel = kernel.unwrap_or(pi::partial_sum);
+                // The closure owns the child's ends: dropped in the parent at start().
+                Process::new(move || worker_loop(task_rx, result_tx, kernel))
+            }
+            (method, None) => {
+                child_ends = Some((task_rx, result_tx));
+                Process::entry(WORKER_ENTRY, &(keep[0], keep[1])).start_method(method)
+            }
+            (method, Some(_)) => return Err(Error::NeedsEntry { method: method.as_str() }),
+        };
+        let mut process = process.name(format!("worker-{index}")).daemon(true).inherit_fds(keep);
         if let Some(cpu) = pinned {
             process = process.cpus([cpu]);
         }
         process.start()?;
-        Ok(Worker {
-            process,
-            tasks: Some(task_tx),
-            results: result_rx,
-            in_flight: None,
-            pinned,
-        })
+        drop(child_ends);
+        Ok(Worker { process, tasks: Some(task_tx), results: result_rx, in_flight: None, pinned })
     }
 
     fn died(&mut self, index: usize) -> Error {
@@ -138,20 +154,13 @@ impl Worker {
             Err(Error::ChildPanicked { message, .. }) => Some(message),
             _ => None,
         };
-        let exitcode =
-            self.process
-                .exitcode()
-                .ok()
-                .flatten()
-                .unwrap_or(process::ExitCode::Signaled(
-                    nix::sys::signal::Signal::SIGKILL as i32,
-                ));
-        Error::WorkerDied {
-            worker: index,
-            pid,
-            exitcode,
-            panic,
-        }
+        let exitcode = self
+            .process
+            .exitcode()
+            .ok()
+            .flatten()
+            .unwrap_or(process::ExitCode::Signaled(nix::sys::signal::Signal::SIGKILL as i32));
+        Error::WorkerDied { worker: index, pid, exitcode, panic }
     }
 }
 
@@ -169,7 +178,7 @@ pub fn run(
     let mut crew = Crew(Vec::with_capacity(count));
     for index in 0..count {
         let pinned = job.pin.then(|| cpus[index % cpus.len()]);
-        crew.0.push(Worker::start(index, pinned, job.kernel)?);
+        crew.0.push(Worker::start(index, pinned, job)?);
     }
     let workers = &mut crew.0;
     let mut partials = vec![0.0f64; plan.len()];
@@ -179,9 +188,7 @@ pub fn run(
     }
     while workers.iter().any(|w| w.in_flight.is_some()) {
         // Results first, then sentinels, then the cancel descriptor.
-        let active: Vec<usize> = (0..count)
-            .filter(|&i| workers[i].in_flight.is_some())
-            .collect();
+        let active: Vec<usize> = (0..count).filter(|&i| workers[i].in_flight.is_some()).collect();
         let mut fds: Vec<BorrowedFd<'_>> =
             active.iter().map(|&i| workers[i].results.as_fd()).collect();
         for &i in &active {
@@ -214,10 +221,7 @@ pub fn run(
                 Ok(None) | Err(_) => return Err(w.died(i)),
             }
         }
-        for &k in ready
-            .iter()
-            .filter(|&&k| k >= active.len() && k < 2 * active.len())
-        {
+        for &k in ready.iter().filter(|&&k| k >= active.len() && k < 2 * active.len()) {
             let i = active[k - active.len()];
             if !replied.contains(&i) {
                 return Err(workers[i].died(i));
@@ -243,13 +247,7 @@ pub fn run(
             busy: Duration::from_nanos(busy),
         });
     }
-    Ok(PiReport {
-        terms: job.terms,
-        estimate,
-        wall,
-        workers: reports,
-        backend: process::backend(),
-    })
+    Ok(PiReport { terms: job.terms, estimate, wall, workers: reports, backend: process::backend() })
 }
 
 /// The running workers; on every way out of [`run`] they are all signalled first, then each

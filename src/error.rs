@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use nix::errno::Errno;
-
 use crate::process::ExitCode;
 
 /// Everything that can go wrong in pifork's library.
@@ -33,8 +31,8 @@ pub enum Error {
     Sys {
         /// Which operation failed.
         op: &'static str,
-        /// The errno it failed with.
-        errno: Errno,
+        /// The OS error code (errno, or Windows' last error).
+        code: i32,
     },
     /// The child panicked; its panic message travelled back.
     ChildPanicked {
@@ -70,6 +68,31 @@ pub enum Error {
         /// The signal number.
         signal: i32,
     },
+    /// No entry point is registered under this name.
+    UnknownEntry {
+        /// The name asked for.
+        name: String,
+        /// The names that are registered.
+        known: String,
+    },
+    /// The spawn and forkserver start methods run registered entry points only.
+    NeedsEntry {
+        /// The start method asked for.
+        method: &'static str,
+    },
+    /// A spawned child ran its program's `main` instead of its entry: the program does not call
+    /// `pifork::main_guard()` at the top of `main`.
+    NoMainGuard,
+    /// The start method does not exist on this platform.
+    Unsupported {
+        /// The start method asked for.
+        method: &'static str,
+    },
+    /// The fork server could not be started or refused a request.
+    Forkserver {
+        /// What went wrong.
+        reason: String,
+    },
     /// The child's result did not decode as the expected type.
     Decode {
         /// What was wrong with the bytes.
@@ -78,8 +101,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn sys(op: &'static str) -> impl FnOnce(Errno) -> Error {
-        move |errno| Error::Sys { op, errno }
+    /// A constructor for [`Error::Sys`] from anything that converts to an `io::Error`
+    /// (nix's `Errno`, std's errors).
+    pub(crate) fn sys<E: Into<std::io::Error>>(op: &'static str) -> impl Fn(E) -> Error + Copy {
+        move |e| Error::Sys { op, code: e.into().raw_os_error().unwrap_or(0) }
     }
 }
 
@@ -97,45 +122,52 @@ impl fmt::Display for Error {
                 f,
                 "refusing to fork: this process has {threads} threads and fork copies only the \
                  calling one (a lock held by another thread would stay locked in the child); \
-                 start processes before spawning threads, or opt in with \
-                 Process::allow_threads(true) if the child only runs fork-safe code"
+                 start processes before spawning threads, use the spawn or forkserver start \
+                 method, or opt in with Process::allow_threads(true) if the child only runs \
+                 fork-safe code"
             ),
             Error::CpuUnavailable { cpu } => {
                 write!(f, "cpu {cpu} is not in this process's affinity set")
             }
-            Error::Sys { op, errno } => write!(f, "{op} failed: {}", errno.desc()),
+            Error::Sys { op, code } => {
+                write!(f, "{op} failed: {}", std::io::Error::from_raw_os_error(*code))
+            }
             Error::ChildPanicked { name, pid, message } => {
                 write!(f, "{name} (pid {pid}) panicked: {message}")
             }
-            Error::ChildFailed {
-                name,
-                pid,
-                exitcode,
-            } => {
-                write!(
-                    f,
-                    "{name} (pid {pid}) ended without a result, exit code {exitcode}"
-                )
+            Error::ChildFailed { name, pid, exitcode } => {
+                write!(f, "{name} (pid {pid}) ended without a result, exit code {exitcode}")
             }
-            Error::WorkerDied {
-                worker,
-                pid,
-                exitcode,
-                panic,
-            } => {
-                write!(
-                    f,
-                    "worker {worker} (pid {pid}) died with exit code {exitcode}"
-                )?;
+            Error::WorkerDied { worker, pid, exitcode, panic } => {
+                write!(f, "worker {worker} (pid {pid}) died with exit code {exitcode}")?;
                 match panic {
                     Some(message) => write!(f, ": panicked: {message}"),
                     None => Ok(()),
                 }
             }
-            Error::Interrupted { signal } => match nix::sys::signal::Signal::try_from(*signal) {
-                Ok(sig) => write!(f, "interrupted by {}", sig.as_str()),
-                Err(_) => write!(f, "interrupted by signal {signal}"),
+            Error::Interrupted { signal } => match crate::process::signal_name(*signal) {
+                Some(name) => write!(f, "interrupted by {name}"),
+                None => write!(f, "interrupted by signal {signal}"),
             },
+            Error::UnknownEntry { name, known } if known.is_empty() => {
+                write!(f, "no entry point named {name:?} (names use letters, digits and _-.:)")
+            }
+            Error::UnknownEntry { name, known } => {
+                write!(f, "no entry point named {name:?} is registered (registered: {known})")
+            }
+            Error::NeedsEntry { method } => write!(
+                f,
+                "the {method} start method runs registered entry points only: register the \
+                 target with pifork::register and build the process with Process::entry"
+            ),
+            Error::NoMainGuard => f.write_str(
+                "the spawned child ran the program's main instead of its entry: call \
+                 pifork::main_guard() at the top of main, after registering the entry points",
+            ),
+            Error::Unsupported { method } => {
+                write!(f, "the {method} start method is not available on this platform")
+            }
+            Error::Forkserver { reason } => write!(f, "fork server: {reason}"),
             Error::Decode { reason } => write!(f, "cannot decode the child's result: {reason}"),
         }
     }

@@ -5,30 +5,44 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+// The process model is portable (fork and forkserver are Linux-only, spawn works on Windows
+// too); the pi engine and everything the CLI needs build on it with Linux descriptors.
+#[cfg(unix)]
 pub mod bench;
+#[cfg(unix)]
 pub mod channel;
+#[cfg(unix)]
 pub mod cli;
+#[cfg(unix)]
 pub mod engine;
 mod error;
 pub mod message;
 pub mod pi;
 pub mod process;
+#[cfg(unix)]
 pub mod race;
+#[cfg(unix)]
 pub mod signals;
 mod sys;
 pub mod wait;
 
+#[cfg(unix)]
 pub use channel::{Receiver, Sender, channel};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use process::{
-    Backend, ExitCode, Pid, Process, Supervisor, available_cpus, backend, cpu_count, probe_pidfd,
-    wait_all, wait_first,
+    Backend, Context, ExitCode, Pid, Process, RawInherit, Sentinel, StartMethod, Supervisor,
+    available_cpus, backend, cpu_count, get_context, get_start_method, main_guard, register,
+    set_start_method, signal_name, wait_all, wait_first,
 };
+#[cfg(unix)]
+pub use process::{forkserver, probe_pidfd};
+#[cfg(unix)]
 pub use signals::SignalPipe;
 pub use wait::wait;
 
 /// Facts about the system as pifork sees it, for `pifork info`.
+#[cfg(unix)]
 #[derive(Debug, Clone)]
 pub struct SystemInfo {
     /// Kernel name, release and machine, as `uname` gives them.
@@ -42,6 +56,7 @@ pub struct SystemInfo {
 }
 
 /// Gathers [`SystemInfo`].
+#[cfg(unix)]
 pub fn system_info() -> SystemInfo {
     SystemInfo {
         kernel: sys::uname().unwrap_or_default(),
@@ -60,11 +75,7 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
         while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
             j += 1;
         }
-        parts.push(if i == j {
-            cpus[i].to_string()
-        } else {
-            format!("{}-{}", cpus[i], cpus[j])
-        });
+        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
         i = j + 1;
     }
     parts.join(",")

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 use pifork::bench;
-use pifork::cli::{BenchReport, bench_json, bench_text, parse_count, pi_json, pi_text};
-use pifork::{Error, SignalPipe, engine, pi, race};
+use pifork::cli::{
+    BenchReport, bench_json, bench_text, parse_count, pi_json, pi_text, round_trips_json,
+    round_trips_text,
+};
+use pifork::{Error, SignalPipe, StartMethod, engine, forkserver, pi, race};
 
 /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
 #[derive(FromArgs)]
@@ -44,6 +47,9 @@ struct PiArgs {
     /// also print the estimate corrected with the series' remainder expansion
     #[argh(switch)]
     correct: bool,
+    /// start method of the workers: fork (default), spawn or forkserver
+    #[argh(option, default = "StartMethod::Fork")]
+    start: StartMethod,
 }
 
 /// Start workers with different amounts of work; report the first to finish, stop the rest.
@@ -62,6 +68,9 @@ struct RaceArgs {
     /// wait for every runner instead of terminating the losers
     #[argh(switch)]
     join_all: bool,
+    /// start method of the runners: fork (default), spawn or forkserver
+    #[argh(option, default = "StartMethod::Fork")]
+    start: StartMethod,
 }
 
 /// Measure the kernel, the scaling over worker counts and the start+join round trip.
@@ -80,6 +89,12 @@ struct BenchArgs {
     /// print one JSON object instead of a table
     #[argh(switch)]
     json: bool,
+    /// start method of the scaling runs' workers: fork (default), spawn or forkserver
+    #[argh(option, default = "StartMethod::Fork")]
+    start: StartMethod,
+    /// only compare the start+join round trip of the three start methods
+    #[argh(switch)]
+    start_methods: bool,
 }
 
 /// Show the kernel, whether pidfd works, the CPUs available and the backend chosen.
@@ -100,6 +115,8 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    // A spawned worker runs its entry point here and exits; nothing below runs in it.
+    pifork::main_guard();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -119,6 +136,20 @@ fn main() -> ExitCode {
             };
         }
     };
+    let method = match &cli.command {
+        Command::Pi(a) => a.start,
+        Command::Race(a) => a.start,
+        Command::Bench(a) if a.start_methods => StartMethod::Forkserver,
+        Command::Bench(a) => a.start,
+        Command::Info(_) => StartMethod::Fork,
+    };
+    // The fork server must start while this process is still small and single-threaded.
+    if method == StartMethod::Forkserver
+        && let Err(e) = forkserver::start()
+    {
+        eprintln!("pifork: {e}");
+        return ExitCode::FAILURE;
+    }
     let outcome = match cli.command {
         Command::Pi(a) => run_pi(a),
         Command::Race(a) => run_race(a),
@@ -126,6 +157,7 @@ fn main() -> ExitCode {
         Command::Info(_) => run_info(),
     };
     let _ = std::io::stdout().flush();
+    forkserver::stop();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
@@ -171,10 +203,7 @@ fn check_terms(terms: u64) -> Result<(), Failure> {
 /// SIGINT and SIGTERM, as a descriptor the run waits on; the run then ends with
 /// [`Error::Interrupted`].
 fn shutdown_signals() -> Result<SignalPipe, Failure> {
-    Ok(SignalPipe::new(&[
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?)
+    Ok(SignalPipe::new(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?)
 }
 
 fn run_pi(a: PiArgs) -> Result<(), Failure> {
@@ -184,6 +213,7 @@ fn run_pi(a: PiArgs) -> Result<(), Failure> {
     let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
     let mut job = engine::PiJob::new(a.terms, workers);
     job.pin = !a.no_pin;
+    job.start = a.start;
     let report = engine::run(&job, Some((signals.fd(), &on_signal)))?;
     if a.json {
         println!("{}", pi_json(&report, a.correct));
@@ -199,17 +229,14 @@ fn run_race(a: RaceArgs) -> Result<(), Failure> {
     let signals = shutdown_signals()?;
     let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
     let report = race::race(
+        a.start,
         workers,
         a.seed,
         a.terms,
         a.join_all,
         Some((signals.fd(), &on_signal)),
     )?;
-    println!(
-        "race: {} runners, seed {}",
-        report.runners.len(),
-        report.seed
-    );
+    println!("race: {} runners, seed {}", report.runners.len(), report.seed);
     let w = &report.runners[report.winner];
     println!(
         "first: runner {} (pid {}, {} terms) after {:.1} ms",
@@ -237,17 +264,23 @@ fn run_bench(a: BenchArgs) -> Result<(), Failure> {
         return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
     }
     let repeat = a.repeat as usize;
+    let mut round_trips = Vec::new();
+    for method in StartMethod::ALL {
+        let runs = if method == StartMethod::Spawn { 50 } else { 200 };
+        round_trips.push((method, bench::round_trip(method, runs)?));
+    }
+    if a.start_methods {
+        if a.json {
+            println!("{}", round_trips_json(&round_trips));
+        } else {
+            print!("{}", round_trips_text(&round_trips));
+        }
+        return Ok(());
+    }
     let kernel_terms = (a.terms / 10).clamp(1 << 20, 100_000_000);
     let kernel = bench::kernel_figures(kernel_terms, repeat);
-    let round_trip = bench::round_trip(200)?;
-    let rows = bench::scaling(a.terms, max_workers, repeat)?;
-    let report = BenchReport {
-        terms: a.terms,
-        repeat,
-        kernel,
-        round_trip,
-        rows,
-    };
+    let rows = bench::scaling(a.terms, max_workers, repeat, a.start)?;
+    let report = BenchReport { terms: a.terms, repeat, kernel, round_trips, start: a.start, rows };
     if a.json {
         println!("{}", bench_json(&report));
     } else {
@@ -265,11 +298,7 @@ fn run_info() -> Result<(), Failure> {
         Ok(()) => println!("pidfd: works"),
         Err(why) => println!("pidfd: unavailable ({why})"),
     }
-    println!(
-        "cpus: {} ({})",
-        info.cpus.len(),
-        pifork::format_cpu_list(&info.cpus)
-    );
+    println!("cpus: {} ({})", info.cpus.len(), pifork::format_cpu_list(&info.cpus));
     println!("backend: {}", info.backend.as_str());
     Ok(())
 }

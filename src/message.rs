@@ -21,20 +21,12 @@ pub fn to_bytes<T: Message>(value: &T) -> Vec<u8> {
 /// Decodes a value that must use all of `bytes`.
 pub fn from_bytes<T: Message>(mut bytes: &[u8]) -> Result<T> {
     let value = T::decode(&mut bytes)?;
-    if bytes.is_empty() {
-        Ok(value)
-    } else {
-        Err(Error::Decode {
-            reason: "trailing bytes",
-        })
-    }
+    if bytes.is_empty() { Ok(value) } else { Err(Error::Decode { reason: "trailing bytes" }) }
 }
 
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     if input.len() < n {
-        return Err(Error::Decode {
-            reason: "truncated",
-        });
+        return Err(Error::Decode { reason: "truncated" });
     }
     let (head, tail) = input.split_at(n);
     *input = tail;
@@ -62,9 +54,7 @@ impl Message for usize {
         (*self as u64).encode(out);
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
-        usize::try_from(u64::decode(input)?).map_err(|_| Error::Decode {
-            reason: "usize overflow",
-        })
+        usize::try_from(u64::decode(input)?).map_err(|_| Error::Decode { reason: "usize overflow" })
     }
 }
 
@@ -73,9 +63,7 @@ impl Message for isize {
         (*self as i64).encode(out);
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
-        isize::try_from(i64::decode(input)?).map_err(|_| Error::Decode {
-            reason: "isize overflow",
-        })
+        isize::try_from(i64::decode(input)?).map_err(|_| Error::Decode { reason: "isize overflow" })
     }
 }
 
@@ -126,9 +114,8 @@ impl Message for String {
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
         let len = usize::decode(input)?;
-        String::from_utf8(take(input, len)?.to_vec()).map_err(|_| Error::Decode {
-            reason: "invalid UTF-8",
-        })
+        String::from_utf8(take(input, len)?.to_vec())
+            .map_err(|_| Error::Decode { reason: "invalid UTF-8" })
     }
 }
 
@@ -146,9 +133,7 @@ impl<T: Message> Message for Option<T> {
         match u8::decode(input)? {
             0 => Ok(None),
             1 => Ok(Some(T::decode(input)?)),
-            _ => Err(Error::Decode {
-                reason: "bad option tag",
-            }),
+            _ => Err(Error::Decode { reason: "bad option tag" }),
         }
     }
 }
@@ -173,6 +158,7 @@ tuple!(A, B);
 tuple!(A, B, C);
 tuple!(A, B, C, D);
 tuple!(A, B, C, D, E);
+tuple!(A, B, C, D, E, F);
 
 #[cfg(test)]
 mod tests {
@@ -180,10 +166,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(
-            from_bytes::<f64>(&to_bytes(&-0.1f64)).unwrap().to_bits(),
-            (-0.1f64).to_bits()
-        );
+        assert_eq!(from_bytes::<f64>(&to_bytes(&-0.1f64)).unwrap().to_bits(), (-0.1f64).to_bits());
         assert_eq!(from_bytes::<u64>(&to_bytes(&u64::MAX)).unwrap(), u64::MAX);
         assert_eq!(from_bytes::<i32>(&to_bytes(&-7i32)).unwrap(), -7);
         let bytes = vec![0u8, 255, 1, 2];
@@ -192,36 +175,15 @@ mod tests {
         let fds = vec![3i32, -1];
         assert_eq!(from_bytes::<Vec<i32>>(&to_bytes(&fds)).unwrap(), fds);
         let t = (1.5f64, 3u64, String::from("é"), Some(true));
-        assert_eq!(
-            from_bytes::<(f64, u64, String, Option<bool>)>(&to_bytes(&t)).unwrap(),
-            t
-        );
+        assert_eq!(from_bytes::<(f64, u64, String, Option<bool>)>(&to_bytes(&t)).unwrap(), t);
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(
-            from_bytes::<u64>(&[1, 2, 3]),
-            Err(Error::Decode {
-                reason: "truncated"
-            })
-        );
-        assert_eq!(
-            from_bytes::<u8>(&[1, 2]),
-            Err(Error::Decode {
-                reason: "trailing bytes"
-            })
-        );
-        assert_eq!(
-            from_bytes::<bool>(&[7]),
-            Err(Error::Decode { reason: "bad bool" })
-        );
+        assert_eq!(from_bytes::<u64>(&[1, 2, 3]), Err(Error::Decode { reason: "truncated" }));
+        assert_eq!(from_bytes::<u8>(&[1, 2]), Err(Error::Decode { reason: "trailing bytes" }));
+        assert_eq!(from_bytes::<bool>(&[7]), Err(Error::Decode { reason: "bad bool" }));
         let huge = to_bytes(&u64::MAX);
-        assert_eq!(
-            from_bytes::<Vec<u8>>(&huge),
-            Err(Error::Decode {
-                reason: "truncated"
-            })
-        );
+        assert_eq!(from_bytes::<Vec<u8>>(&huge), Err(Error::Decode { reason: "truncated" }));
     }
 }

@@ -20,29 +20,19 @@ pub const MAX_TERMS: u64 = 1 << 50;
 /// # Panics
 /// If `m == 0` or `n > MAX_TERMS`.
 pub fn partial_sum(m: u64, n: u64) -> f64 {
-    assert!(
-        m >= 1 && n <= MAX_TERMS,
-        "terms must lie in 1..={MAX_TERMS}"
-    );
+    assert!(m >= 1 && n <= MAX_TERMS, "terms must lie in 1..={MAX_TERMS}");
     if m > n {
         return 0.0;
     }
     // A leading even term (negative) stands alone; so does a trailing odd one (positive).
-    let (lead, first) = if m.is_multiple_of(2) {
-        (-1.0 / (2 * m - 1) as f64, m + 1)
-    } else {
-        (0.0, m)
-    };
+    let (lead, first) =
+        if m.is_multiple_of(2) { (-1.0 / (2 * m - 1) as f64, m + 1) } else { (0.0, m) };
     if first > n {
         return lead;
     }
     let count = n - first + 1;
     let pairs = count / 2;
-    let tail = if !count.is_multiple_of(2) {
-        1.0 / (2 * n - 1) as f64
-    } else {
-        0.0
-    };
+    let tail = if !count.is_multiple_of(2) { 1.0 / (2 * n - 1) as f64 } else { 0.0 };
     // Pair j (0-based) starts at term first + 2j, whose denominator is x = 2(first+2j) - 1.
     let x0 = (2 * first - 1) as f64;
     let body = pair_sum(x0, pairs);
@@ -154,11 +144,7 @@ pub fn correct_decimals(estimate: f64) -> u32 {
     if ours.len() < 2 || ours[..2] != pi[..2] {
         return 0;
     }
-    ours[2..]
-        .iter()
-        .zip(&pi[2..])
-        .take_while(|(a, b)| a == b)
-        .count() as u32
+    ours[2..].iter().zip(&pi[2..]).take_while(|(a, b)| a == b).count() as u32
 }
 
 #[cfg(test)]
@@ -168,9 +154,8 @@ mod tests {
     /// The partial sum for small ranges, term by term with compensation, and the sum of the
     /// terms' magnitudes (the scale of its rounding error).
     fn reference(m: u64, n: u64) -> (f64, f64) {
-        let terms: Vec<f64> = (m..=n)
-            .map(|k| if k % 2 == 1 { 1.0 } else { -1.0 } / (2 * k - 1) as f64)
-            .collect();
+        let terms: Vec<f64> =
+            (m..=n).map(|k| if k % 2 == 1 { 1.0 } else { -1.0 } / (2 * k - 1) as f64).collect();
         (combine(&terms), terms.iter().map(|t| t.abs()).sum())
     }
 
@@ -214,30 +199,16 @@ mod tests {
         for n in [1000u64, 1001, 65_536, 1_000_000, 9_999_999] {
             let estimate = 4.0
                 * combine(
-                    &chunk_plan(n)
-                        .iter()
-                        .map(|&(a, b)| partial_sum(a, b))
-                        .collect::<Vec<_>>(),
+                    &chunk_plan(n).iter().map(|&(a, b)| partial_sum(a, b)).collect::<Vec<_>>(),
                 );
             let exact = std::f64::consts::PI - remainder(n);
-            assert!(
-                ((estimate - exact) / exact).abs() < 1e-15,
-                "N={n}: {estimate} vs {exact}"
-            );
+            assert!(((estimate - exact) / exact).abs() < 1e-15, "N={n}: {estimate} vs {exact}");
         }
     }
 
     #[test]
     fn plan_covers_every_term_once_independent_of_workers() {
-        for n in [
-            1u64,
-            2,
-            3,
-            (1 << 20) - 1,
-            1 << 20,
-            100_000_000,
-            10_000_000_019,
-        ] {
+        for n in [1u64, 2, 3, (1 << 20) - 1, 1 << 20, 100_000_000, 10_000_000_019] {
             let plan = chunk_plan(n);
             assert_eq!(plan[0].0, 1);
             assert_eq!(plan.last().unwrap().1, n);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::pi;
-use crate::process::{ExitCode, Process, Supervisor, available_cpus};
+use crate::process::{ExitCode, Process, StartMethod, Supervisor, available_cpus};
 use crate::wait::wait;
 
 /// One runner's outcome.
@@ -35,6 +35,14 @@ pub struct RaceReport {
     pub runners: Vec<Runner>,
 }
 
+/// The runners' entry point: the partial sum of terms m..=n.
+pub const PARTIAL_SUM_ENTRY: &str = "pifork.partial-sum";
+
+/// Registers the race's entry point (done once, before any lookup).
+pub(crate) fn register_entries() {
+    crate::process::register(PARTIAL_SUM_ENTRY, |(m, n): (u64, u64)| pi::partial_sum(m, n));
+}
+
 /// splitmix64: a small, well-mixed generator; plenty for picking work sizes.
 fn next_random(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -60,6 +68,7 @@ pub fn work_sizes(workers: usize, seed: u64, max_terms: u64) -> Vec<u64> {
 
 /// Runs the race. `cancel` as in [`crate::engine::run`].
 pub fn race(
+    method: StartMethod,
     workers: usize,
     seed: u64,
     max_terms: u64,
@@ -71,7 +80,8 @@ pub fn race(
     let mut sup: Supervisor<f64> = Supervisor::new();
     let start = Instant::now();
     for (i, &terms) in sizes.iter().enumerate() {
-        let p = Process::with_args(|n| pi::partial_sum(1, n), terms)
+        let p = Process::entry(PARTIAL_SUM_ENTRY, &(1u64, terms))
+            .start_method(method)
             .name(format!("runner-{i}"))
             .daemon(true)
             .cpus([cpus[i % cpus.len()]]);
@@ -85,10 +95,7 @@ pub fn race(
             break;
         }
         let procs = sup.processes();
-        let mut fds = running
-            .iter()
-            .map(|&i| procs[i].sentinel())
-            .collect::<Result<Vec<_>>>()?;
+        let mut fds = running.iter().map(|&i| procs[i].sentinel()).collect::<Result<Vec<_>>>()?;
         if let Some((fd, _)) = &cancel {
             fds.push(*fd);
         }
@@ -120,11 +127,7 @@ pub fn race(
             finished: finished[i],
         });
     }
-    Ok(RaceReport {
-        seed,
-        winner: winner.expect("at least one runner finished"),
-        runners,
-    })
+    Ok(RaceReport { seed, winner: winner.expect("at least one runner finished"), runners })
 }
 
 #[cfg(test)]

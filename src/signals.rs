@@ -6,8 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use nix::errno::Errno;
-
 use crate::error::{Error, Result};
 use crate::process::Tracked;
 
@@ -21,10 +19,7 @@ pub struct SignalPipe {
 impl SignalPipe {
     /// Catches `signals` from now on (their default action no longer runs).
     pub fn new(signals: &[i32]) -> Result<SignalPipe> {
-        let io = |e: std::io::Error| Error::Sys {
-            op: "signal pipe",
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        };
+        let io = Error::sys::<std::io::Error>("signal pipe");
         let (read, write) = UnixStream::pair().map_err(io)?;
         read.set_nonblocking(true).map_err(io)?;
         write.set_nonblocking(true).map_err(io)?;

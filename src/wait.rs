@@ -1,14 +1,10 @@
 //! `wait()`: block until the first of several sentinels (or any readable descriptors) is
 //! ready — the equivalent of `multiprocessing.connection.wait`, on `poll(2)`.
 
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags};
-
-use crate::error::{Error, Result};
-use crate::sys;
+use crate::error::Result;
+use crate::process::Sentinel;
 
 /// Milliseconds left until `deadline`, rounded up so a wait never ends early; `None` for no
 /// deadline, `Some(0)` once it has passed.
@@ -29,44 +25,21 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
-/// Waits until at least one of `fds` is ready (readable, hung up or in error) or `timeout`
-/// passes, and returns the indices of the ready ones, ascending (empty on timeout).
+/// Waits until at least one of `sentinels` is ready or `timeout` passes, and returns the
+/// indices of the ready ones, ascending (empty on timeout).
 ///
-/// Process sentinels become ready when the process ends; any other descriptor (a channel's
-/// receiving end, a signal pipe) can be waited on alongside them. Signals that interrupt the
-/// wait are absorbed: the wait resumes with the time that is left.
-pub fn wait(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = deadline_after(timeout);
-    let mut pollfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    loop {
-        let timeout_ms = remaining_ms(deadline).unwrap_or(-1);
-        match sys::poll(&mut pollfds, timeout_ms) {
-            Ok(0) if timeout_ms >= 0 && remaining_ms(deadline) == Some(0) => return Ok(Vec::new()),
-            Ok(0) => continue,
-            Ok(_) => {
-                return Ok(pollfds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
-                    .map(|(i, _)| i)
-                    .collect());
-            }
-            Err(Errno::EINTR) => {
-                if remaining_ms(deadline) == Some(0) {
-                    return Ok(Vec::new());
-                }
-            }
-            Err(errno) => return Err(Error::Sys { op: "poll", errno }),
-        }
-    }
+/// Process sentinels become ready when the process ends. On Linux any other descriptor (a
+/// channel's receiving end, a signal pipe) can be waited on alongside them, ready when readable
+/// or hung up; on Windows any waitable handle. Signals that interrupt the wait are absorbed:
+/// the wait resumes with the time that is left.
+pub fn wait(sentinels: &[Sentinel<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    crate::process::wait_any(sentinels, deadline_after(timeout))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use crate::sys;
     use std::os::fd::AsFd;
 
     #[test]

@@ -11,10 +11,7 @@ use common::{alive, children_of, eventually};
 /// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
 fn pifork() -> Command {
     let bin = env!("CARGO_BIN_EXE_pifork");
-    match std::env::var("PIFORK_RUNNER")
-        .ok()
-        .filter(|r| !r.is_empty())
-    {
+    match std::env::var("PIFORK_RUNNER").ok().filter(|r| !r.is_empty()) {
         Some(runner) => {
             let mut parts = runner.split_whitespace();
             let mut cmd = Command::new(parts.next().expect("runner"));
@@ -26,11 +23,7 @@ fn pifork() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    pifork()
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run pifork")
+    pifork().args(args).env_remove("RUST_LOG").output().expect("run pifork")
 }
 
 fn stdout(o: &Output) -> String {
@@ -43,9 +36,7 @@ fn stderr(o: &Output) -> String {
 
 /// The value of `"key":` in a flat JSON object (numbers and strings only).
 fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
-    let start = json
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
+    let start = json.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key} in {json}"))
         + key.len()
         + 3;
     let rest = &json[start..];
@@ -54,14 +45,8 @@ fn json_field<'a>(json: &'a str, key: &str) -> &'a str {
 }
 
 fn estimate(terms: u64, workers: usize) -> f64 {
-    let o = run(&[
-        "pi",
-        "--terms",
-        &terms.to_string(),
-        "--workers",
-        &workers.to_string(),
-        "--json",
-    ]);
+    let o =
+        run(&["pi", "--terms", &terms.to_string(), "--workers", &workers.to_string(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     json_field(&stdout(&o), "estimate").parse().unwrap()
 }
@@ -81,8 +66,7 @@ fn start_long_run(workers: usize) -> (Child, i32, Vec<i32>) {
         .unwrap();
     let pid = child.id() as i32;
     assert!(
-        eventually(Duration::from_secs(20), || children_of(pid).len()
-            == workers),
+        eventually(Duration::from_secs(20), || children_of(pid).len() == workers),
         "workers never started"
     );
     let kids = children_of(pid);
@@ -106,19 +90,10 @@ fn small_and_exact_cases() {
 
 #[test]
 fn matches_the_expansion_for_several_n_and_w() {
-    for (n, w) in [
-        (1000u64, 1usize),
-        (1001, 2),
-        (123_457, 3),
-        (10_000_000, 2),
-        (33_333_333, 4),
-    ] {
+    for (n, w) in [(1000u64, 1usize), (1001, 2), (123_457, 3), (10_000_000, 2), (33_333_333, 4)] {
         let got = estimate(n, w);
         let want = expected(n);
-        assert!(
-            ((got - want) / want).abs() < 1e-15,
-            "N={n} W={w}: {got} vs {want}"
-        );
+        assert!(((got - want) / want).abs() < 1e-15, "N={n} W={w}: {got} vs {want}");
     }
 }
 
@@ -134,22 +109,8 @@ fn bits_do_not_depend_on_the_worker_count() {
     let n = 30_000_001;
     let bits: Vec<u64> = (1..=4).map(|w| estimate(n, w).to_bits()).collect();
     assert!(bits.iter().all(|&b| b == bits[0]), "{bits:?}");
-    let o = run(&[
-        "pi",
-        "--terms",
-        "30_000_001",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--json",
-    ]);
-    assert_eq!(
-        json_field(&stdout(&o), "estimate")
-            .parse::<f64>()
-            .unwrap()
-            .to_bits(),
-        bits[0]
-    );
+    let o = run(&["pi", "--terms", "30_000_001", "--workers", "2", "--no-pin", "--json"]);
+    assert_eq!(json_field(&stdout(&o), "estimate").parse::<f64>().unwrap().to_bits(), bits[0]);
     assert!(stdout(&o).contains("\"pinned\":null"));
 }
 
@@ -178,15 +139,7 @@ fn text_report_has_every_field() {
 
 #[test]
 fn json_is_one_object_with_per_worker_entries() {
-    let o = run(&[
-        "pi",
-        "--terms",
-        "2e6",
-        "--workers",
-        "2",
-        "--json",
-        "--correct",
-    ]);
+    let o = run(&["pi", "--terms", "2e6", "--workers", "2", "--json", "--correct"]);
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1);
     assert!(out.trim_end().starts_with('{') && out.trim_end().ends_with('}'));
@@ -235,10 +188,7 @@ fn bad_input_is_one_line_and_exit_2() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(
-            err.starts_with("pifork: ") && !err.contains("panicked"),
-            "{args:?}: {err}"
-        );
+        assert!(err.starts_with("pifork: ") && !err.contains("panicked"), "{args:?}: {err}");
         assert!(stdout(&o).is_empty(), "{args:?}");
     }
 }
@@ -262,19 +212,8 @@ fn info_names_the_backend() {
         "{out}"
     );
     let works = out.contains("pidfd: works");
-    assert!(
-        out.contains(if works {
-            "backend: pidfd"
-        } else {
-            "backend: pipe"
-        }),
-        "{out}"
-    );
-    let forced = pifork()
-        .arg("info")
-        .env("PIFORK_BACKEND", "pipe")
-        .output()
-        .unwrap();
+    assert!(out.contains(if works { "backend: pidfd" } else { "backend: pipe" }), "{out}");
+    let forced = pifork().arg("info").env("PIFORK_BACKEND", "pipe").output().unwrap();
     assert!(stdout(&forced).contains("backend: pipe"));
 }
 
@@ -288,10 +227,7 @@ fn forced_pipe_backend_gives_the_same_bits() {
         .unwrap();
     assert_eq!(json_field(&stdout(&o), "backend"), "pipe");
     assert_eq!(
-        json_field(&stdout(&o), "estimate")
-            .parse::<f64>()
-            .unwrap()
-            .to_bits(),
+        json_field(&stdout(&o), "estimate").parse::<f64>().unwrap().to_bits(),
         pidfd.to_bits()
     );
 }
@@ -304,12 +240,7 @@ fn debug_log_shows_forks_pins_waits_and_reaps() {
         .output()
         .unwrap();
     let err = stderr(&o);
-    for needle in [
-        "forked worker-0",
-        "pinned to cpus",
-        "finished chunk",
-        "reaped pid",
-    ] {
+    for needle in ["forked worker-0", "pinned to cpus", "finished chunk", "reaped pid"] {
         assert!(err.contains(needle), "missing {needle:?} in\n{err}");
     }
 }
@@ -317,18 +248,12 @@ fn debug_log_shows_forks_pins_waits_and_reaps() {
 #[test]
 fn killed_worker_fails_the_run_and_is_named() {
     let (child, _pid, kids) = start_long_run(2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(kids[1]),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(kids[1]), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&format!("(pid {}) died with exit code -SIGKILL", kids[1])),
-        "{err}"
-    );
+    assert!(err.contains(&format!("(pid {}) died with exit code -SIGKILL", kids[1])), "{err}");
     assert!(err.contains("worker "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_all_gone(&kids);
@@ -337,11 +262,8 @@ fn killed_worker_fails_the_run_and_is_named() {
 #[test]
 fn killed_parent_takes_its_workers_along() {
     let (mut child, pid, kids) = start_long_run(2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     child.wait().unwrap();
     assert_all_gone(&kids);
 }
@@ -353,10 +275,7 @@ fn signalled_run_exits(signal: nix::sys::signal::Signal, code: i32) {
     assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted by"), "{}", stderr(&o));
     // The parent reaped them before exiting: they are gone, not even zombies.
-    assert!(
-        kids.iter()
-            .all(|&k| common::stat(k).is_none_or(|(_, ppid)| ppid != pid))
-    );
+    assert!(kids.iter().all(|&k| common::stat(k).is_none_or(|(_, ppid)| ppid != pid)));
     assert_all_gone(&kids);
 }
 
@@ -381,26 +300,15 @@ fn race_reports_the_first_and_terminates_the_rest() {
     let o = run(&["race", "--workers", "3", "--seed", "7", "--terms", "2e7"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    let first = out
-        .lines()
-        .find(|l| l.starts_with("first: runner "))
-        .expect("a winner");
-    let winner: usize = first["first: runner ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first = out.lines().find(|l| l.starts_with("first: runner ")).expect("a winner");
+    let winner: usize = first["first: runner ".len()..].split(' ').next().unwrap().parse().unwrap();
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("runner ")).collect();
     assert_eq!(lines.len(), 3, "{out}");
     let sizes = pifork::race::work_sizes(3, 7, 20_000_000);
     for (i, line) in lines.iter().enumerate() {
         assert!(line.contains(&format!(" terms {} ", sizes[i])), "{out}");
     }
-    assert!(
-        lines[winner].contains("exitcode 0 (finished after"),
-        "{out}"
-    );
+    assert!(lines[winner].contains("exitcode 0 (finished after"), "{out}");
     let best = finish_ms(lines[winner]).unwrap();
     for (i, line) in lines.iter().enumerate().filter(|&(i, _)| i != winner) {
         // A loser was terminated, or happened to finish in the same instant.
@@ -413,21 +321,8 @@ fn race_reports_the_first_and_terminates_the_rest() {
 
 #[test]
 fn race_join_all_waits_for_everyone() {
-    let o = run(&[
-        "race",
-        "--workers",
-        "3",
-        "--seed",
-        "3",
-        "--terms",
-        "4e6",
-        "--join-all",
-    ]);
+    let o = run(&["race", "--workers", "3", "--seed", "3", "--terms", "4e6", "--join-all"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert_eq!(
-        out.matches("exitcode 0 (finished after").count(),
-        3,
-        "{out}"
-    );
+    assert_eq!(out.matches("exitcode 0 (finished after").count(), 3, "{out}");
 }

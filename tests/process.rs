@@ -76,10 +76,7 @@ fn terminate_gives_minus_sigterm() {
     assert_eq!(code.code(), -15);
     assert_eq!(code.to_string(), "-SIGTERM");
     let err = p.result().unwrap_err();
-    assert!(
-        err.to_string().contains("sleeper") && err.to_string().contains("-SIGTERM"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("sleeper") && err.to_string().contains("-SIGTERM"), "{err}");
     // Signalling a reaped process does nothing (and cannot hit a recycled pid).
     p.terminate().unwrap();
     p.kill().unwrap();
@@ -106,10 +103,7 @@ fn close_rules() {
     let mut p = Process::new(|| sleep_ms(60_000));
     p.start().unwrap();
     assert_eq!(p.close(), Err(Error::StillRunning));
-    assert!(
-        p.is_alive().unwrap(),
-        "a refused close leaves the process usable"
-    );
+    assert!(p.is_alive().unwrap(), "a refused close leaves the process usable");
     p.kill().unwrap();
     p.join().unwrap();
     p.close().unwrap();
@@ -145,18 +139,11 @@ fn panic_gives_exit_code_one_and_the_message() {
 fn daemon_may_not_start_children() {
     let mut p = Process::new(|| {
         let mut inner = Process::new(|| ());
-        inner
-            .start()
-            .map_err(|e| e.to_string())
-            .err()
-            .unwrap_or_default()
+        inner.start().map_err(|e| e.to_string()).err().unwrap_or_default()
     })
     .daemon(true);
     p.start().unwrap();
-    assert_eq!(
-        p.result().unwrap(),
-        "daemonic processes are not allowed to have children"
-    );
+    assert_eq!(p.result().unwrap(), "daemonic processes are not allowed to have children");
 }
 
 fn non_daemon_may_start_children() {
@@ -177,11 +164,7 @@ fn refuses_to_fork_a_multithreaded_parent() {
         Err(Error::MultiThreaded { threads }) => assert!(threads >= 2),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(
-        Error::MultiThreaded { threads: 2 }
-            .to_string()
-            .contains("allow_threads")
-    );
+    assert!(Error::MultiThreaded { threads: 2 }.to_string().contains("allow_threads"));
     let mut q = Process::new(|| 5u8).allow_threads(true);
     q.start().unwrap();
     assert_eq!(q.result().unwrap(), 5);
@@ -202,20 +185,15 @@ fn wait_returns_the_first_to_finish() {
     }
     assert_eq!(wait_first(&procs, None).unwrap(), Some(1));
     let sentinels: Vec<_> = procs.iter().map(|p| p.sentinel().unwrap()).collect();
-    assert_eq!(
-        wait(&sentinels, Some(Duration::from_millis(50))).unwrap(),
-        vec![1]
-    );
+    assert_eq!(wait(&sentinels, Some(Duration::from_millis(50))).unwrap(), vec![1]);
     drop(sentinels);
     assert!(!wait_all(&mut procs, Some(Duration::from_millis(20))).unwrap());
     for p in &mut procs {
         p.terminate().unwrap();
     }
     assert!(wait_all(&mut procs, None).unwrap());
-    let codes: Vec<String> = procs
-        .iter_mut()
-        .map(|p| p.exitcode().unwrap().unwrap().to_string())
-        .collect();
+    let codes: Vec<String> =
+        procs.iter_mut().map(|p| p.exitcode().unwrap().unwrap().to_string()).collect();
     assert_eq!(codes, ["-SIGTERM", "0", "-SIGTERM"]);
 }
 
@@ -244,18 +222,11 @@ fn signals_do_not_cut_a_wait_short() {
     pinger.start().unwrap();
     sleeper.start().unwrap();
     let start = std::time::Instant::now();
-    let ready = wait(
-        &[sleeper.sentinel().unwrap()],
-        Some(Duration::from_millis(400)),
-    )
-    .unwrap();
+    let ready = wait(&[sleeper.sentinel().unwrap()], Some(Duration::from_millis(400))).unwrap();
     assert!(ready.is_empty());
     assert!(start.elapsed() >= Duration::from_millis(400));
     pinger.join().unwrap();
-    assert!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
-        "the signals did arrive"
-    );
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst), "the signals did arrive");
     signal_hook::low_level::unregister(id);
 }
 
@@ -268,24 +239,13 @@ fn child_holds_only_its_own_pipe_ends() {
     let mut probe = Process::new(open_fds);
     probe.start().unwrap();
     let child_fds = probe.result().unwrap();
-    let extra: Vec<i32> = child_fds
-        .iter()
-        .copied()
-        .filter(|fd| !baseline.contains(fd))
-        .collect();
+    let extra: Vec<i32> = child_fds.iter().copied().filter(|fd| !baseline.contains(fd)).collect();
     let own = match pifork::backend() {
         Backend::Pidfd => 1, // the result pipe's write end
         Backend::Pipe => 2,  // and the sentinel pipe's write end
     };
-    assert_eq!(
-        extra.len(),
-        own,
-        "child fds {child_fds:?}, baseline {baseline:?}"
-    );
-    assert!(
-        baseline.iter().all(|fd| child_fds.contains(fd)),
-        "ordinary descriptors are inherited"
-    );
+    assert_eq!(extra.len(), own, "child fds {child_fds:?}, baseline {baseline:?}");
+    assert!(baseline.iter().all(|fd| child_fds.contains(fd)), "ordinary descriptors are inherited");
 }
 
 fn inherited_channel_reaches_the_child() {
@@ -303,11 +263,7 @@ fn inherited_channel_reaches_the_child() {
     assert_eq!(back_rx.recv().unwrap().as_deref(), Some("1:0.5"));
     drop(tx);
     p.join().unwrap();
-    assert_eq!(
-        back_rx.recv().unwrap(),
-        None,
-        "the child's end closed when it exited"
-    );
+    assert_eq!(back_rx.recv().unwrap(), None, "the child's end closed when it exited");
 }
 
 fn large_results_do_not_block() {
@@ -325,8 +281,7 @@ fn scope_end_terminates_daemons_and_joins_the_rest() {
     let (daemon_pid, worker_pid);
     {
         let mut sup = Supervisor::new();
-        sup.start(Process::new(|| sleep_ms(60_000)).daemon(true))
-            .unwrap();
+        sup.start(Process::new(|| sleep_ms(60_000)).daemon(true)).unwrap();
         let m = marker.clone();
         sup.start(Process::new(move || {
             sleep_ms(200);
@@ -337,11 +292,7 @@ fn scope_end_terminates_daemons_and_joins_the_rest() {
         worker_pid = sup.processes()[1].pid().unwrap().unwrap().as_raw();
     }
     assert!(!alive(daemon_pid) && !alive(worker_pid));
-    assert_eq!(
-        std::fs::read_to_string(&marker).unwrap(),
-        "done",
-        "the non-daemon was joined"
-    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "done", "the non-daemon was joined");
     std::fs::remove_file(&marker).unwrap();
 }
 
@@ -356,11 +307,7 @@ fn supervisor_waits_for_the_first() {
     }
     assert_eq!(sup.wait_first(None).unwrap(), Some(1));
     assert_eq!(sup.processes_mut()[1].result().unwrap(), 10);
-    assert_eq!(
-        sup.wait_first(Some(Duration::from_millis(20))).unwrap(),
-        None,
-        "timeout"
-    );
+    assert_eq!(sup.wait_first(Some(Duration::from_millis(20))).unwrap(), None, "timeout");
     sup.terminate_all().unwrap();
     sup.processes_mut()[0].join().unwrap();
     // Ended (and even reaped) before the call: still reported, once.
@@ -413,14 +360,8 @@ fn backend_follows_the_environment() {
 
 fn engine_bits_do_not_depend_on_worker_count() {
     let n = 5_000_001;
-    let runs: Vec<u64> = (1..=3)
-        .map(|w| {
-            engine::run(&PiJob::new(n, w), None)
-                .unwrap()
-                .estimate
-                .to_bits()
-        })
-        .collect();
+    let runs: Vec<u64> =
+        (1..=3).map(|w| engine::run(&PiJob::new(n, w), None).unwrap().estimate.to_bits()).collect();
     assert!(runs.iter().all(|&b| b == runs[0]), "{runs:?}");
     let mut unpinned = PiJob::new(n, 2);
     unpinned.pin = false;
@@ -438,11 +379,9 @@ fn engine_reports_a_panicking_worker() {
         pifork::pi::partial_sum(m, n)
     }
     let mut job = PiJob::new(4 << 20, 2);
-    job.kernel = faulty;
+    job.kernel = Some(faulty);
     match engine::run(&job, None) {
-        Err(Error::WorkerDied {
-            exitcode, panic, ..
-        }) => {
+        Err(Error::WorkerDied { exitcode, panic, .. }) => {
             assert_eq!(exitcode, ExitCode::Exited(1));
             assert!(panic.unwrap().contains("is cursed"));
         }
@@ -455,82 +394,31 @@ type Test = (&'static str, fn());
 const TESTS: &[Test] = &[
     ("start_join_and_result", start_join_and_result),
     ("start_twice_is_an_error", start_twice_is_an_error),
-    (
-        "calls_before_start_are_errors",
-        calls_before_start_are_errors,
-    ),
-    (
-        "terminate_gives_minus_sigterm",
-        terminate_gives_minus_sigterm,
-    ),
+    ("calls_before_start_are_errors", calls_before_start_are_errors),
+    ("terminate_gives_minus_sigterm", terminate_gives_minus_sigterm),
     ("kill_gives_minus_sigkill", kill_gives_minus_sigkill),
-    (
-        "join_timeout_reports_whether_it_ended",
-        join_timeout_reports_whether_it_ended,
-    ),
+    ("join_timeout_reports_whether_it_ended", join_timeout_reports_whether_it_ended),
     ("close_rules", close_rules),
-    (
-        "panic_gives_exit_code_one_and_the_message",
-        panic_gives_exit_code_one_and_the_message,
-    ),
-    (
-        "daemon_may_not_start_children",
-        daemon_may_not_start_children,
-    ),
-    (
-        "non_daemon_may_start_children",
-        non_daemon_may_start_children,
-    ),
-    (
-        "refuses_to_fork_a_multithreaded_parent",
-        refuses_to_fork_a_multithreaded_parent,
-    ),
-    (
-        "wait_returns_the_first_to_finish",
-        wait_returns_the_first_to_finish,
-    ),
+    ("panic_gives_exit_code_one_and_the_message", panic_gives_exit_code_one_and_the_message),
+    ("daemon_may_not_start_children", daemon_may_not_start_children),
+    ("non_daemon_may_start_children", non_daemon_may_start_children),
+    ("refuses_to_fork_a_multithreaded_parent", refuses_to_fork_a_multithreaded_parent),
+    ("wait_returns_the_first_to_finish", wait_returns_the_first_to_finish),
     ("wait_times_out", wait_times_out),
-    (
-        "signals_do_not_cut_a_wait_short",
-        signals_do_not_cut_a_wait_short,
-    ),
-    (
-        "child_holds_only_its_own_pipe_ends",
-        child_holds_only_its_own_pipe_ends,
-    ),
-    (
-        "inherited_channel_reaches_the_child",
-        inherited_channel_reaches_the_child,
-    ),
+    ("signals_do_not_cut_a_wait_short", signals_do_not_cut_a_wait_short),
+    ("child_holds_only_its_own_pipe_ends", child_holds_only_its_own_pipe_ends),
+    ("inherited_channel_reaches_the_child", inherited_channel_reaches_the_child),
     ("large_results_do_not_block", large_results_do_not_block),
     (
         "scope_end_terminates_daemons_and_joins_the_rest",
         scope_end_terminates_daemons_and_joins_the_rest,
     ),
-    (
-        "supervisor_waits_for_the_first",
-        supervisor_waits_for_the_first,
-    ),
-    (
-        "daemonic_grandchild_dies_with_its_parent",
-        daemonic_grandchild_dies_with_its_parent,
-    ),
-    (
-        "pinning_and_affinity_aware_cpu_count",
-        pinning_and_affinity_aware_cpu_count,
-    ),
-    (
-        "backend_follows_the_environment",
-        backend_follows_the_environment,
-    ),
-    (
-        "engine_bits_do_not_depend_on_worker_count",
-        engine_bits_do_not_depend_on_worker_count,
-    ),
-    (
-        "engine_reports_a_panicking_worker",
-        engine_reports_a_panicking_worker,
-    ),
+    ("supervisor_waits_for_the_first", supervisor_waits_for_the_first),
+    ("daemonic_grandchild_dies_with_its_parent", daemonic_grandchild_dies_with_its_parent),
+    ("pinning_and_affinity_aware_cpu_count", pinning_and_affinity_aware_cpu_count),
+    ("backend_follows_the_environment", backend_follows_the_environment),
+    ("engine_bits_do_not_depend_on_worker_count", engine_bits_do_not_depend_on_worker_count),
+    ("engine_reports_a_panicking_worker", engine_reports_a_panicking_worker),
 ];
 
 fn main() {
@@ -545,9 +433,7 @@ fn main() {
     println!("backend: {}", pifork::backend().as_str());
     let mut failed = Vec::new();
     let mut ran = 0;
-    for (name, test) in TESTS
-        .iter()
-        .filter(|(n, _)| filter.is_none_or(|f| n.contains(f.as_str())))
+    for (name, test) in TESTS.iter().filter(|(n, _)| filter.is_none_or(|f| n.contains(f.as_str())))
     {
         ran += 1;
         let outcome = catch_unwind(AssertUnwindSafe(test));

@@ -14,10 +14,7 @@ static TABLE: [AtomicI32; SLOTS] = [const { AtomicI32::new(FREE) }; SLOTS];
 
 fn register(fd: RawFd) {
     for slot in &TABLE {
-        if slot
-            .compare_exchange(FREE, fd, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot.compare_exchange(FREE, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             return;
         }
     }
@@ -26,10 +23,7 @@ fn register(fd: RawFd) {
 
 fn unregister(fd: RawFd) {
     for slot in &TABLE {
-        if slot
-            .compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if slot.compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             return;
         }
     }

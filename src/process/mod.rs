@@ -1,21 +1,37 @@
 //! `Process`: a target run in a child process, with CPython's `multiprocessing.Process`
 //! semantics, and `Supervisor`, a scope that owns several of them.
 
+mod entry;
+#[cfg(unix)]
 mod fds;
 #[cfg(unix)]
+pub mod forkserver;
+#[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
+
+// The platform backend: every OS module offers the same `Child`, `Spawn`, `Backend`,
+// `Sentinel`, `RawInherit` and `wait_any`.
+#[cfg(unix)]
+use unix as imp;
+#[cfg(windows)]
+use windows as imp;
 
 use std::fmt;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
+pub use entry::{NOOP_ENTRY, main_guard, register};
+#[cfg(unix)]
 pub(crate) use fds::{Tracked, track_forever};
-pub use unix::{Backend, backend, probe_pidfd};
-use unix::{Child, Spawn};
+pub(crate) use imp::wait_any;
+pub use imp::{Backend, RawInherit, Sentinel, backend};
+use imp::{Child, Spawn};
+#[cfg(unix)]
+pub use unix::probe_pidfd;
 
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
@@ -67,12 +83,50 @@ impl fmt::Display for ExitCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ExitCode::Exited(code) => write!(f, "{code}"),
-            ExitCode::Signaled(signal) => match Signal::try_from(signal) {
-                Ok(sig) => write!(f, "-{}", sig.as_str()),
-                Err(_) => write!(f, "-{signal}"),
+            ExitCode::Signaled(signal) => match signal_name(signal) {
+                Some(name) => write!(f, "-{name}"),
+                None => write!(f, "-{signal}"),
             },
         }
     }
+}
+
+/// The name of a (Linux-numbered) signal: `SIGTERM` for 15.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal).ok().and_then(|s| s.checked_sub(1)).and_then(|i| NAMES.get(i)).copied()
 }
 
 /// The number of CPUs this process may run on (its affinity set), not the machine's total.
@@ -89,8 +143,15 @@ pub fn available_cpus() -> Vec<usize> {
 const TAG_VALUE: u8 = 0;
 const TAG_PANIC: u8 = 1;
 
+/// The frame of a child that failed with `message` (exit code 1).
+pub(crate) fn panic_frame(message: String) -> (i32, Vec<u8>) {
+    let mut frame = vec![TAG_PANIC];
+    message.encode(&mut frame);
+    (1, frame)
+}
+
 /// Runs `target` catching a panic; returns the exit code and the frame to send back.
-fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec<u8>) {
+pub(crate) fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec<u8>) {
     match catch_unwind(AssertUnwindSafe(target)) {
         Ok(bytes) => {
             let mut frame = Vec::with_capacity(bytes.len() + 1);
@@ -106,16 +167,112 @@ fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec<u8>) {
             } else {
                 "panic with a non-string payload".to_string()
             };
-            let mut frame = vec![TAG_PANIC];
-            text.encode(&mut frame);
-            (1, frame)
+            panic_frame(text)
         }
+    }
+}
+
+/// Set in a daemonic child: it may not start children of its own.
+static IN_DAEMON: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a daemonic child.
+pub(crate) fn set_in_daemon() {
+    IN_DAEMON.store(true, Ordering::Relaxed);
+}
+
+/// How a child process is started, as in CPython's `multiprocessing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMethod {
+    /// A raw `fork`: the child is a copy of the parent and may run any closure.
+    Fork,
+    /// A fresh run of the current executable that runs a registered entry point.
+    Spawn,
+    /// A server forked early, while the program was still single-threaded, forks the children.
+    Forkserver,
+}
+
+impl StartMethod {
+    /// The method's name: `fork`, `spawn`, `forkserver`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+            StartMethod::Forkserver => "forkserver",
+        }
+    }
+
+    /// Every method, in CPython's order.
+    pub const ALL: [StartMethod; 3] =
+        [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+}
+
+impl FromStr for StartMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        StartMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown start method '{s}' (use fork, spawn or forkserver)"))
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+static START_METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the start method used by processes that do not choose one (default: fork).
+pub fn set_start_method(method: StartMethod) {
+    START_METHOD.store(method as u8, Ordering::Relaxed);
+}
+
+/// The start method used by processes that do not choose one.
+pub fn get_start_method() -> StartMethod {
+    StartMethod::ALL[START_METHOD.load(Ordering::Relaxed) as usize]
+}
+
+/// Builds processes bound to one start method, like CPython's `get_context(method)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    method: StartMethod,
+}
+
+/// A context whose processes use `method`.
+pub fn get_context(method: StartMethod) -> Context {
+    Context { method }
+}
+
+impl Context {
+    /// The context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// [`Process::new`] with this context's start method (fork only: closures cannot travel).
+    pub fn process<T: Message + 'static>(
+        &self,
+        target: impl FnOnce() -> T + 'static,
+    ) -> Process<T> {
+        Process::new(target).start_method(self.method)
+    }
+
+    /// [`Process::entry`] with this context's start method.
+    pub fn entry<T: Message + 'static, A: Message>(&self, name: &str, args: &A) -> Process<T> {
+        Process::entry(name, args).start_method(self.method)
     }
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
-type Target<T> = Box<dyn FnOnce() -> T>;
+/// What a process runs: a closure (fork only) or a registered entry point (any method).
+enum Target<T> {
+    Closure(Box<dyn FnOnce() -> T>),
+    Entry { name: String, args: Vec<u8> },
+}
 
 enum State {
     Initial,
@@ -133,7 +290,8 @@ pub struct Process<T: Message = ()> {
     daemon: bool,
     cpus: Option<Vec<usize>>,
     allow_threads: bool,
-    inherit: Vec<RawFd>,
+    inherit: Vec<RawInherit>,
+    method: Option<StartMethod>,
     target: Option<Target<T>>,
     state: State,
 }
@@ -160,13 +318,24 @@ impl<T: Message> fmt::Debug for Process<T> {
 impl<T: Message + 'static> Process<T> {
     /// A process that will run `target` (a closure or fn; capture its arguments).
     pub fn new(target: impl FnOnce() -> T + 'static) -> Self {
+        Self::from_target(Target::Closure(Box::new(target)))
+    }
+
+    /// A process that will run the entry point registered under `name` (see [`register`])
+    /// with `args`; works with every start method.
+    pub fn entry<A: Message>(name: &str, args: &A) -> Self {
+        Self::from_target(Target::Entry { name: name.to_string(), args: message::to_bytes(args) })
+    }
+
+    fn from_target(target: Target<T>) -> Self {
         Process {
             name: format!("Process-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             daemon: false,
             cpus: None,
             allow_threads: false,
             inherit: Vec::new(),
-            target: Some(Box::new(target)),
+            method: None,
+            target: Some(target),
             state: State::Initial,
         }
     }
@@ -197,6 +366,17 @@ impl<T: Message> Process<T> {
         self
     }
 
+    /// Chooses the start method (default: [`get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// The start method this process uses.
+    pub fn get_start_method(&self) -> StartMethod {
+        self.method.unwrap_or_else(get_start_method)
+    }
+
     /// Allows a raw fork from a multi-threaded parent. Only sound if the target takes no lock
     /// that another parent thread could have held at the fork.
     pub fn allow_threads(mut self, allow: bool) -> Self {
@@ -204,9 +384,10 @@ impl<T: Message> Process<T> {
         self
     }
 
-    /// Keeps these descriptors open in the child (pifork's own channel ends are otherwise
-    /// closed there; other descriptors are inherited as with any fork).
-    pub fn inherit_fds(mut self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+    /// Keeps these descriptors open in the child, under the same numbers, whatever the start
+    /// method (pifork's own channel ends are otherwise closed there; with fork, other
+    /// descriptors are inherited as usual).
+    pub fn inherit_fds(mut self, fds: impl IntoIterator<Item = RawInherit>) -> Self {
         self.inherit.extend(fds);
         self
     }
@@ -250,8 +431,11 @@ impl<T: Message> Process<T> {
             State::Started(_) => return Err(Error::AlreadyStarted),
             State::Closed => return Err(Error::Closed),
         }
-        if unix::in_daemon() {
+        if IN_DAEMON.load(Ordering::Relaxed) {
             return Err(Error::DaemonChildren);
+        }
+        if entry::guard_missing() {
+            return Err(Error::NoMainGuard);
         }
         if let Some(cpus) = &self.cpus {
             let allowed = available_cpus();
@@ -259,6 +443,7 @@ impl<T: Message> Process<T> {
                 return Err(Error::CpuUnavailable { cpu });
             }
         }
+        let method = self.get_start_method();
         let spec = Spawn {
             name: &self.name,
             daemon: self.daemon,
@@ -266,15 +451,39 @@ impl<T: Message> Process<T> {
             allow_threads: self.allow_threads,
             inherit: &self.inherit,
         };
-        let prepared = Child::prepare(&spec)?;
-        let target = self.target.take().ok_or(Error::AlreadyStarted)?;
-        // The target is consumed in the child; in the parent it is dropped here, closing the
-        // parent's copies of whatever it captured (such as the child's channel ends).
-        let body = Box::new(move || run_target(Box::new(move || message::to_bytes(&target()))));
-        let child = Child::launch(&spec, prepared, body)?;
+        let child = match (method, &self.target) {
+            (StartMethod::Fork, _) => {
+                // Taken only once nothing can fail any more before the fork.
+                let target = &mut self.target;
+                Child::start_fork(&spec, move || match target.take() {
+                    // The closure is consumed in the child; in the parent it is dropped here,
+                    // closing the parent's copies of whatever it captured (such as the
+                    // child's channel ends).
+                    Some(Target::Closure(f)) => Ok(Box::new(move || message::to_bytes(&f()))),
+                    Some(Target::Entry { name, args }) => {
+                        let entry = entry::lookup(&name)?;
+                        Ok(Box::new(move || entry(&args).unwrap_or_else(|e| panic!("{e}"))))
+                    }
+                    None => Err(Error::AlreadyStarted),
+                })?
+            }
+            (_, Some(Target::Closure(_))) => {
+                return Err(Error::NeedsEntry { method: method.as_str() });
+            }
+            (StartMethod::Spawn, Some(Target::Entry { name, args })) => {
+                entry::check_name(name)?;
+                Child::spawn(&spec, name, args)?
+            }
+            (StartMethod::Forkserver, Some(Target::Entry { name, args })) => {
+                entry::check_name(name)?;
+                Child::start_forkserver(&spec, name, args)?
+            }
+            (_, None) => return Err(Error::AlreadyStarted),
+        };
         if let Some(cpus) = &self.cpus {
             log::debug!("{} pid {} pinned to cpus {cpus:?}", self.name, child.pid());
         }
+        self.target = None;
         self.state = State::Started(child);
         Ok(())
     }
@@ -318,18 +527,18 @@ impl<T: Message> Process<T> {
     }
 
     /// A descriptor that becomes ready when the child ends, for [`wait`].
-    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+    pub fn sentinel(&self) -> Result<Sentinel<'_>> {
         Ok(self.child()?.sentinel())
     }
 
     /// Sends SIGTERM (no-op once the child has been reaped).
     pub fn terminate(&mut self) -> Result<()> {
-        self.child()?.signal(Signal::SIGTERM)
+        self.child()?.terminate()
     }
 
     /// Sends SIGKILL (no-op once the child has been reaped).
     pub fn kill(&mut self) -> Result<()> {
-        self.child()?.signal(Signal::SIGKILL)
+        self.child()?.kill()
     }
 
     /// Releases the process's resources. Errors while the child runs; afterwards every call
@@ -361,11 +570,7 @@ impl<T: Message> Process<T> {
                 let message = String::decode(&mut rest)?;
                 Err(Error::ChildPanicked { name, pid, message })
             }
-            _ => Err(Error::ChildFailed {
-                name,
-                pid,
-                exitcode: code,
-            }),
+            _ => Err(Error::ChildFailed { name, pid, exitcode: code }),
         }
     }
 
@@ -378,12 +583,12 @@ impl<T: Message> Process<T> {
             return;
         }
         if daemon {
-            let _ = child.signal(Signal::SIGTERM);
+            let _ = child.terminate();
             if !matches!(
                 child.wait_until(deadline_after(Some(Duration::from_secs(1)))),
                 Ok(Some(_))
             ) {
-                let _ = child.signal(Signal::SIGKILL);
+                let _ = child.kill();
             }
         }
         let _ = child.wait_until(None);
@@ -402,10 +607,7 @@ pub fn wait_first<T: Message>(
     procs: &[Process<T>],
     timeout: Option<Duration>,
 ) -> Result<Option<usize>> {
-    let sentinels = procs
-        .iter()
-        .map(Process::sentinel)
-        .collect::<Result<Vec<_>>>()?;
+    let sentinels = procs.iter().map(Process::sentinel).collect::<Result<Vec<_>>>()?;
     Ok(wait(&sentinels, timeout)?.first().copied())
 }
 
@@ -430,10 +632,7 @@ pub struct Supervisor<T: Message = ()> {
 
 impl<T: Message> Default for Supervisor<T> {
     fn default() -> Self {
-        Supervisor {
-            procs: Vec::new(),
-            reported: Vec::new(),
-        }
+        Supervisor { procs: Vec::new(), reported: Vec::new() }
     }
 }
 
@@ -465,16 +664,12 @@ impl<T: Message> Supervisor<T> {
     /// in the order they end (whether or not it ended before this call). `None` on timeout or
     /// once every process has been reported.
     pub fn wait_first(&mut self, timeout: Option<Duration>) -> Result<Option<usize>> {
-        let pending: Vec<usize> = (0..self.procs.len())
-            .filter(|&i| !self.reported[i])
-            .collect();
+        let pending: Vec<usize> = (0..self.procs.len()).filter(|&i| !self.reported[i]).collect();
         if pending.is_empty() {
             return Ok(None);
         }
-        let sentinels = pending
-            .iter()
-            .map(|&i| self.procs[i].sentinel())
-            .collect::<Result<Vec<_>>>()?;
+        let sentinels =
+            pending.iter().map(|&i| self.procs[i].sentinel()).collect::<Result<Vec<_>>>()?;
         let Some(&k) = wait(&sentinels, timeout)?.first() else {
             return Ok(None);
         };

@@ -1,16 +1,19 @@
 //! The Linux backend: raw `fork`, a pidfd (or, where pidfd is missing, a pipe) as the
 //! sentinel, `pidfd_send_signal`/`kill` for signals, `waitid(P_PIDFD)`/`waitpid` for reaping.
 
+use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
+use super::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec};
 use super::fds::{self, Tracked};
 use super::{ExitCode, Pid};
 use crate::error::{Error, Result};
@@ -31,6 +34,50 @@ impl Backend {
         match self {
             Backend::Pidfd => "pidfd",
             Backend::Pipe => "pipe",
+        }
+    }
+}
+
+/// A sentinel: a descriptor that becomes readable (or hangs up) when its process ends.
+pub type Sentinel<'a> = BorrowedFd<'a>;
+
+/// A descriptor a child can inherit, named by its number.
+pub type RawInherit = RawFd;
+
+/// `wait()` on Linux: `poll(2)` for readability or hang-up, until `deadline`.
+pub(crate) fn wait_any(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<Vec<usize>> {
+    use crate::wait::remaining_ms;
+    let mut pollfds: Vec<PollFd<'_>> =
+        fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    loop {
+        let timeout_ms = remaining_ms(deadline).unwrap_or(-1);
+        match sys::poll(&mut pollfds, timeout_ms) {
+            Ok(0) if timeout_ms >= 0 && remaining_ms(deadline) == Some(0) => return Ok(Vec::new()),
+            Ok(0) => continue,
+            Ok(_) => {
+                return Ok(pollfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(i, _)| i)
+                    .collect());
+            }
+            Err(Errno::EINTR) => {
+                if remaining_ms(deadline) == Some(0) {
+                    return Ok(Vec::new());
+                }
+            }
+            Err(errno) => return Err(Error::sys("poll")(errno)),
+        }
+    }
+}
+
+/// In a spawned child: records the descriptors its parent handed down, so that this process's
+/// own children do not inherit them.
+pub(crate) fn adopt_inherited(result: u64, hold: u64) {
+    for fd in [result, hold] {
+        if fd != 0 {
+            fds::track_forever(&(fd as RawFd));
         }
     }
 }
@@ -90,30 +137,39 @@ pub(crate) struct Spawn<'a> {
 /// The descriptors of a child about to be forked.
 pub(crate) struct Prepared {
     backend: Backend,
-    result_r: Tracked,
+    result_r: Option<Tracked>,
     result_w: Tracked,
     sentinel_pipe: Option<(Tracked, Tracked)>,
+}
+
+/// How the parent learns that a child ended, and reaps it.
+#[derive(Debug)]
+enum Reaper {
+    /// Our child, watched through its pidfd.
+    Pidfd(Tracked),
+    /// Our child, watched through a pipe only it holds; reaped with `waitpid`.
+    Pipe(Tracked),
+    /// The fork server's child: the server reaps it and writes its status into `status`.
+    Server { status: Tracked, pidfd: Option<Tracked> },
 }
 
 /// A started child as the parent sees it.
 #[derive(Debug)]
 pub(crate) struct Child {
     pid: Pid,
-    backend: Backend,
-    sentinel: Tracked,
-    result: Tracked,
+    reaper: Reaper,
+    /// The read end of the child's result pipe (none in the fork server, which only reaps).
+    result: Option<Tracked>,
     output: Vec<u8>,
     output_done: bool,
     status: Option<ExitCode>,
 }
 
-/// Set in a child whose process is daemonic: it may not start children of its own.
-static IN_DAEMON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long a spawned child may take to reach `main_guard`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// True in a daemonic child process.
-pub(crate) fn in_daemon() -> bool {
-    IN_DAEMON.load(std::sync::atomic::Ordering::Relaxed)
-}
+/// Marks a child's frame that reports a failed `execve` (followed by the errno, 4 bytes).
+const TAG_EXEC_FAILED: u8 = 0xEE;
 
 impl Child {
     /// Everything that can fail before the fork: the thread check and the pipes. The
@@ -123,10 +179,15 @@ impl Child {
             let threads = sys::thread_count().unwrap_or(2);
             return Err(Error::MultiThreaded { threads });
         }
-        let backend = backend();
         let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;
         let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));
         sys::set_nonblocking(result_r.as_fd(), true).map_err(Error::sys("fcntl"))?;
+        Self::prepare_with(Some(result_r), result_w)
+    }
+
+    /// The sentinel for a child whose result goes to `result_w` (read by `result_r`, if here).
+    pub(crate) fn prepare_with(result_r: Option<Tracked>, result_w: Tracked) -> Result<Prepared> {
+        let backend = backend();
         let sentinel_pipe = match backend {
             Backend::Pipe => {
                 let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
@@ -134,27 +195,17 @@ impl Child {
             }
             Backend::Pidfd => None,
         };
-        Ok(Prepared {
-            backend,
-            result_r,
-            result_w,
-            sentinel_pipe,
-        })
+        Ok(Prepared { backend, result_r, result_w, sentinel_pipe })
     }
 
-    /// Forks and runs `body` in the child. `body` returns the exit code and the bytes to send
-    /// back; the child leaves with `_exit` right after sending them.
-    pub(crate) fn launch(
+    /// Forks; the child runs `in_child`, which leaves through `_exit`. Returns the parent's
+    /// view.
+    pub(crate) fn fork(
         spec: &Spawn<'_>,
         prepared: Prepared,
-        body: Box<dyn FnOnce() -> (i32, Vec<u8>) + '_>,
+        in_child: impl FnOnce(RawFd, RawFd),
     ) -> Result<Child> {
-        let Prepared {
-            backend,
-            result_r,
-            result_w,
-            sentinel_pipe,
-        } = prepared;
+        let Prepared { backend, result_r, result_w, sentinel_pipe } = prepared;
         // Anything buffered now would otherwise be written twice, once by each process.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
@@ -164,35 +215,27 @@ impl Child {
         // can take any lock, or the caller opted in knowing the child's code is fork-safe.
         match unsafe { sys::fork() }.map_err(Error::sys("fork"))? {
             sys::ForkResult::Child => {
-                let mut keep = [result_w.as_raw_fd(), -1];
-                if let Some((_, w)) = &sentinel_pipe {
-                    keep[1] = w.as_raw_fd();
-                }
-                child_setup(spec, parent, &keep);
-                let (code, bytes) = body();
-                let _ = sys::write_all(result_w.as_fd(), &bytes);
-                let _ = std::io::stdout().flush();
-                let _ = std::io::stderr().flush();
-                sys::exit_now(code)
+                let hold = sentinel_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
+                child_setup(spec, parent, &[result_w.as_raw_fd(), hold]);
+                in_child(result_w.as_raw_fd(), hold);
+                // `in_child` leaves through `_exit`; should it ever return, so do we.
+                sys::exit_now(1)
             }
             sys::ForkResult::Parent { child } => {
                 let pid = Pid(child.as_raw());
                 drop(result_w);
-                let sentinel = match sentinel_pipe {
+                let reaper = match sentinel_pipe {
                     Some((r, w)) => {
                         drop(w);
-                        r
+                        Reaper::Pipe(r)
                     }
                     None => match sys::pidfd_open(child) {
-                        Ok(fd) => Tracked::new(fd),
+                        Ok(fd) => Reaper::Pidfd(Tracked::new(fd)),
                         Err(errno) => {
                             // Do not leave the child behind: it never gets a handle.
                             let _ = sys::kill(child, Signal::SIGKILL);
                             let _ = sys::waitpid(child, true);
-                            return Err(Error::Sys {
-                                op: "pidfd_open",
-                                errno,
-                            });
+                            return Err(Error::sys("pidfd_open")(errno));
                         }
                     },
                 };
@@ -202,17 +245,170 @@ impl Child {
                     backend.as_str(),
                     if spec.daemon { ", daemon" } else { "" }
                 );
+                let output_done = result_r.is_none();
                 Ok(Child {
                     pid,
-                    backend,
-                    sentinel,
+                    reaper,
                     result: result_r,
                     output: Vec::new(),
-                    output_done: false,
+                    output_done,
                     status: None,
                 })
             }
         }
+    }
+
+    /// The fork start method: prepares, then takes the target from `body` (so that a refused
+    /// start leaves it in place) and forks.
+    pub(crate) fn start_fork<'b>(
+        spec: &Spawn<'_>,
+        body: impl FnOnce() -> Result<Box<dyn FnOnce() -> Vec<u8> + 'b>>,
+    ) -> Result<Child> {
+        let prepared = Self::prepare(spec)?;
+        let body = body()?;
+        Self::launch(spec, prepared, Box::new(move || super::run_target(body)))
+    }
+
+    /// The forkserver start method.
+    pub(crate) fn start_forkserver(spec: &Spawn<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+        super::forkserver::launch(spec, entry, args)
+    }
+
+    /// The fork start method: the child runs `body`, which returns the exit code and the
+    /// frame to send back; it leaves with `_exit` right after sending it.
+    pub(crate) fn launch(
+        spec: &Spawn<'_>,
+        prepared: Prepared,
+        body: Box<dyn FnOnce() -> (i32, Vec<u8>) + '_>,
+    ) -> Result<Child> {
+        Self::fork(spec, prepared, move |result_w, _| {
+            let (code, bytes) = body();
+            let _ = sys::write_all_raw(result_w, &bytes);
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            sys::exit_now(code)
+        })
+    }
+
+    /// The spawn start method: fork, then exec the current executable with `PIFORK_SPAWN`
+    /// naming the entry; its `main_guard` answers with a handshake, reads the arguments and
+    /// runs the entry.
+    pub(crate) fn spawn(spec: &Spawn<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+        let prepared = Self::prepare(spec)?;
+        // Not recorded in the descriptor table: the child must keep `args_r` through exec, and
+        // no other child is forked while these exist.
+        let (args_r, args_w) = sys::pipe().map_err(Error::sys("pipe"))?;
+        let hold = prepared.sentinel_pipe.as_ref().map_or(0, |(_, w)| w.as_raw_fd() as u64);
+        let env_value = SpawnSpec {
+            entry: entry.to_string(),
+            args: args_r.as_raw_fd() as u64,
+            result: prepared.result_w.as_raw_fd() as u64,
+            hold,
+            daemon: spec.daemon,
+        }
+        .encode();
+        // Everything exec needs is built before the fork.
+        let path = CString::new("/proc/self/exe").expect("no NUL");
+        let argv0 = std::env::args_os().next().unwrap_or_else(|| "pifork".into());
+        let argv = [CString::new(argv0.as_bytes()).unwrap_or_else(|_| path.clone())];
+        let mut envp: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| k != SPAWN_ENV)
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        envp.push(CString::new(format!("{SPAWN_ENV}={env_value}")).expect("no NUL"));
+        let args_fd = args_r.as_raw_fd();
+        let mut child = Self::fork(spec, prepared, move |result_w, hold| {
+            let mut keep = vec![args_fd, result_w];
+            if hold >= 0 {
+                keep.push(hold);
+            }
+            keep.extend_from_slice(spec.inherit);
+            for fd in keep {
+                let _ = sys::set_cloexec(fd, false);
+            }
+            let errno = sys::execve(&path, &argv, &envp);
+            let mut frame = vec![TAG_EXEC_FAILED];
+            frame.extend_from_slice(&(errno as i32).to_le_bytes());
+            let _ = sys::write_all_raw(result_w, &frame);
+            sys::exit_now(1)
+        })?;
+        drop(args_r);
+        child.await_handshake()?;
+        // The guard reads the arguments right after its handshake.
+        let sent = sys::write_all(args_w.as_fd(), args);
+        drop(args_w);
+        if let Err(errno) = sent {
+            log::debug!(
+                "spawned {} pid {} did not take its arguments: {errno}",
+                spec.name,
+                child.pid
+            );
+        }
+        Ok(child)
+    }
+
+    /// Waits for a spawned child's first byte. Anything else — an early exit, an exec failure,
+    /// silence — ends the child and is an error.
+    fn await_handshake(&mut self) -> Result<()> {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            self.drain()?;
+            if let Some(&first) = self.output.first() {
+                if first == HANDSHAKE {
+                    self.output.remove(0);
+                    return Ok(());
+                }
+                break;
+            }
+            if self.output_done || self.try_wait()?.is_some() {
+                break;
+            }
+            let timeout = crate::wait::remaining_ms(Some(deadline)).unwrap_or(0);
+            if timeout == 0 {
+                break;
+            }
+            let mut fds = vec![PollFd::new(self.sentinel(), PollFlags::POLLIN)];
+            if let Some(result) = &self.result {
+                fds.push(PollFd::new(result.as_fd(), PollFlags::POLLIN));
+            }
+            match sys::poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(errno) => return Err(Error::sys("poll")(errno)),
+            }
+        }
+        let _ = self.signal(Signal::SIGKILL);
+        self.wait_until(None)?;
+        match self.output.as_slice() {
+            [TAG_EXEC_FAILED, a, b, c, d, ..] => {
+                Err(Error::Sys { op: "execve", code: i32::from_le_bytes([*a, *b, *c, *d]) })
+            }
+            _ => Err(Error::NoMainGuard),
+        }
+    }
+
+    /// A child forked by the fork server: `status` receives its exit status, `pidfd` (when the
+    /// kernel has pidfd) signals it, `result` carries its frame.
+    pub(crate) fn from_server(
+        pid: Pid,
+        status: Tracked,
+        pidfd: Option<Tracked>,
+        result: Tracked,
+    ) -> Result<Child> {
+        sys::set_nonblocking(result.as_fd(), true).map_err(Error::sys("fcntl"))?;
+        sys::set_nonblocking(status.as_fd(), true).map_err(Error::sys("fcntl"))?;
+        Ok(Child {
+            pid,
+            reaper: Reaper::Server { status, pidfd },
+            result: Some(result),
+            output: Vec::new(),
+            output_done: false,
+            status: None,
+        })
     }
 
     /// The child's pid.
@@ -222,7 +418,10 @@ impl Child {
 
     /// The sentinel: readable (or hung up) once the child has ended.
     pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
-        self.sentinel.as_fd()
+        match &self.reaper {
+            Reaper::Pidfd(fd) | Reaper::Pipe(fd) => fd.as_fd(),
+            Reaper::Server { status, .. } => status.as_fd(),
+        }
     }
 
     /// The bytes the child sent, complete once the child has been reaped.
@@ -238,12 +437,13 @@ impl Child {
     /// Reads whatever the child has sent so far without blocking.
     fn drain(&mut self) -> Result<()> {
         let mut buf = [0u8; 8192];
+        let Some(result) = &self.result else { return Ok(()) };
         while !self.output_done {
-            match sys::read(self.result.as_fd(), &mut buf) {
+            match sys::read(result.as_fd(), &mut buf) {
                 Ok(0) => self.output_done = true,
                 Ok(n) => self.output.extend_from_slice(&buf[..n]),
                 Err(Errno::EAGAIN) => break,
-                Err(errno) => return Err(Error::Sys { op: "read", errno }),
+                Err(errno) => return Err(Error::sys("read")(errno)),
             }
         }
         Ok(())
@@ -254,9 +454,12 @@ impl Child {
         if self.status.is_some() {
             return Ok(self.status);
         }
-        let waited = match self.backend {
-            Backend::Pidfd => sys::waitid_pidfd(self.sentinel.as_fd(), block),
-            Backend::Pipe => sys::waitpid(nix::unistd::Pid::from_raw(self.pid.0), block),
+        let waited = match &self.reaper {
+            Reaper::Pidfd(fd) => sys::waitid_pidfd(fd.as_fd(), block),
+            Reaper::Pipe(_) => sys::waitpid(nix::unistd::Pid::from_raw(self.pid.0), block),
+            Reaper::Server { status, .. } => {
+                return self.read_server_status(status.as_raw_fd(), block);
+            }
         };
         let status = match waited.map_err(Error::sys("waitid"))? {
             None => return Ok(None),
@@ -267,11 +470,42 @@ impl Child {
                 return Ok(None);
             }
         };
+        self.reaped(status)
+    }
+
+    fn reaped(&mut self, status: ExitCode) -> Result<Option<ExitCode>> {
         log::debug!("reaped pid {} with exit code {status}", self.pid);
         self.status = Some(status);
         // The child is gone; the pipe holds everything it wrote.
         self.drain()?;
         Ok(self.status)
+    }
+
+    /// The fork server writes a child's status (its `ExitCode::code()`, 4 bytes) once it has
+    /// reaped it, then closes the pipe.
+    fn read_server_status(&mut self, fd: RawFd, block: bool) -> Result<Option<ExitCode>> {
+        loop {
+            let mut buf = [0u8; 4];
+            match sys::read_raw(fd, &mut buf) {
+                Ok(4) => {
+                    let code = i32::from_le_bytes(buf);
+                    let status =
+                        if code < 0 { ExitCode::Signaled(-code) } else { ExitCode::Exited(code) };
+                    return self.reaped(status);
+                }
+                Ok(0) => {
+                    return Err(Error::Forkserver {
+                        reason: format!("lost track of pid {}", self.pid),
+                    });
+                }
+                Ok(_) => return Err(Error::Forkserver { reason: "short status".into() }),
+                Err(Errno::EAGAIN) if block => {
+                    crate::wait::wait(&[self.sentinel()], None)?;
+                }
+                Err(Errno::EAGAIN) => return Ok(None),
+                Err(errno) => return Err(Error::sys("read")(errno)),
+            }
+        }
     }
 
     /// Non-blocking: the exit code if the child has ended (reaping it), else `None`.
@@ -294,15 +528,25 @@ impl Child {
                 Some(ms) => ms,
                 None => -1,
             };
-            let mut fds = vec![PollFd::new(self.sentinel.as_fd(), PollFlags::POLLIN)];
-            if !self.output_done {
-                fds.push(PollFd::new(self.result.as_fd(), PollFlags::POLLIN));
+            let mut fds = vec![PollFd::new(self.sentinel(), PollFlags::POLLIN)];
+            if let Some(result) = self.result.as_ref().filter(|_| !self.output_done) {
+                fds.push(PollFd::new(result.as_fd(), PollFlags::POLLIN));
             }
             match sys::poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(errno) => return Err(Error::Sys { op: "poll", errno }),
+                Err(errno) => return Err(Error::sys("poll")(errno)),
             }
         }
+    }
+
+    /// SIGTERM.
+    pub(crate) fn terminate(&self) -> Result<()> {
+        self.signal(Signal::SIGTERM)
+    }
+
+    /// SIGKILL.
+    pub(crate) fn kill(&self) -> Result<()> {
+        self.signal(Signal::SIGKILL)
     }
 
     /// Sends `signal` unless the child has already been reaped (then there is nobody to signal,
@@ -311,33 +555,37 @@ impl Child {
         if self.status.is_some() {
             return Ok(());
         }
-        let sent = match self.backend {
-            Backend::Pidfd => sys::pidfd_send_signal(self.sentinel.as_fd(), Some(signal)),
+        let pid = nix::unistd::Pid::from_raw(self.pid.0);
+        let sent = match &self.reaper {
+            Reaper::Pidfd(fd) | Reaper::Server { pidfd: Some(fd), .. } => {
+                sys::pidfd_send_signal(fd.as_fd(), Some(signal))
+            }
             // Safe from PID reuse too: the pid stays ours until we reap it, and we have not.
-            Backend::Pipe => sys::kill(nix::unistd::Pid::from_raw(self.pid.0), signal),
+            Reaper::Pipe(_) => sys::kill(pid, signal),
+            // Without pidfd the server may reap between our check and the kill: the window
+            // is as narrow as CPython's, whose forkserver always works this way.
+            Reaper::Server { pidfd: None, .. } => sys::kill(pid, signal),
         };
         match sent {
             Ok(()) | Err(Errno::ESRCH) => {
                 log::debug!("sent {signal} to pid {}", self.pid);
                 Ok(())
             }
-            Err(errno) => Err(Error::Sys {
-                op: "signal",
-                errno,
-            }),
+            Err(errno) => Err(Error::sys("signal")(errno)),
         }
     }
 }
 
 /// Runs in the child right after `fork`, before the target: only async-signal-safe calls, then
-/// (the parent having been single-threaded) plain code.
-fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
+/// (the parent having been single-threaded) plain code. `own` lists the child's own pipe ends
+/// (-1 for none).
+pub(crate) fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
     sys::reset_signal_handlers();
     let mut keep: Vec<RawFd> = own.iter().copied().filter(|&fd| fd >= 0).collect();
     keep.extend_from_slice(spec.inherit);
     fds::close_others_in_child(&keep);
     if spec.daemon {
-        IN_DAEMON.store(true, std::sync::atomic::Ordering::Relaxed);
+        super::set_in_daemon();
         // A daemonic child dies with its parent, even if the parent is SIGKILLed. Check again
         // afterwards: the parent may have died before the request took effect.
         if sys::set_parent_death_signal(Signal::SIGKILL).is_err() || sys::getppid() != parent {
@@ -347,11 +595,7 @@ fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
     if let Some(cpus) = spec.cpus
         && let Err(errno) = sys::set_affinity(cpus)
     {
-        let _ = writeln!(
-            std::io::stderr(),
-            "{}: cannot pin to cpus {cpus:?}: {errno}",
-            spec.name
-        );
+        let _ = writeln!(std::io::stderr(), "{}: cannot pin to cpus {cpus:?}: {errno}", spec.name);
         sys::exit_now(1);
     }
 }

@@ -1,6 +1,8 @@
 //! Thin wrappers over the Linux syscalls pifork needs, one per syscall, each returning
 //! `Result<_, Errno>` with the raw call checked right where it is made.
 
+use std::ffi::{CStr, CString};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -68,11 +70,7 @@ pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> Result<Option<WaitSta
 
 /// `waitpid(pid, 0 | WNOHANG)`: reaps the child `pid`; `None` when still running.
 pub fn waitpid(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
-    let flags = if block {
-        None
-    } else {
-        Some(WaitPidFlag::WNOHANG)
-    };
+    let flags = if block { None } else { Some(WaitPidFlag::WNOHANG) };
     loop {
         match nix::sys::wait::waitpid(pid, flags) {
             Ok(WaitStatus::StillAlive) => return Ok(None),
@@ -124,6 +122,128 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// [`write_all`] on a raw descriptor the caller owns (a forked child's own pipe end).
+pub fn write_all_raw(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
+    write_all(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+}
+
+/// [`read`] on a raw descriptor the caller owns.
+pub fn read_raw(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
+    read(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
+}
+
+/// Sets or clears `FD_CLOEXEC` on a raw descriptor the caller owns.
+pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
+    use nix::fcntl::{F_GETFD, F_SETFD, FdFlag, fcntl};
+    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut flags = FdFlag::from_bits_truncate(fcntl(fd, F_GETFD)?);
+    flags.set(FdFlag::FD_CLOEXEC, on);
+    fcntl(fd, F_SETFD(flags)).map(drop)
+}
+
+/// `dup2(2)`: makes `to` a copy of `from` (closing what `to` was), without close-on-exec.
+pub fn dup2_raw(from: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain syscall on integers; `to` is replaced atomically by the kernel, and the
+    // caller (a freshly forked child placing its inherited descriptors) owns both numbers.
+    let res = unsafe { libc::dup2(from, to) };
+    Errno::result(res).map(drop)
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC, min)`: a copy of `fd` numbered at least `min`.
+pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(fd, nix::fcntl::F_DUPFD_CLOEXEC(min))
+}
+
+/// `execve(2)`; returns only on failure, with the reason.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
+    match nix::unistd::execve(path, argv, envp) {
+        Err(errno) => errno,
+        Ok(never) => match never {},
+    }
+}
+
+/// A descriptor handed down by a parent across `exec` (its number travelled in the
+/// environment), as a `File`. The child takes ownership of it.
+pub fn inherited_file(fd: u64) -> std::fs::File {
+    // SAFETY: the parent passed this descriptor for this process to own; nothing else in this
+    // process refers to it, and a bad number only makes later reads and writes fail.
+    unsafe { std::fs::File::from_raw_fd(fd as RawFd) }
+}
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
+pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+}
+
+/// `setsockopt(SO_PASSCRED)`: every message received carries the sender's credentials, as
+/// the kernel knows them.
+pub fn set_passcred(sock: BorrowedFd<'_>) -> Result<(), Errno> {
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)
+}
+
+/// `sendmsg(2)` of one message with descriptors attached (`SCM_RIGHTS`).
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [IoSlice::new(bytes)];
+    let cmsgs = if fds.is_empty() { vec![] } else { vec![ControlMessage::ScmRights(fds)] };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// One message received by [`recv_with_fds`].
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes of the message (0 at end-of-file).
+    pub len: usize,
+    /// Descriptors that came with it, now owned by us.
+    pub fds: Vec<OwnedFd>,
+    /// The sender's pid, when `SO_PASSCRED` is on.
+    pub sender: Option<i32>,
+}
+
+/// `recvmsg(2)` of one message, taking ownership of attached descriptors (`MSG_CMSG_CLOEXEC`).
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; 64], UnixCredentials);
+    loop {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => other?,
+        };
+        let mut received = Received { len: msg.bytes, fds: Vec::new(), sender: None };
+        for cmsg in msg.cmsgs()? {
+            match cmsg {
+                ControlMessageOwned::ScmRights(fds) => {
+                    for fd in fds {
+                        // SAFETY: SCM_RIGHTS installed these descriptors in this process just
+                        // now; nothing else owns them.
+                        received.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+                ControlMessageOwned::ScmCredentials(creds) => received.sender = Some(creds.pid()),
+                _ => {}
+            }
+        }
+        return Ok(received);
+    }
+}
+
 /// `close(2)` of a raw descriptor the caller knows it owns (used in a freshly forked child to
 /// drop copies of the parent's bookkeeping descriptors). Async-signal-safe.
 pub fn close_raw(fd: RawFd) {
@@ -170,9 +290,7 @@ pub fn set_affinity(cpus: &[usize]) -> Result<(), Errno> {
 /// `sched_getaffinity(0)`: the CPUs the calling process may run on, ascending.
 pub fn get_affinity() -> Result<Vec<usize>, Errno> {
     let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
-    Ok((0..nix::sched::CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap_or(false))
-        .collect())
+    Ok((0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
 }
 
 /// `sched_getcpu(3)`: the CPU the caller is running on right now.

@@ -1,0 +1,1 @@
+//! The Windows backend (spawn only).
