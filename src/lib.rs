@@ -31,9 +31,9 @@ pub use channel::{Receiver, Sender, channel};
 pub use error::{Error, Result};
 pub use message::Message;
 pub use process::{
-    Backend, Context, ExitCode, Pid, Process, RawInherit, Sentinel, StartMethod, Supervisor,
-    available_cpus, backend, cpu_count, get_context, get_start_method, main_guard, register,
-    set_start_method, signal_name, wait_all, wait_first,
+    Backend, Context, ExitCode, NOOP_ENTRY, Pid, Process, RawInherit, Sentinel, StartMethod,
+    Supervisor, available_cpus, backend, cpu_count, get_context, get_start_method, main_guard,
+    register, set_start_method, signal_name, wait_all, wait_first,
 };
 #[cfg(unix)]
 pub use process::{forkserver, probe_pidfd};

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{alive, children_of, eventually};
+use common::{alive, children_of, descendants, eventually};
 
 /// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
 fn pifork() -> Command {
@@ -56,20 +56,30 @@ fn expected(n: u64) -> f64 {
     std::f64::consts::PI - pifork::pi::remainder(n)
 }
 
-/// A long run, its pid, and its workers once all have started.
-fn start_long_run(workers: usize) -> (Child, i32, Vec<i32>) {
+/// A long run with `start`, its pid, its workers once all have started, and every process
+/// below it (the fork server too, with forkserver).
+fn start_long_run_with(start: &str, workers: usize) -> (Child, i32, Vec<i32>, Vec<i32>) {
     let child = pifork()
-        .args(["pi", "--terms", "1e13", "--workers", &workers.to_string()])
+        .args(["pi", "--terms", "1e13", "--workers", &workers.to_string(), "--start", start])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
+    // Workers are the processes below the parent that have no children of their own.
+    let workers_of = |pid: i32| -> Vec<i32> {
+        descendants(pid).into_iter().filter(|&p| children_of(p).is_empty()).collect()
+    };
     assert!(
-        eventually(Duration::from_secs(20), || children_of(pid).len() == workers),
+        eventually(Duration::from_secs(20), || workers_of(pid).len() == workers),
         "workers never started"
     );
-    let kids = children_of(pid);
+    let all = descendants(pid);
+    (child, pid, workers_of(pid), all)
+}
+
+fn start_long_run(workers: usize) -> (Child, i32, Vec<i32>) {
+    let (child, pid, kids, _) = start_long_run_with("fork", workers);
     (child, pid, kids)
 }
 
@@ -317,6 +327,78 @@ fn race_reports_the_first_and_terminates_the_rest() {
             || line.contains("exitcode 0 (terminated)");
         assert!(ok, "runner {i}: {out}");
     }
+}
+
+#[test]
+fn start_methods_give_identical_bits() {
+    let n = "20000003";
+    let bits: Vec<u64> = ["fork", "spawn", "forkserver"]
+        .iter()
+        .map(|m| {
+            let o = run(&["pi", "--terms", n, "--workers", "2", "--json", "--start", m]);
+            assert!(o.status.success(), "{m}: {}", stderr(&o));
+            json_field(&stdout(&o), "estimate").parse::<f64>().unwrap().to_bits()
+        })
+        .collect();
+    assert!(bits.iter().all(|&b| b == bits[0]), "{bits:?}");
+}
+
+#[test]
+fn killed_worker_fails_alike_under_every_method() {
+    for m in ["spawn", "forkserver"] {
+        let (child, _pid, workers, all) = start_long_run_with(m, 2);
+        let victim = workers[0];
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{m}: {err}");
+        assert!(
+            err.contains(&format!("(pid {victim}) died with exit code -SIGKILL")),
+            "{m}: {err}"
+        );
+        assert_all_gone(&all);
+    }
+}
+
+#[test]
+fn killed_parent_leaves_nothing_under_every_method() {
+    for m in ["spawn", "forkserver"] {
+        let (mut child, pid, _workers, all) = start_long_run_with(m, 2);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
+        child.wait().unwrap();
+        assert_all_gone(&all);
+    }
+}
+
+#[test]
+fn sigterm_under_forkserver_exits_143_and_leaves_nothing() {
+    let (child, pid, _workers, all) = start_long_run_with("forkserver", 2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert_all_gone(&all);
+}
+
+#[test]
+fn race_and_bench_take_a_start_method() {
+    let o = run(&["race", "--workers", "2", "--terms", "2e6", "--start", "spawn", "--join-all"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("exitcode 0 (finished after").count(), 2, "{}", stdout(&o));
+    let o = run(&["bench", "--start-methods"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for m in ["fork", "spawn", "forkserver"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(m) && l.ends_with(" us")), "{out}");
+    }
+    let o = run(&["pi", "--start", "vfork"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown start method 'vfork'"), "{}", stderr(&o));
 }
 
 #[test]

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use common::{alive, children_of, eventually};
 use pifork::engine::{self, PiJob};
-use pifork::{Backend, Error, ExitCode, Process, Supervisor, channel, wait, wait_all, wait_first};
+use pifork::{
+    Backend, Error, ExitCode, NOOP_ENTRY, Process, StartMethod, Supervisor, channel, forkserver,
+    get_context, wait, wait_all, wait_first,
+};
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
@@ -231,6 +234,8 @@ fn signals_do_not_cut_a_wait_short() {
 }
 
 fn child_holds_only_its_own_pipe_ends() {
+    // No pifork descriptor may be open at the baseline: they are not inherited, by design.
+    forkserver::stop();
     let baseline = open_fds();
     // Some pifork descriptors the parent holds while the probe starts.
     let mut other = Process::new(|| sleep_ms(60_000)).daemon(true);
@@ -389,9 +394,220 @@ fn engine_reports_a_panicking_worker() {
     }
 }
 
+/// Entry points of the start-method tests, registered before `main_guard`.
+fn register_entries() {
+    pifork::register("test.scale", |(x, k): (f64, u32)| x * f64::from(k));
+    pifork::register("test.sleep", |ms: u64| sleep_ms(ms));
+    pifork::register("test.panic", |(): ()| -> u8 { panic!("entry failed on purpose") });
+    pifork::register("test.try-child", |(): ()| {
+        let mut inner = Process::<()>::entry(NOOP_ENTRY, &());
+        inner.start().map_err(|e| e.to_string()).err().unwrap_or_default()
+    });
+    pifork::register("test.echo", |(rx, tx): (i32, i32)| {
+        let (rx, tx) =
+            (pifork::Receiver::<u64>::inherited(rx), pifork::Sender::<u64>::inherited(tx));
+        while let Some(x) = rx.recv().unwrap() {
+            tx.send(&(x + 1)).unwrap();
+        }
+    });
+    pifork::register("test.big", |n: u64| (0..n).map(|i| i as u8).collect::<Vec<u8>>());
+}
+
+/// The methods that run registered entry points through a new program image or server.
+const METHODS: [StartMethod; 3] = StartMethod::ALL;
+
+fn entries_run_under_every_method() {
+    for m in METHODS {
+        let mut p: Process<f64> = Process::entry("test.scale", &(1.5f64, 4u32)).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.get_start_method(), m);
+        assert_ne!(p.pid().unwrap().unwrap().as_raw(), my_pid());
+        assert_eq!(p.result().unwrap(), 6.0, "{m}");
+        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)), "{m}");
+        let mut big: Process<Vec<u8>> = Process::entry("test.big", &(3u64 << 20)).start_method(m);
+        big.start().unwrap();
+        assert_eq!(big.result().unwrap().len(), 3 << 20, "{m}");
+    }
+    let ctx = get_context(StartMethod::Spawn);
+    let mut p: Process<f64> = ctx.entry("test.scale", &(2.0f64, 3u32));
+    assert_eq!(p.get_start_method(), StartMethod::Spawn);
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), 6.0);
+}
+
+fn every_method_reports_panics_and_signals_alike() {
+    for m in METHODS {
+        let mut p: Process<u8> = Process::entry("test.panic", &()).start_method(m);
+        p.start().unwrap();
+        match p.result() {
+            Err(Error::ChildPanicked { message, .. }) => {
+                assert_eq!(message, "entry failed on purpose")
+            }
+            other => panic!("{m}: {other:?}"),
+        }
+        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(1)), "{m}");
+        let mut t = Process::<()>::entry("test.sleep", &60_000u64).start_method(m);
+        let mut k = Process::<()>::entry("test.sleep", &60_000u64).start_method(m);
+        let mut quick = Process::<()>::entry("test.sleep", &0u64).start_method(m);
+        t.start().unwrap();
+        k.start().unwrap();
+        quick.start().unwrap();
+        let procs = [t, k, quick];
+        assert_eq!(
+            wait_first(&procs, None).unwrap(),
+            Some(2),
+            "{m}: the sentinel of the quick one"
+        );
+        let [mut t, mut k, mut quick] = procs;
+        assert!(t.is_alive().unwrap() && !t.join_timeout(Duration::from_millis(10)).unwrap());
+        t.terminate().unwrap();
+        k.kill().unwrap();
+        t.join().unwrap();
+        k.join().unwrap();
+        quick.join().unwrap();
+        assert_eq!(t.exitcode().unwrap().unwrap().to_string(), "-SIGTERM", "{m}");
+        assert_eq!(k.exitcode().unwrap().unwrap().to_string(), "-SIGKILL", "{m}");
+        assert_eq!(quick.exitcode().unwrap(), Some(ExitCode::Exited(0)), "{m}");
+    }
+}
+
+fn spawned_daemons_may_not_have_children() {
+    for m in METHODS {
+        let mut p: Process<String> =
+            Process::entry("test.try-child", &()).daemon(true).start_method(m);
+        p.start().unwrap();
+        assert_eq!(
+            p.result().unwrap(),
+            "daemonic processes are not allowed to have children",
+            "{m}"
+        );
+        let mut q: Process<String> = Process::entry("test.try-child", &()).start_method(m);
+        q.start().unwrap();
+        assert_eq!(q.result().unwrap(), "", "{m}: a non-daemon may");
+    }
+}
+
+fn inherited_descriptors_keep_their_numbers() {
+    for m in METHODS {
+        let (to_child, child_rx) = channel::<u64>().unwrap();
+        let (child_tx, from_child) = channel::<u64>().unwrap();
+        let keep = [child_rx.as_raw_fd(), child_tx.as_raw_fd()];
+        let mut p = Process::<()>::entry("test.echo", &(keep[0], keep[1]))
+            .start_method(m)
+            .inherit_fds(keep);
+        p.start().unwrap();
+        drop((child_rx, child_tx));
+        for x in [1u64, 41] {
+            to_child.send(&x).unwrap();
+            assert_eq!(from_child.recv().unwrap(), Some(x + 1), "{m}");
+        }
+        drop(to_child);
+        p.join().unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)), "{m}");
+        assert_eq!(from_child.recv().unwrap(), None, "{m}: the child's end closed with it");
+    }
+}
+
+fn closures_need_fork_and_names_must_exist() {
+    for m in [StartMethod::Spawn, StartMethod::Forkserver] {
+        let mut p = Process::new(|| 1u8).start_method(m);
+        assert_eq!(p.start(), Err(Error::NeedsEntry { method: m.as_str() }));
+        let mut q = Process::<()>::entry("test.nowhere", &()).start_method(m);
+        let err = q.start().and_then(|()| q.result()).unwrap_err().to_string();
+        assert!(err.contains("no entry point named \"test.nowhere\""), "{m}: {err}");
+        let mut bad = Process::<()>::entry("semi;colon", &()).start_method(m);
+        assert!(matches!(bad.start(), Err(Error::UnknownEntry { .. })), "{m}");
+    }
+}
+
+fn a_program_without_main_guard_gets_a_clear_error() {
+    // The test runner skips the guard for this entry, as a program that forgot it would.
+    let start = std::time::Instant::now();
+    let mut p = Process::<()>::entry("test.unguarded", &()).start_method(StartMethod::Spawn);
+    assert_eq!(p.start(), Err(Error::NoMainGuard));
+    assert!(start.elapsed() < Duration::from_secs(20), "the child ended; no need to time out");
+}
+
+fn forkserver_refuses_strangers() {
+    forkserver::start().unwrap();
+    let fd = forkserver::socket_fd().unwrap();
+    // A forked child that holds the parent's socket (kept on purpose) asks the parent's server.
+    let mut stranger = Process::new(move || {
+        use nix::sys::socket::{MsgFlags, recv, send};
+        send(fd, b"any request", MsgFlags::empty()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = recv(fd, &mut buf, MsgFlags::empty()).unwrap();
+        pifork::message::from_bytes::<(i32, String)>(&buf[..n]).unwrap()
+    })
+    .inherit_fds([fd]);
+    stranger.start().unwrap();
+    let (pid, answer) = stranger.result().unwrap();
+    assert_eq!(pid, 0, "no worker for a stranger");
+    assert!(answer.contains("refused a request from pid"), "{answer}");
+    // The server still serves its parent.
+    let mut p: Process<f64> =
+        Process::entry("test.scale", &(1.0f64, 7u32)).start_method(StartMethod::Forkserver);
+    p.start().unwrap();
+    assert_eq!(p.result().unwrap(), 7.0);
+}
+
+fn forkserver_dies_with_its_parent() {
+    let (tx, rx) = channel::<i32>().unwrap();
+    let keep = [tx.as_raw_fd()];
+    let mut middle = Process::new(move || {
+        forkserver::start().unwrap();
+        let mut w = Process::<()>::entry("test.sleep", &60_000u64)
+            .daemon(true)
+            .start_method(StartMethod::Forkserver);
+        w.start().unwrap();
+        tx.send(&forkserver::pid().unwrap().as_raw()).unwrap();
+        tx.send(&w.pid().unwrap().unwrap().as_raw()).unwrap();
+        sleep_ms(60_000);
+    })
+    .inherit_fds(keep);
+    middle.start().unwrap();
+    let server = rx.recv().unwrap().unwrap();
+    let worker = rx.recv().unwrap().unwrap();
+    assert!(alive(server) && alive(worker));
+    middle.kill().unwrap();
+    middle.join().unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || !alive(server) && !alive(worker)),
+        "server {server} or worker {worker} survived"
+    );
+}
+
+fn engine_bits_match_across_start_methods() {
+    let n = 3_000_017;
+    let bits: Vec<u64> = METHODS
+        .into_iter()
+        .map(|m| {
+            let mut job = PiJob::new(n, 2);
+            job.start = m;
+            engine::run(&job, None).unwrap().estimate.to_bits()
+        })
+        .collect();
+    assert!(bits.iter().all(|&b| b == bits[0]), "{bits:?}");
+}
+
 type Test = (&'static str, fn());
 
 const TESTS: &[Test] = &[
+    ("entries_run_under_every_method", entries_run_under_every_method),
+    (
+        "every_method_reports_panics_and_signals_alike",
+        every_method_reports_panics_and_signals_alike,
+    ),
+    ("spawned_daemons_may_not_have_children", spawned_daemons_may_not_have_children),
+    ("inherited_descriptors_keep_their_numbers", inherited_descriptors_keep_their_numbers),
+    ("closures_need_fork_and_names_must_exist", closures_need_fork_and_names_must_exist),
+    (
+        "a_program_without_main_guard_gets_a_clear_error",
+        a_program_without_main_guard_gets_a_clear_error,
+    ),
+    ("forkserver_refuses_strangers", forkserver_refuses_strangers),
+    ("forkserver_dies_with_its_parent", forkserver_dies_with_its_parent),
+    ("engine_bits_match_across_start_methods", engine_bits_match_across_start_methods),
     ("start_join_and_result", start_join_and_result),
     ("start_twice_is_an_error", start_twice_is_an_error),
     ("calls_before_start_are_errors", calls_before_start_are_errors),
@@ -422,6 +638,14 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
+    register_entries();
+    if std::env::var("PIFORK_SPAWN").is_ok_and(|v| v.starts_with("v1;test.unguarded;")) {
+        // Play a program whose main forgot the guard: it tries to start a process of its own,
+        // which must be refused (no fork bomb), and exits without running any entry.
+        let mut p = Process::<()>::entry(NOOP_ENTRY, &()).start_method(StartMethod::Spawn);
+        std::process::exit(if p.start() == Err(Error::NoMainGuard) { 3 } else { 4 });
+    }
+    pifork::main_guard();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in TESTS {
@@ -437,7 +661,9 @@ fn main() {
     {
         ran += 1;
         let outcome = catch_unwind(AssertUnwindSafe(test));
-        let leftovers = children_of(my_pid());
+        let server = forkserver::pid().map(|p| p.as_raw());
+        let leftovers: Vec<i32> =
+            children_of(my_pid()).into_iter().filter(|&p| Some(p) != server).collect();
         let ok = outcome.is_ok() && leftovers.is_empty();
         println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
         if !leftovers.is_empty() {
@@ -446,6 +672,12 @@ fn main() {
         if !ok {
             failed.push(*name);
         }
+    }
+    forkserver::stop();
+    let leftovers = children_of(my_pid());
+    if !leftovers.is_empty() {
+        println!("the fork server left child processes behind: {leftovers:?}");
+        failed.push("forkserver::stop");
     }
     println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
     if !failed.is_empty() {

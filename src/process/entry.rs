@@ -150,9 +150,7 @@ pub fn main_guard() {
     let mut args = Vec::new();
     let read = args_file.read_to_end(&mut args);
     drop(args_file);
-    if spec.daemon {
-        super::set_in_daemon();
-    }
+    super::set_in_daemon(spec.daemon);
     let (code, frame) = match (read, lookup(&spec.entry)) {
         (Ok(_), Ok(entry)) => {
             super::run_target(Box::new(move || entry(&args).unwrap_or_else(|e| panic!("{e}"))))

@@ -67,6 +67,16 @@ pub fn stop() {
     }
 }
 
+/// In a freshly forked child: the parent's server is not this process's (its socket end was
+/// just closed here). Forget it without running its destructor; the child may start its own.
+pub(crate) fn forget_in_child() {
+    // A lock held at the fork (only in the server itself, forked under it) stays held: the
+    // server never asks for its own server, so it is left alone.
+    if let Ok(mut server) = SERVER.try_lock() {
+        std::mem::forget(server.take());
+    }
+}
+
 /// The descriptor of the parent's end of the server socket (for tests of the server's
 /// refusal of strangers).
 pub fn socket_fd() -> Option<RawFd> {

@@ -175,9 +175,9 @@ pub(crate) fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec
 /// Set in a daemonic child: it may not start children of its own.
 static IN_DAEMON: AtomicBool = AtomicBool::new(false);
 
-/// Marks this process as a daemonic child.
-pub(crate) fn set_in_daemon() {
-    IN_DAEMON.store(true, Ordering::Relaxed);
+/// Records whether this (child) process is daemonic.
+pub(crate) fn set_in_daemon(daemon: bool) {
+    IN_DAEMON.store(daemon, Ordering::Relaxed);
 }
 
 /// How a child process is started, as in CPython's `multiprocessing`.

@@ -584,8 +584,10 @@ pub(crate) fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[Raw
     let mut keep: Vec<RawFd> = own.iter().copied().filter(|&fd| fd >= 0).collect();
     keep.extend_from_slice(spec.inherit);
     fds::close_others_in_child(&keep);
+    super::forkserver::forget_in_child();
+    // A worker of the (daemonic) fork server is daemonic only if it was asked to be.
+    super::set_in_daemon(spec.daemon);
     if spec.daemon {
-        super::set_in_daemon();
         // A daemonic child dies with its parent, even if the parent is SIGKILLed. Check again
         // afterwards: the parent may have died before the request took effect.
         if sys::set_parent_death_signal(Signal::SIGKILL).is_err() || sys::getppid() != parent {

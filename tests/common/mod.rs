@@ -23,6 +23,20 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
     out
 }
 
+/// All processes below `pid` (children, grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for child in children_of(p) {
+            out.push(child);
+            frontier.push(child);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// (state, ppid) of `pid`, from /proc/<pid>/stat; None if it does not exist.
 pub fn stat(pid: i32) -> Option<(char, i32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
