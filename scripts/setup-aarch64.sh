@@ -52,3 +52,37 @@ fi
 command -v qemu-aarch64-static >/dev/null 2>&1 || die "qemu-aarch64-static not on PATH after install"
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || die "aarch64-linux-gnu-gcc not on PATH after install"
 log "ready: $(qemu-aarch64-static --version | head -n1); $(aarch64-linux-gnu-gcc --version | head -n1)"
+
+# ---- binfmt_misc -------------------------------------------------------------
+# The spawn start method re-executes the current binary. Under qemu-user that exec goes to
+# the host kernel, which needs binfmt_misc to hand an aarch64 ELF to qemu. Register it once
+# (flag F: the kernel keeps the interpreter open, so it works in any mount namespace).
+BINFMT=/proc/sys/fs/binfmt_misc
+if ! [[ -e $BINFMT/register ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+        mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || true
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || true
+    fi
+fi
+registered=""
+for entry in "$BINFMT"/*; do
+    [[ -f $entry && $(basename "$entry") != register && $(basename "$entry") != status ]] || continue
+    if grep -qx enabled "$entry" && grep -q '^magic 7f454c460201010000000000000000000200b700' "$entry"; then
+        registered=$(basename "$entry")
+    fi
+done
+if [[ -n $registered ]]; then
+    log "binfmt_misc: aarch64 already handled by '$registered'"
+elif [[ -w $BINFMT/register ]] || { [[ -e $BINFMT/register ]] && sudo -n true 2>/dev/null; }; then
+    qemu=$(readlink -f "$(command -v qemu-aarch64-static)")
+    line=':pifork-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$qemu"':F'
+    if [[ -w $BINFMT/register ]]; then
+        printf '%s' "$line" > "$BINFMT/register"
+    else
+        printf '%s' "$line" | sudo -n tee "$BINFMT/register" >/dev/null
+    fi
+    log "binfmt_misc: registered $qemu for aarch64 ELF binaries"
+else
+    die "cannot register qemu-aarch64 in binfmt_misc (needs root); the spawn start method cannot run aarch64 binaries without it"
+fi
