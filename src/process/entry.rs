@@ -43,11 +43,21 @@ where
 fn register_builtins() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        crate::engine::register_entries();
-        crate::race::register_entries();
+        register_module_entries();
         register(NOOP_ENTRY, |(): ()| ());
     });
 }
+
+/// The entry points of pifork's pi engine and race, which exist on Linux only.
+#[cfg(unix)]
+fn register_module_entries() {
+    crate::engine::register_entries();
+    crate::race::register_entries();
+}
+
+/// Windows has neither the pi engine nor the race: no entries of theirs to register.
+#[cfg(not(unix))]
+fn register_module_entries() {}
 
 /// An entry point that does nothing (for round-trip measurements).
 pub const NOOP_ENTRY: &str = "pifork.noop";

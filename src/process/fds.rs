@@ -35,13 +35,13 @@ pub(crate) fn track_forever(fd: &impl AsRawFd) {
     register(fd.as_raw_fd());
 }
 
-/// In a freshly forked child: closes every recorded descriptor except those in `keep`, which
-/// stay recorded (so the child's own children close them in turn). Lock-free and
+/// In a freshly forked child: closes every recorded descriptor that `keep` rejects; the kept
+/// ones stay recorded (so the child's own children close them in turn). Lock-free and
 /// allocation-free, hence safe right after `fork`.
-pub(crate) fn close_others_in_child(keep: &[RawFd]) {
+pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
     for slot in &TABLE {
         let fd = slot.load(Ordering::Acquire);
-        if fd != FREE && !keep.contains(&fd) {
+        if fd != FREE && !keep(fd) {
             crate::sys::close_raw(fd);
             slot.store(FREE, Ordering::Release);
         }

@@ -223,9 +223,10 @@ impl fmt::Display for StartMethod {
     }
 }
 
-static START_METHOD: AtomicU8 = AtomicU8::new(0);
+static START_METHOD: AtomicU8 = AtomicU8::new(imp::DEFAULT_METHOD as u8);
 
-/// Sets the start method used by processes that do not choose one (default: fork).
+/// Sets the start method used by processes that do not choose one (default: fork on Linux,
+/// spawn on Windows).
 pub fn set_start_method(method: StartMethod) {
     START_METHOD.store(method as u8, Ordering::Relaxed);
 }

@@ -19,6 +19,9 @@ use super::{ExitCode, Pid};
 use crate::error::{Error, Result};
 use crate::sys;
 
+/// The start method of processes that choose none: fork, as in CPython on Linux.
+pub(crate) const DEFAULT_METHOD: super::StartMethod = super::StartMethod::Fork;
+
 /// How children are watched and reaped on this system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -164,6 +167,11 @@ pub(crate) struct Child {
     output_done: bool,
     status: Option<ExitCode>,
 }
+
+/// How long a join watches only the sentinel before it also reads the result pipe as data
+/// arrives: a child whose result fits in the pipe then wakes its parent once, when it exits,
+/// instead of twice; a larger result waits at most this long for the parent to start reading.
+const SENTINEL_ONLY: Duration = Duration::from_millis(5);
 
 /// How long a spawned child may take to reach `main_guard`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -519,17 +527,23 @@ impl Child {
     /// Waits until the child ends or `deadline` passes, reading its output meanwhile so that
     /// a child with a large result never blocks on a full pipe.
     pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<ExitCode>> {
+        let drain_from = Instant::now() + SENTINEL_ONLY;
         loop {
             if let Some(code) = self.try_wait()? {
                 return Ok(Some(code));
             }
-            let timeout = match crate::wait::remaining_ms(deadline) {
+            let draining = Instant::now() >= drain_from;
+            let mut timeout = match crate::wait::remaining_ms(deadline) {
                 Some(0) => return Ok(None),
                 Some(ms) => ms,
                 None => -1,
             };
+            if !draining {
+                let until_drain = crate::wait::remaining_ms(Some(drain_from)).unwrap_or(0).max(1);
+                timeout = if timeout < 0 { until_drain } else { timeout.min(until_drain) };
+            }
             let mut fds = vec![PollFd::new(self.sentinel(), PollFlags::POLLIN)];
-            if let Some(result) = self.result.as_ref().filter(|_| !self.output_done) {
+            if let Some(result) = self.result.as_ref().filter(|_| draining && !self.output_done) {
                 fds.push(PollFd::new(result.as_fd(), PollFlags::POLLIN));
             }
             match sys::poll(&mut fds, timeout) {
@@ -581,9 +595,7 @@ impl Child {
 /// (-1 for none).
 pub(crate) fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
     sys::reset_signal_handlers();
-    let mut keep: Vec<RawFd> = own.iter().copied().filter(|&fd| fd >= 0).collect();
-    keep.extend_from_slice(spec.inherit);
-    fds::close_others_in_child(&keep);
+    fds::close_others_in_child(|fd| own.contains(&fd) || spec.inherit.contains(&fd));
     super::forkserver::forget_in_child();
     // A worker of the (daemonic) fork server is daemonic only if it was asked to be.
     super::set_in_daemon(spec.daemon);

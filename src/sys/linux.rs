@@ -298,18 +298,27 @@ pub fn current_cpu() -> Result<usize, Errno> {
     nix::sched::sched_getcpu()
 }
 
-/// Resets every signal that has a handler installed to its default action, the way `execve`
-/// does, keeping ignored signals ignored. Used in a forked child so that handlers the parent
-/// installed (for its own shutdown) do not swallow `terminate()`. Async-signal-safe.
+/// Signals a supervising parent typically catches for its own shutdown or housekeeping.
+const PARENT_SIGNALS: [Signal; 8] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGCHLD,
+];
+
+/// Resets the parent's handlers for [`PARENT_SIGNALS`] to the default action (keeping ignored
+/// ones ignored, as `execve` would) and clears the signal mask. Used in a forked child so that
+/// handlers the parent installed for itself do not swallow `terminate()` or Ctrl-C; the
+/// runtime's own SIGSEGV/SIGBUS handlers (stack-overflow reports) stay. Async-signal-safe.
 pub fn reset_signal_handlers() {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL runs no handler code; the previous action is inspected
-        // and restored as it was if it was SIG_IGN or SIG_DFL, so nothing observable changes
-        // for those.
+    for signal in PARENT_SIGNALS {
+        // SAFETY: installing SIG_DFL runs no handler code; a previous SIG_IGN is put back
+        // right away, so only caught signals change.
         let previous = unsafe { nix::sys::signal::sigaction(signal, &default) };
         if let Ok(prev) = previous
             && matches!(prev.handler(), SigHandler::SigIgn)
