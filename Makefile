@@ -3,7 +3,7 @@
 #   make run            release build, then `pifork pi` with the defaults
 #   make test           everything CI checks: format, lints, host tests on both process
 #                       backends, the aarch64 suite under qemu-user, the 4-core VM test
-#   make bench          kernel and scaling benchmarks (release build)
+#   make bench          kernel, start methods, scaling; then pifork against CPython
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 
 CARGO   ?= cargo
@@ -40,8 +40,9 @@ test-host:
 
 test: fmt-check clippy test-host test-aarch64 test-vm
 
+# pifork's own figures, then the CPython reference programs in the same session.
 bench: build
-	./$(RELEASE) bench
+	python3 bench/report.py --pifork ./$(RELEASE)
 
 clean:
 	$(CARGO) clean

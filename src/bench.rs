@@ -111,6 +111,8 @@ pub struct ScalingRow {
     pub efficiency: f64,
     /// How many single-core kernels the machine runs at full speed when this many run at once.
     pub capacity: f64,
+    /// Median wall time of the same split on threads of one process, for comparison.
+    pub threads: Duration,
 }
 
 impl ScalingRow {
@@ -118,6 +120,29 @@ impl ScalingRow {
     pub fn of_capacity(&self) -> f64 {
         self.speedup / self.capacity
     }
+}
+
+/// The same job on `workers` threads of this process (`std::thread::scope`): the same chunks,
+/// kernel and combination, so the result has the same bits; only processes are replaced by
+/// threads. Returns the estimate.
+pub fn threads_pi(terms: u64, workers: usize) -> f64 {
+    let plan = pi::chunk_plan(terms);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut partials = vec![0.0f64; plan.len()];
+    let results = std::sync::Mutex::new(&mut partials);
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, plan.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(m, n)) = plan.get(i) else { break };
+                    let sum = pi::partial_sum(m, n);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = sum;
+                }
+            });
+        }
+    });
+    4.0 * pi::combine(&partials)
 }
 
 /// Runs `copies` pinned processes at once, each summing `terms` terms and timing itself;
@@ -175,12 +200,16 @@ pub fn scaling(
         // Each copy does one worker's share, so copies run as long as a worker does.
         let capacity =
             if workers == 1 { 1.0 } else { capacity(workers, terms / workers as u64, repeat)? };
+        let threads = time_median(repeat, || {
+            black_box(threads_pi(terms, workers));
+        });
         rows.push(ScalingRow {
             workers,
             wall,
             speedup,
             efficiency: speedup / workers as f64,
             capacity,
+            threads,
         });
     }
     Ok(rows)
@@ -218,6 +247,18 @@ mod tests {
     fn division_loop_computes_the_harmonic_tail() {
         let want: f64 = (3..3 + 64).map(|k| 1.0 / k as f64).sum();
         assert!((division_loop(64) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn threads_give_the_processes_bits() {
+        let n = 3_000_001;
+        let processes = 4.0
+            * pi::combine(
+                &pi::chunk_plan(n).iter().map(|&(m, k)| pi::partial_sum(m, k)).collect::<Vec<_>>(),
+            );
+        for w in [1, 2, 3] {
+            assert_eq!(threads_pi(n, w).to_bits(), processes.to_bits());
+        }
     }
 
     #[test]

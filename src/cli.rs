@@ -154,17 +154,22 @@ pub fn bench_text(r: &BenchReport) -> String {
     );
     out.push_str(&round_trips_text(&r.round_trips));
     let _ = writeln!(out, "scaling ({} workers):", r.start);
-    let _ = writeln!(out, "  workers   wall ms  speedup  efficiency  capacity  of capacity");
+    let _ = writeln!(
+        out,
+        "  workers   wall ms  speedup  efficiency  capacity  of capacity  threads ms  processes/threads"
+    );
     for row in &r.rows {
         let _ = writeln!(
             out,
-            "  {:7}  {:8.1}  {:7.2}  {:9.0}%  {:8.2}  {:10.0}%",
+            "  {:7}  {:8.1}  {:7.2}  {:9.0}%  {:8.2}  {:10.0}%  {:10.1}  {:17.2}",
             row.workers,
             row.wall.as_secs_f64() * 1e3,
             row.speedup,
             100.0 * row.efficiency,
             row.capacity,
-            100.0 * row.of_capacity()
+            100.0 * row.of_capacity(),
+            row.threads.as_secs_f64() * 1e3,
+            row.threads.as_secs_f64() / row.wall.as_secs_f64()
         );
     }
     out
@@ -210,14 +215,15 @@ pub fn bench_json(r: &BenchReport) -> String {
     for (i, row) in r.rows.iter().enumerate() {
         let _ = write!(
             out,
-            "{}{{\"workers\":{},\"wall_ms\":{:.3},\"speedup\":{:.3},\"efficiency\":{:.3},\"capacity\":{:.3},\"of_capacity\":{:.3}}}",
+            "{}{{\"workers\":{},\"wall_ms\":{:.3},\"speedup\":{:.3},\"efficiency\":{:.3},\"capacity\":{:.3},\"of_capacity\":{:.3},\"threads_ms\":{:.3}}}",
             if i > 0 { "," } else { "" },
             row.workers,
             row.wall.as_secs_f64() * 1e3,
             row.speedup,
             row.efficiency,
             row.capacity,
-            row.of_capacity()
+            row.of_capacity(),
+            row.threads.as_secs_f64() * 1e3
         );
     }
     out.push_str("]}");

@@ -214,7 +214,7 @@ fn help_exits_0() {
 
 #[test]
 fn info_names_the_backend() {
-    let o = run(&["info"]);
+    let o = pifork().arg("info").env_remove("PIFORK_BACKEND").output().unwrap();
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(
