@@ -2,6 +2,7 @@
 //! processes, one per core; the parent waits for the *first* worker to report, gives that
 //! worker the next chunk, and combines the partial sums in chunk order at the end.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -110,7 +111,8 @@ struct Worker {
     process: Process<Summary>,
     tasks: Option<Sender<(u64, u64)>>,
     results: Receiver<(f64, u64)>,
-    in_flight: Option<usize>,
+    /// Chunks handed to this worker and not yet reported, oldest first.
+    in_flight: VecDeque<usize>,
     pinned: Option<usize>,
 }
 
@@ -140,7 +142,13 @@ impl Worker {
         }
         process.start()?;
         drop(child_ends);
-        Ok(Worker { process, tasks: Some(task_tx), results: result_rx, in_flight: None, pinned })
+        Ok(Worker {
+            process,
+            tasks: Some(task_tx),
+            results: result_rx,
+            in_flight: VecDeque::new(),
+            pinned,
+        })
     }
 
     fn died(&mut self, index: usize) -> Error {
@@ -183,12 +191,16 @@ pub fn run(
     let workers = &mut crew.0;
     let mut partials = vec![0.0f64; plan.len()];
     let mut next = 0;
-    for (i, w) in workers.iter_mut().enumerate() {
-        hand_out(i, w, &plan, &mut next)?;
+    // Every worker gets one chunk, then one more queued behind it, so that it never waits
+    // for the parent between chunks.
+    for _ in 0..QUEUED {
+        for (i, w) in workers.iter_mut().enumerate() {
+            hand_out(i, w, &plan, &mut next)?;
+        }
     }
-    while workers.iter().any(|w| w.in_flight.is_some()) {
+    while workers.iter().any(|w| !w.in_flight.is_empty()) {
         // Results first, then sentinels, then the cancel descriptor.
-        let active: Vec<usize> = (0..count).filter(|&i| workers[i].in_flight.is_some()).collect();
+        let active: Vec<usize> = (0..count).filter(|&i| !workers[i].in_flight.is_empty()).collect();
         let mut fds: Vec<BorrowedFd<'_>> =
             active.iter().map(|&i| workers[i].results.as_fd()).collect();
         for &i in &active {
@@ -212,7 +224,7 @@ pub fn run(
             let w = &mut workers[i];
             match w.results.recv() {
                 Ok(Some((sum, _ns))) => {
-                    let chunk = w.in_flight.take().expect("active worker has a chunk");
+                    let chunk = w.in_flight.pop_front().expect("active worker has a chunk");
                     partials[chunk] = sum;
                     log::debug!("worker-{i} finished chunk {chunk}");
                     hand_out(i, w, &plan, &mut next)?;
@@ -264,15 +276,18 @@ impl Drop for Crew {
     }
 }
 
+/// Chunks a worker holds at once: the one it computes and one queued behind it.
+const QUEUED: usize = 2;
+
 /// Gives worker `index` the next chunk, or closes its task channel when none is left (it then
-/// returns its summary and exits).
+/// finishes what it holds, returns its summary and exits).
 fn hand_out(index: usize, w: &mut Worker, plan: &[(u64, u64)], next: &mut usize) -> Result<()> {
     if *next < plan.len() {
         let tasks = w.tasks.as_ref().expect("open while chunks remain");
         if tasks.send(&plan[*next]).is_err() {
             return Err(w.died(index));
         }
-        w.in_flight = Some(*next);
+        w.in_flight.push_back(*next);
         *next += 1;
     } else {
         w.tasks = None;
