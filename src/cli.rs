@@ -9,6 +9,7 @@ use crate::bench::{KernelFigures, ScalingRow};
 use crate::engine::PiReport;
 use crate::pi;
 use crate::process::StartMethod;
+use crate::state::State;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
@@ -228,6 +229,75 @@ pub fn bench_json(r: &BenchReport) -> String {
     }
     out.push_str("]}");
     out
+}
+
+/// Rate (terms per second of computing) and the seconds left at that rate.
+fn rate_and_eta(state: &State) -> (Option<f64>, Option<f64>) {
+    let done = state.terms_done();
+    let rate = (state.elapsed > 0.0 && done > 0).then(|| done as f64 / state.elapsed);
+    let eta = rate.map(|r| (state.terms - done) as f64 / r);
+    (rate, eta)
+}
+
+/// `pifork status`: the service's progress, read from its state.
+pub fn status_text(state: &State, dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let done = state.terms_done();
+    let (rate, eta) = rate_and_eta(state);
+    let _ = writeln!(out, "state:       {}", dir.join(crate::state::FILE).display());
+    let _ = writeln!(
+        out,
+        "terms done:  {done} of {} ({:.2}%)",
+        state.terms,
+        100.0 * done as f64 / state.terms as f64
+    );
+    let _ = writeln!(out, "chunks done: {} of {}", state.done.len(), state.chunks());
+    match state.estimate() {
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "estimate:    {e:.15} (first {} terms), error {:+.3e}",
+                state.prefix_terms(),
+                e - std::f64::consts::PI
+            );
+        }
+        None => out.push_str("estimate:    none yet\n"),
+    }
+    match rate {
+        Some(r) => {
+            let _ = writeln!(out, "rate:        {r:.3e} terms/s over {:.1} s", state.elapsed);
+        }
+        None => out.push_str("rate:        unknown yet\n"),
+    }
+    if state.complete() {
+        out.push_str("eta:         done\n");
+    } else if let Some(eta) = eta {
+        let _ = writeln!(out, "eta:         {eta:.0} s");
+    }
+    out
+}
+
+/// `pifork status --json`.
+pub fn status_json(state: &State) -> String {
+    let (rate, eta) = rate_and_eta(state);
+    let num = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:?}"));
+    format!(
+        "{{\"terms\":{},\"chunk\":{},\"terms_done\":{},\"chunks_done\":{},\"chunks\":{},\
+         \"estimate\":{},\"estimate_terms\":{},\"error\":{},\"elapsed_s\":{:.3},\"rate\":{},\
+         \"eta_s\":{},\"complete\":{}}}",
+        state.terms,
+        state.chunk,
+        state.terms_done(),
+        state.done.len(),
+        state.chunks(),
+        num(state.estimate()),
+        state.prefix_terms(),
+        num(state.estimate().map(|e| e - std::f64::consts::PI)),
+        state.elapsed,
+        num(rate),
+        num(if state.complete() { Some(0.0) } else { eta }),
+        state.complete()
+    )
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ pub struct PiReport {
 
 /// The summary a worker returns when its task channel closes:
 /// (chunks, terms, busy ns, cpu or u64::MAX).
-type Summary = (u64, u64, u64, u64);
+pub(crate) type Summary = (u64, u64, u64, u64);
 
 fn worker_loop(
     tasks: Receiver<(u64, u64)>,
@@ -107,17 +107,19 @@ pub(crate) fn register_entries() {
     });
 }
 
-struct Worker {
-    process: Process<Summary>,
-    tasks: Option<Sender<(u64, u64)>>,
-    results: Receiver<(f64, u64)>,
+/// One worker process and its two channels (shared with the service).
+pub(crate) struct Worker {
+    pub(crate) process: Process<Summary>,
+    pub(crate) tasks: Option<Sender<(u64, u64)>>,
+    pub(crate) results: Receiver<(f64, u64)>,
     /// Chunks handed to this worker and not yet reported, oldest first.
-    in_flight: VecDeque<usize>,
-    pinned: Option<usize>,
+    pub(crate) in_flight: VecDeque<usize>,
+    pub(crate) pinned: Option<usize>,
 }
 
 impl Worker {
-    fn start(index: usize, pinned: Option<usize>, job: &PiJob) -> Result<Worker> {
+    /// Starts worker `index`, pinned to `pinned`, the way `job` says.
+    pub(crate) fn start(index: usize, pinned: Option<usize>, job: &PiJob) -> Result<Worker> {
         let (task_tx, task_rx) = channel::<(u64, u64)>()?;
         let (result_tx, result_rx) = channel::<(f64, u64)>()?;
         let keep = [task_rx.as_raw_fd(), result_tx.as_raw_fd()];
@@ -151,7 +153,8 @@ impl Worker {
         })
     }
 
-    fn died(&mut self, index: usize) -> Error {
+    /// The error for a worker that ended before its work was done (after reaping it).
+    pub(crate) fn died(&mut self, index: usize) -> Error {
         let pid = self.process.pid().ok().flatten().map_or(0, |p| p.as_raw());
         // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
         // finish (so a panic message arrives whole), then make sure.
@@ -264,7 +267,7 @@ pub fn run(
 
 /// The running workers; on every way out of [`run`] they are all signalled first, then each
 /// is reaped (a worker's own drop would terminate and join them one after the other).
-struct Crew(Vec<Worker>);
+pub(crate) struct Crew(pub(crate) Vec<Worker>);
 
 impl Drop for Crew {
     fn drop(&mut self) {

@@ -93,6 +93,17 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The service's state directory or file is unusable.
+    State(crate::state::StateError),
+    /// A chunk failed too often: the service gives up.
+    ServiceFailed {
+        /// The chunk.
+        chunk: u64,
+        /// How many times it was tried.
+        tries: u32,
+        /// Why the last try failed.
+        last: Box<Error>,
+    },
     /// The child's result did not decode as the expected type.
     Decode {
         /// What was wrong with the bytes.
@@ -168,6 +179,10 @@ impl fmt::Display for Error {
                 write!(f, "the {method} start method is not available on this platform")
             }
             Error::Forkserver { reason } => write!(f, "fork server: {reason}"),
+            Error::State(e) => e.fmt(f),
+            Error::ServiceFailed { chunk, tries, last } => {
+                write!(f, "chunk {chunk} failed {tries} times, giving up; last: {last}")
+            }
             Error::Decode { reason } => write!(f, "cannot decode the child's result: {reason}"),
         }
     }

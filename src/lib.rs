@@ -17,12 +17,17 @@ pub mod cli;
 pub mod engine;
 mod error;
 pub mod message;
+#[cfg(unix)]
+pub mod notify;
 pub mod pi;
 pub mod process;
 #[cfg(unix)]
 pub mod race;
 #[cfg(unix)]
+pub mod service;
+#[cfg(unix)]
 pub mod signals;
+pub mod state;
 mod sys;
 pub mod wait;
 

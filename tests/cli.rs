@@ -3,24 +3,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-use common::{alive, children_of, descendants, eventually};
-
-/// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
-fn pifork() -> Command {
-    let bin = env!("CARGO_BIN_EXE_pifork");
-    match std::env::var("PIFORK_RUNNER").ok().filter(|r| !r.is_empty()) {
-        Some(runner) => {
-            let mut parts = runner.split_whitespace();
-            let mut cmd = Command::new(parts.next().expect("runner"));
-            cmd.args(parts).arg(bin);
-            cmd
-        }
-        None => Command::new(bin),
-    }
-}
+use common::{alive, children_of, descendants, eventually, pifork};
 
 fn run(args: &[&str]) -> Output {
     pifork().args(args).env_remove("RUST_LOG").output().expect("run pifork")

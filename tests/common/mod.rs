@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: process-table inspection.
 #![allow(dead_code)]
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Pids whose parent is `ppid`, from /proc/*/stat.
@@ -64,5 +65,19 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
+pub fn pifork() -> Command {
+    let bin = env!("CARGO_BIN_EXE_pifork");
+    match std::env::var("PIFORK_RUNNER").ok().filter(|r| !r.is_empty()) {
+        Some(runner) => {
+            let mut parts = runner.split_whitespace();
+            let mut cmd = Command::new(parts.next().expect("runner"));
+            cmd.args(parts).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
     }
 }

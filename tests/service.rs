@@ -1,0 +1,287 @@
+//! `pifork serve` and `pifork status` end to end: the systemd notification protocol, stops and
+//! kills at random points with resumption to the same bits, damaged and unwritable state.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{alive, descendants, eventually, pifork};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A fresh, empty directory under the system's temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pifork-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The job every test runs: long enough to interrupt, short enough to finish (about a second
+/// natively).
+const TERMS: &str = "4e9";
+const CHUNK: &str = "4e7";
+
+fn serve(dir: &Path) -> Command {
+    let mut cmd = pifork();
+    cmd.args(["serve", "--terms", TERMS, "--chunk", CHUNK, "--workers", "2", "--exit-when-done"])
+        .arg("--state-dir")
+        .arg(dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `result` line of a finished state: the final bits.
+fn result_bits(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("state")).unwrap();
+    text.lines().find_map(|l| l.strip_prefix("result ")).expect("a finished state").to_string()
+}
+
+/// The final bits of one uninterrupted run (computed once per test binary).
+fn uninterrupted() -> String {
+    static BITS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BITS.get_or_init(|| {
+        let dir = temp_dir("reference");
+        let o = serve(&dir).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        result_bits(&dir)
+    })
+    .clone()
+}
+
+/// Waits until the run has its two workers going; returns them.
+fn workers_of(pid: i32) -> Vec<i32> {
+    let mut workers = Vec::new();
+    let started = eventually(Duration::from_secs(30), || {
+        workers = descendants(pid);
+        workers.len() >= 2
+    });
+    assert!(started, "no workers");
+    workers
+}
+
+#[test]
+fn notifies_ready_status_watchdog_and_stopping_in_order() {
+    let dir = temp_dir("notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut cmd = serve(&dir.join("state"));
+    cmd.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "100000");
+    let mut child = spawn(cmd);
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Collect until READY, a STATUS and a WATCHDOG have arrived, then stop the service.
+    while !(seen.iter().any(|m| m == "READY=1")
+        && seen.iter().any(|m| m.starts_with("STATUS="))
+        && seen.iter().any(|m| m == "WATCHDOG=1"))
+    {
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let signalled = Instant::now();
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    while let Ok(n) = {
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket.recv(&mut buf)
+    } {
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+    let first = |what: &str| seen.iter().position(|m| m.starts_with(what)).unwrap();
+    assert!(first("READY=1") < first("WATCHDOG=1"), "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("STOPPING=1"), "{seen:?}");
+    let status_line = seen.iter().find(|m| m.starts_with("STATUS=")).unwrap();
+    assert!(status_line.contains(" chunks, ") && status_line.contains(" terms"), "{status_line}");
+}
+
+#[test]
+fn sigterm_then_restart_resumes_to_the_same_bits() {
+    let dir = temp_dir("resume");
+    let child = spawn(serve(&dir));
+    let pid = child.id() as i32;
+    let tree = workers_of(pid);
+    std::thread::sleep(Duration::from_millis(150));
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopping on SIGTERM"), "{}", stderr(&o));
+    assert!(tree.iter().all(|&p| !alive(p)), "workers were reaped before exit");
+    let o = serve(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pifork serve: resumed from"), "{}", stderr(&o));
+    assert_eq!(result_bits(&dir), uninterrupted());
+}
+
+#[test]
+fn sigkill_at_random_points_loses_nothing_and_keeps_the_bits() {
+    let dir = temp_dir("kill");
+    let mut seed = std::process::id() as u64 | 1;
+    let mut kills = 0;
+    let mut progress = Vec::new();
+    for _ in 0..5 {
+        let child = spawn(serve(&dir));
+        let pid = child.id() as i32;
+        workers_of(pid);
+        // xorshift: a delay of 30..230 ms after the workers are up.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(30 + seed % 200));
+        let tree = descendants(pid);
+        if kill(Pid::from_raw(pid), Signal::SIGKILL).is_err() {
+            break;
+        }
+        let mut child = child;
+        let status = child.wait().unwrap();
+        if status.success() {
+            break; // it finished first
+        }
+        kills += 1;
+        assert!(
+            eventually(Duration::from_secs(2), || tree.iter().all(|&p| !alive(p))),
+            "a worker outlived its SIGKILLed parent"
+        );
+        let text = std::fs::read_to_string(dir.join("state")).unwrap();
+        progress.push(text.lines().filter(|l| l.starts_with("done ")).count());
+    }
+    assert!(kills >= 3, "only {kills} kills landed before the run finished");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "finished chunks were lost: {progress:?}");
+    let o = serve(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(result_bits(&dir), uninterrupted(), "after {kills} kills ({progress:?})");
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_its_chunk_redone() {
+    let dir = temp_dir("worker");
+    let child = spawn(serve(&dir));
+    let pid = child.id() as i32;
+    let workers = workers_of(pid);
+    kill(Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("died with exit code -SIGKILL; restarting it"), "{}", stderr(&o));
+    assert_eq!(result_bits(&dir), uninterrupted());
+}
+
+#[test]
+fn damaged_or_foreign_state_is_refused_and_left_untouched() {
+    let dir = temp_dir("corrupt");
+    let cases = [
+        (
+            "pifork-state v1\nterms 4000000000\nchunk 40000000\nelapsed 1\ndone 0 zz\nend 1\n",
+            "is corrupt at line 5",
+        ),
+        (
+            "pifork-state v1\nterms 4000000000\nchunk 40000000\nelapsed 1\ndone 0 3fe921fb54442d18\n",
+            "is corrupt",
+        ),
+        ("pifork-state v9\nwhatever\n", "is not a pifork-state v1 file"),
+        ("pifork-state v1\nterms 5\nchunk 1\nelapsed 0\nend 0\n", "is for --terms 5 --chunk 1"),
+        ("\u{0}\u{1}binary", "is corrupt"),
+    ];
+    for (text, why) in cases {
+        std::fs::write(dir.join("state"), text).unwrap();
+        let o = serve(&dir).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{why}: {err}");
+        assert!(err.contains(why), "{why}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(std::fs::read_to_string(dir.join("state")).unwrap(), text, "never overwritten");
+    }
+    let o = pifork().args(["status", "--state-dir"]).arg(&dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_read_only_state_dir_is_a_clear_error() {
+    let dir = temp_dir("readonly");
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let o = if root {
+        // Root writes through permissions; a read-only mount it cannot.
+        let runner = std::env::var("PIFORK_RUNNER").unwrap_or_default();
+        let script = format!(
+            "mount -t tmpfs -o ro tmpfs '{d}' && exec {runner} '{bin}' serve --terms {TERMS} \
+             --chunk {CHUNK} --state-dir '{d}'",
+            d = dir.display(),
+            bin = env!("CARGO_BIN_EXE_pifork"),
+        );
+        Command::new("unshare").args(["--mount", "sh", "-c", &script]).output().unwrap()
+    } else {
+        let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+        std::fs::set_permissions(&dir, perms).unwrap();
+        serve(&dir).output().unwrap()
+    };
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write") && err.contains("state.tmp"), "{err}");
+    assert!(err.contains("Read-only file system") || err.contains("Permission denied"), "{err}");
+}
+
+#[test]
+fn status_reports_progress_while_it_runs_and_sighup_logs_it() {
+    let dir = temp_dir("status");
+    let child = spawn(serve(&dir));
+    let pid = child.id() as i32;
+    workers_of(pid);
+    assert!(eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("state")).is_ok_and(|t| t.contains("\ndone "))
+    }));
+    let o = pifork().args(["status", "--json", "--state-dir"]).arg(&dir).output().unwrap();
+    let json = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for key in [
+        "\"terms\":4000000000",
+        "\"chunks\":100",
+        "\"chunks_done\":",
+        "\"complete\":",
+        "\"rate\":",
+        "\"eta_s\":",
+    ] {
+        assert!(json.contains(key), "{key} in {json}");
+    }
+    kill(Pid::from_raw(pid), Signal::SIGHUP).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let log = stderr(&o);
+    assert!(
+        log.lines().any(|l| l.contains("pifork serve: status: ") && l.contains(" chunks, ")),
+        "{log}"
+    );
+    let o = pifork().args(["status", "--state-dir"]).arg(&dir).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("terms done:  4000000000 of 4000000000 (100.00%)"), "{text}");
+    assert!(text.contains("eta:         done"), "{text}");
+}
+
+#[test]
+fn journal_lines_carry_priorities_and_no_timestamps() {
+    let dir = temp_dir("journal");
+    let o = serve(&dir).env("JOURNAL_STREAM", "8:1234").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(log.lines().any(|l| l.starts_with("<6>pifork serve: ")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("<4>pifork serve: done")), "{log}");
+    assert!(log.lines().all(|l| l.starts_with('<') && !l.contains("[INFO")), "{log}");
+}
