@@ -2,7 +2,8 @@
 #
 #   make run            release build, then `pifork pi` with the defaults
 #   make test           everything CI checks: format, lints, host tests on both process
-#                       backends, the aarch64 suite under qemu-user, the 4-core VM test
+#                       backends, the aarch64 suite under qemu-user, the 4-core VM test,
+#                       the Windows spawn backend's tests under Wine
 #   make bench          kernel, start methods, scaling; then pifork against CPython
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 
@@ -38,7 +39,7 @@ test-host:
 	$(CARGO) test
 	PIFORK_BACKEND=pipe $(CARGO) test
 
-test: fmt-check clippy test-host test-aarch64 test-vm
+test: fmt-check clippy test-host test-aarch64 test-vm test-windows
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
@@ -48,3 +49,4 @@ clean:
 	$(CARGO) clean
 
 include mk/aarch64.mk
+include mk/windows.mk

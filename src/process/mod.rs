@@ -355,13 +355,15 @@ impl<T: Message> Process<T> {
     }
 
     /// Marks the process daemonic: terminated when its owner's scope ends, killed with its
-    /// parent (`PR_SET_PDEATHSIG`), and not allowed to start children.
+    /// parent (`PR_SET_PDEATHSIG`; on Windows a kill-on-close job), and not allowed to start
+    /// children.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
     }
 
-    /// Pins the child to these CPUs (`sched_setaffinity` before the target runs).
+    /// Pins the child to these CPUs (`sched_setaffinity` before the target runs; on Windows
+    /// the process affinity mask, set before the child's first instruction).
     pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
         self.cpus = Some(cpus.into_iter().collect());
         self
@@ -387,7 +389,8 @@ impl<T: Message> Process<T> {
 
     /// Keeps these descriptors open in the child, under the same numbers, whatever the start
     /// method (pifork's own channel ends are otherwise closed there; with fork, other
-    /// descriptors are inherited as usual).
+    /// descriptors are inherited as usual). On Windows: handles, made inheritable and listed to
+    /// the child, which finds them under the same values.
     pub fn inherit_fds(mut self, fds: impl IntoIterator<Item = RawInherit>) -> Self {
         self.inherit.extend(fds);
         self
@@ -527,17 +530,20 @@ impl<T: Message> Process<T> {
         }
     }
 
-    /// A descriptor that becomes ready when the child ends, for [`wait`].
+    /// A descriptor (on Windows the process handle) that becomes ready when the child ends,
+    /// for [`wait`].
     pub fn sentinel(&self) -> Result<Sentinel<'_>> {
         Ok(self.child()?.sentinel())
     }
 
-    /// Sends SIGTERM (no-op once the child has been reaped).
+    /// Sends SIGTERM (no-op once the child has been reaped). On Windows: `TerminateProcess`,
+    /// read back as `-SIGTERM` as in CPython.
     pub fn terminate(&mut self) -> Result<()> {
         self.child()?.terminate()
     }
 
-    /// Sends SIGKILL (no-op once the child has been reaped).
+    /// Sends SIGKILL (no-op once the child has been reaped). On Windows: `TerminateProcess`,
+    /// read back as `-SIGKILL`.
     pub fn kill(&mut self) -> Result<()> {
         self.child()?.kill()
     }

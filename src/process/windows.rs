@@ -1,1 +1,634 @@
-//! The Windows backend (spawn only).
+//! The Windows backend: spawn only. A child is a fresh run of the current executable
+//! (`CreateProcessW`) that inherits exactly its two pipe ends (and the handles the caller
+//! listed); its process handle is the sentinel; `TerminateProcess` stands in for signals.
+//!
+//! How it maps CPython's model:
+//! - `terminate()` and `kill()` end the child with `TerminateProcess` and a distinctive exit
+//!   code, read back as `-SIGTERM` and `-SIGKILL` (CPython reports `-SIGTERM` for both).
+//! - A daemonic child is put, before it runs, into one job object per parent process with
+//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; only the parent holds the job's handle, so the
+//!   system kills the child when the parent dies, however it dies (Linux: `PR_SET_PDEATHSIG`).
+//! - Pinning sets the suspended child's process affinity mask before its first instruction.
+//! - A thread per child reads its result pipe as the bytes arrive, so a large result never
+//!   blocks the child on a full pipe, whatever the parent is waiting on.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec};
+use super::{ExitCode, Pid, StartMethod};
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::wait::remaining_ms;
+
+/// The start method of processes that choose none: spawn, the only one there is here.
+pub(crate) const DEFAULT_METHOD: StartMethod = StartMethod::Spawn;
+
+/// How children are watched and ended on this system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Process handles: `WaitForMultipleObjects` to wait, `TerminateProcess` to end.
+    Handles,
+}
+
+impl Backend {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Handles => "handles",
+        }
+    }
+}
+
+/// The backend in use: there is only one on Windows.
+pub fn backend() -> Backend {
+    Backend::Handles
+}
+
+/// A sentinel: a handle that becomes signaled when its process ends (any waitable handle can
+/// be waited on with it).
+pub type Sentinel<'a> = BorrowedHandle<'a>;
+
+/// A handle a child can inherit: made inheritable and listed to the child, which finds it under
+/// the same value.
+pub type RawInherit = RawHandle;
+
+/// Handles one waiter thread watches, beside the event that stops it.
+const GROUP: usize = sys::MAX_WAIT_OBJECTS - 1;
+
+/// `wait()` on Windows: the indices of the signaled handles, ascending, once at least one is
+/// signaled or `deadline` passes (then empty). Up to 64 distinct handles are waited on with one
+/// `WaitForMultipleObjects`; more are split into groups of 63, each watched by a thread that
+/// also waits on a shared event, set by the first group to see a handle signaled (or at the
+/// deadline) to stop the others.
+pub(crate) fn wait_any(
+    sentinels: &[Sentinel<'_>],
+    deadline: Option<Instant>,
+) -> Result<Vec<usize>> {
+    // The same handle twice is not allowed in one wait: wait on each once.
+    let mut unique: Vec<Sentinel<'_>> = Vec::with_capacity(sentinels.len());
+    for s in sentinels {
+        if !unique.iter().any(|u| u.as_raw_handle() == s.as_raw_handle()) {
+            unique.push(*s);
+        }
+    }
+    let ready = ready_now(sentinels)?;
+    if !ready.is_empty() || remaining_ms(deadline) == Some(0) {
+        return Ok(ready);
+    }
+    let fired = if unique.is_empty() {
+        // Nothing can become ready: only the deadline ends the wait.
+        loop {
+            match remaining_ms(deadline) {
+                Some(0) => break None,
+                Some(ms) => std::thread::sleep(Duration::from_millis(ms as u64)),
+                None => std::thread::park(),
+            }
+        }
+    } else if unique.len() <= sys::MAX_WAIT_OBJECTS {
+        wait_few(&unique, deadline)?
+    } else {
+        wait_many(&unique, deadline)?
+    };
+    let mut ready = ready_now(sentinels)?;
+    // An auto-reset object is reset by the wait that saw it: count it even if the scan
+    // cannot see it any more.
+    if let Some(hit) = fired {
+        let raw = unique[hit].as_raw_handle();
+        for (i, s) in sentinels.iter().enumerate() {
+            if s.as_raw_handle() == raw && !ready.contains(&i) {
+                ready.push(i);
+            }
+        }
+        ready.sort_unstable();
+    }
+    Ok(ready)
+}
+
+/// The indices of the handles signaled right now.
+fn ready_now(sentinels: &[Sentinel<'_>]) -> Result<Vec<usize>> {
+    let mut ready = Vec::new();
+    for (i, s) in sentinels.iter().enumerate() {
+        if sys::wait_one(*s, 0).map_err(Error::sys("WaitForSingleObject"))? {
+            ready.push(i);
+        }
+    }
+    Ok(ready)
+}
+
+/// The timeout of one wait call until `deadline` (`INFINITE` without one).
+fn timeout_ms(deadline: Option<Instant>) -> u32 {
+    remaining_ms(deadline).map_or(sys::INFINITE, |ms| ms as u32)
+}
+
+/// One `WaitForMultipleObjects` over at most 64 handles, repeated until one is signaled or the
+/// deadline has passed by the monotonic clock.
+fn wait_few(handles: &[Sentinel<'_>], deadline: Option<Instant>) -> Result<Option<usize>> {
+    loop {
+        let hit = sys::wait_multiple(handles, timeout_ms(deadline))
+            .map_err(Error::sys("WaitForMultipleObjects"))?;
+        if hit.is_some() || remaining_ms(deadline) == Some(0) {
+            return Ok(hit);
+        }
+    }
+}
+
+/// More than 64 handles: one waiter thread per group of 63, stopped through a shared event.
+fn wait_many(handles: &[Sentinel<'_>], deadline: Option<Instant>) -> Result<Option<usize>> {
+    let stop = sys::event().map_err(Error::sys("CreateEventW"))?;
+    let stop = stop.as_handle();
+    let hit: Mutex<Option<usize>> = Mutex::new(None);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| -> Result<()> {
+        for (g, group) in handles.chunks(GROUP).enumerate() {
+            let (hit, failed) = (&hit, &failed);
+            let spawned = std::thread::Builder::new()
+                .name("pifork-wait".into())
+                .stack_size(64 * 1024)
+                .spawn_scoped(scope, move || {
+                    let mut set = Vec::with_capacity(group.len() + 1);
+                    set.push(stop);
+                    set.extend_from_slice(group);
+                    match sys::wait_multiple(&set, sys::INFINITE) {
+                        Ok(Some(0)) | Ok(None) => {}
+                        Ok(Some(i)) => {
+                            let mut hit = hit.lock().unwrap_or_else(|e| e.into_inner());
+                            hit.get_or_insert(g * GROUP + i - 1);
+                        }
+                        Err(e) => {
+                            let e = Error::sys("WaitForMultipleObjects")(e);
+                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        }
+                    }
+                    // The first to return releases the others (and the caller).
+                    let _ = sys::set_event(stop);
+                });
+            if let Err(e) = spawned {
+                let _ = sys::set_event(stop);
+                return Err(Error::sys("CreateThread")(e));
+            }
+        }
+        // The caller keeps the deadline; the threads wait without one until released.
+        let waited = loop {
+            match sys::wait_one(stop, timeout_ms(deadline)) {
+                Ok(true) => break Ok(()),
+                Ok(false) if remaining_ms(deadline) == Some(0) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(Error::sys("WaitForSingleObject")(e)),
+            }
+        };
+        let _ = sys::set_event(stop);
+        waited
+    })?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    Ok(hit.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// In a spawned child: the result handle its parent handed down stays out of this process's
+/// own children (made non-inheritable, so that not even a child created with blanket handle
+/// inheritance holds the parent's pipe open). `hold` is unused on Windows (0): the process
+/// handle itself is the sentinel.
+pub(crate) fn adopt_inherited(result: u64, hold: u64) {
+    for handle in [result, hold] {
+        if handle != 0 {
+            let _ = sys::set_inheritable_value(handle, false);
+        }
+    }
+}
+
+/// What the child needs to know, fixed before it is created.
+pub(crate) struct Spawn<'a> {
+    pub name: &'a str,
+    pub daemon: bool,
+    pub cpus: Option<&'a [usize]>,
+    /// No meaning here: nothing is forked, so no thread is copied half-way.
+    #[allow(dead_code, reason = "the Linux backend's fork check; spawn copies no threads")]
+    pub allow_threads: bool,
+    pub inherit: &'a [RawHandle],
+}
+
+/// The exit code `terminate()` gives (read back as `-SIGTERM`).
+const TERMINATE_CODE: u32 = 0x1_0000 | 15;
+
+/// The exit code `kill()` gives (read back as `-SIGKILL`).
+const KILL_CODE: u32 = 0x1_0000 | 9;
+
+/// How long a spawned child may take to reach `main_guard`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the result pipe may stay open after its child ended (a grandchild that somehow
+/// holds a copy keeps it open; the child's own bytes are all there by then).
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
+
+/// The pipes' buffer size hint.
+const PIPE_BUFFER: u32 = 64 * 1024;
+
+/// A started child as the parent sees it.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: Pid,
+    process: OwnedHandle,
+    /// Chunks read from the result pipe by the child's reader thread; `None` once it hit the
+    /// end of the pipe.
+    chunks: Option<Receiver<Vec<u8>>>,
+    output: Vec<u8>,
+    status: Option<ExitCode>,
+}
+
+/// The process-wide job that daemonic children join. Its handle is never closed: it closes
+/// when this process ends, and the system then kills every process in the job.
+fn daemon_job() -> Result<BorrowedHandle<'static>> {
+    static JOB: OnceLock<Result<OwnedHandle>> = OnceLock::new();
+    match JOB.get_or_init(|| sys::kill_on_close_job().map_err(Error::sys("CreateJobObjectW"))) {
+        Ok(job) => Ok(job.as_handle()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// The affinity mask of `cpus` (bit `n` for CPU `n`).
+fn affinity_mask(cpus: &[usize]) -> Result<usize> {
+    cpus.iter().try_fold(0usize, |mask, &cpu| {
+        1usize.checked_shl(cpu as u32).map(|bit| mask | bit).ok_or(Error::CpuUnavailable { cpu })
+    })
+}
+
+/// Appends `arg` to a command line, quoted the way the C runtime's `argv` parser (and
+/// `CommandLineToArgvW`) reads it back: bare when it has no blank or quote, else in quotes
+/// with backslashes doubled where they precede a quote.
+pub(crate) fn push_quoted(line: &mut Vec<u16>, arg: &OsStr) {
+    let units: Vec<u16> = arg.encode_wide().collect();
+    let (quote, backslash) = (u16::from(b'"'), u16::from(b'\\'));
+    let plain = !units.is_empty()
+        && !units.iter().any(|&c| c == u16::from(b' ') || c == u16::from(b'\t') || c == quote);
+    if plain {
+        line.extend_from_slice(&units);
+        return;
+    }
+    line.push(quote);
+    let mut backslashes = 0;
+    for &c in &units {
+        if c == backslash {
+            backslashes += 1;
+        } else {
+            if c == quote {
+                // Each backslash before a quote doubles, and the quote gets its own.
+                line.extend(std::iter::repeat_n(backslash, backslashes + 1));
+            }
+            backslashes = 0;
+        }
+        line.push(c);
+    }
+    // Backslashes before the closing quote double too.
+    line.extend(std::iter::repeat_n(backslash, backslashes));
+    line.push(quote);
+}
+
+/// The child's environment block: this process's variables without any old `PIFORK_SPAWN`,
+/// plus `PIFORK_SPAWN=spec`, sorted by name without regard to case as Windows expects,
+/// as NUL-terminated UTF-16 strings closed by one more NUL.
+pub(crate) fn environment_block(spec: &str) -> Vec<u16> {
+    let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+        std::env::vars_os().filter(|(k, _)| !k.eq_ignore_ascii_case(SPAWN_ENV)).collect();
+    vars.push((SPAWN_ENV.into(), spec.into()));
+    vars.sort_by_cached_key(|(k, _)| k.to_string_lossy().to_uppercase());
+    let mut block = Vec::new();
+    for (k, v) in &vars {
+        block.extend(k.encode_wide());
+        block.push(u16::from(b'='));
+        block.extend(v.encode_wide());
+        block.push(0);
+    }
+    block.push(0);
+    if block.len() == 1 {
+        block.push(0);
+    }
+    block
+}
+
+/// Starts the thread that reads the child's result pipe to its end, passing the bytes on as
+/// they come.
+fn start_reader(mut pipe: File) -> Result<Receiver<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("pifork-result".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = vec![0u8; PIPE_BUFFER as usize];
+            // A broken pipe (every writer gone) reads as the end.
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(Error::sys("CreateThread"))?;
+    Ok(rx)
+}
+
+impl Child {
+    /// The fork start method does not exist on Windows.
+    pub(crate) fn start_fork<'b>(
+        _spec: &Spawn<'_>,
+        _body: impl FnOnce() -> Result<Box<dyn FnOnce() -> Vec<u8> + 'b>>,
+    ) -> Result<Child> {
+        Err(Error::Unsupported { method: "fork" })
+    }
+
+    /// Neither does the forkserver start method.
+    pub(crate) fn start_forkserver(_spec: &Spawn<'_>, _entry: &str, _args: &[u8]) -> Result<Child> {
+        Err(Error::Unsupported { method: "forkserver" })
+    }
+
+    /// The spawn start method: runs the current executable again, suspended, with
+    /// `PIFORK_SPAWN` naming the entry and the two inherited pipe handles; puts it in the
+    /// daemon job and pins it if asked; lets it run; waits for its guard's handshake and sends
+    /// the arguments.
+    pub(crate) fn spawn(spec: &Spawn<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+        let mask = spec.cpus.map(affinity_mask).transpose()?;
+        let job = if spec.daemon { Some(daemon_job()?) } else { None };
+        let (args_r, args_w) = sys::pipe(PIPE_BUFFER).map_err(Error::sys("CreatePipe"))?;
+        let (result_r, result_w) = sys::pipe(PIPE_BUFFER).map_err(Error::sys("CreatePipe"))?;
+        let env_value = SpawnSpec {
+            entry: entry.to_string(),
+            args: sys::handle_value(args_r.as_raw_handle()),
+            result: sys::handle_value(result_w.as_raw_handle()),
+            hold: 0,
+            daemon: spec.daemon,
+        }
+        .encode();
+        let environment = environment_block(&env_value);
+        let application = sys::current_exe().map_err(Error::sys("GetModuleFileNameW"))?;
+        let mut command_line = Vec::new();
+        let exe = String::from_utf16_lossy(&application[..application.len() - 1]);
+        push_quoted(&mut command_line, OsStr::new(&exe));
+        command_line.push(0);
+
+        // The child's standard streams: inheritable copies of ours.
+        let stdio_copies = [
+            std::io::stdin().as_raw_handle(),
+            std::io::stdout().as_raw_handle(),
+            std::io::stderr().as_raw_handle(),
+        ]
+        .map(|h| sys::duplicate_inheritable(h).map_err(Error::sys("DuplicateHandle")));
+        let mut stdio = [std::ptr::null_mut(); 3];
+        let mut copies = Vec::new();
+        for (slot, copy) in stdio.iter_mut().zip(stdio_copies) {
+            if let Some(copy) = copy? {
+                *slot = copy.as_raw_handle();
+                copies.push(copy);
+            }
+        }
+        let mut inherit: Vec<RawHandle> = vec![args_r.as_raw_handle(), result_w.as_raw_handle()];
+        inherit.extend(stdio.iter().copied().filter(|h| !h.is_null()));
+        for &h in spec.inherit {
+            if !inherit.contains(&h) {
+                inherit.push(h);
+            }
+        }
+        for &h in &inherit {
+            sys::set_inheritable(h, true).map_err(Error::sys("SetHandleInformation"))?;
+        }
+        let created = sys::create_process(sys::Command {
+            application: &application,
+            command_line: &mut command_line,
+            environment: &environment,
+            stdio,
+            inherit: &inherit,
+            suspended: true,
+        })
+        .map_err(Error::sys("CreateProcessW"))?;
+        // The child has its copies; the parent keeps only its own ends.
+        drop((args_r, result_w, copies));
+
+        let mut child = Child {
+            pid: Pid(created.pid as i32),
+            process: created.process,
+            chunks: None,
+            output: Vec::new(),
+            status: None,
+        };
+        let setup = (|| {
+            child.chunks = Some(start_reader(File::from(result_r))?);
+            if let Some(job) = job {
+                sys::assign_to_job(job, child.process.as_handle())
+                    .map_err(Error::sys("AssignProcessToJobObject"))?;
+            }
+            if let Some(mask) = mask {
+                sys::set_process_affinity(child.process.as_handle(), mask)
+                    .map_err(Error::sys("SetProcessAffinityMask"))?;
+            }
+            sys::resume_thread(created.thread.as_handle()).map_err(Error::sys("ResumeThread"))
+        })();
+        if let Err(e) = setup {
+            let _ = child.kill();
+            let _ = child.wait_until(None);
+            return Err(e);
+        }
+        drop(created.thread);
+        log::debug!(
+            "spawned {} pid {} ({}{})",
+            spec.name,
+            child.pid,
+            backend().as_str(),
+            if spec.daemon { ", daemon" } else { "" }
+        );
+        child.await_handshake()?;
+        // The guard reads the arguments right after its handshake, to the end of the pipe.
+        let mut args_w = File::from(args_w);
+        if let Err(e) = args_w.write_all(args) {
+            log::debug!("spawned {} pid {} did not take its arguments: {e}", spec.name, child.pid);
+        }
+        drop(args_w);
+        Ok(child)
+    }
+
+    /// Waits for a spawned child's first byte. Anything else — an early exit, silence — ends
+    /// the child and is an error.
+    fn await_handshake(&mut self) -> Result<()> {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        while self.output.is_empty() {
+            let Some(chunks) = &self.chunks else { break };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match chunks.recv_timeout(left) {
+                Ok(bytes) => self.output.extend_from_slice(&bytes),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => self.chunks = None,
+            }
+        }
+        if self.output.first() == Some(&HANDSHAKE) {
+            self.output.remove(0);
+            return Ok(());
+        }
+        let _ = self.kill();
+        self.wait_until(None)?;
+        Err(Error::NoMainGuard)
+    }
+
+    /// The child's pid.
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The sentinel: the process handle, signaled once the child has ended.
+    pub(crate) fn sentinel(&self) -> BorrowedHandle<'_> {
+        self.process.as_handle()
+    }
+
+    /// The bytes the child sent, complete once it has ended.
+    pub(crate) fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// The exit status once the child has ended (and that was seen).
+    pub(crate) fn status(&self) -> Option<ExitCode> {
+        self.status
+    }
+
+    /// Takes whatever the reader thread has passed on so far, without blocking.
+    fn drain(&mut self) {
+        while let Some(chunks) = &self.chunks {
+            match chunks.try_recv() {
+                Ok(bytes) => self.output.extend_from_slice(&bytes),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.chunks = None,
+            }
+        }
+    }
+
+    /// After the child ended: everything it wrote is in the pipe; takes it all.
+    fn drain_to_end(&mut self) {
+        while let Some(chunks) = &self.chunks {
+            match chunks.recv_timeout(OUTPUT_GRACE) {
+                Ok(bytes) => self.output.extend_from_slice(&bytes),
+                Err(RecvTimeoutError::Disconnected) => self.chunks = None,
+                Err(RecvTimeoutError::Timeout) => {
+                    log::warn!(
+                        "pid {} ended but its result pipe is still open elsewhere; \
+                         keeping the {} bytes read",
+                        self.pid,
+                        self.output.len()
+                    );
+                    self.chunks = None;
+                }
+            }
+        }
+    }
+
+    /// Non-blocking: the exit code if the child has ended, else `None`.
+    pub(crate) fn try_wait(&mut self) -> Result<Option<ExitCode>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
+        self.drain();
+        if !sys::wait_one(self.process.as_handle(), 0).map_err(Error::sys("WaitForSingleObject"))? {
+            return Ok(None);
+        }
+        let code =
+            sys::exit_code(self.process.as_handle()).map_err(Error::sys("GetExitCodeProcess"))?;
+        let status = match code {
+            TERMINATE_CODE => ExitCode::Signaled(15),
+            KILL_CODE => ExitCode::Signaled(9),
+            // NTSTATUS codes of crashes (0xC0000005...) come out negative, as `i32`.
+            code => ExitCode::Exited(code as i32),
+        };
+        self.drain_to_end();
+        log::debug!("pid {} ended with exit code {status}", self.pid);
+        self.status = Some(status);
+        Ok(self.status)
+    }
+
+    /// Waits until the child ends or `deadline` passes (its output is read meanwhile by its
+    /// reader thread).
+    pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<ExitCode>> {
+        loop {
+            if let Some(code) = self.try_wait()? {
+                return Ok(Some(code));
+            }
+            if remaining_ms(deadline) == Some(0) {
+                return Ok(None);
+            }
+            sys::wait_one(self.process.as_handle(), timeout_ms(deadline))
+                .map_err(Error::sys("WaitForSingleObject"))?;
+        }
+    }
+
+    /// `TerminateProcess`, read back as `-SIGTERM`.
+    pub(crate) fn terminate(&self) -> Result<()> {
+        self.end(TERMINATE_CODE)
+    }
+
+    /// `TerminateProcess`, read back as `-SIGKILL`.
+    pub(crate) fn kill(&self) -> Result<()> {
+        self.end(KILL_CODE)
+    }
+
+    /// Ends the child with exit code `code` unless it has already ended (then nothing happens,
+    /// as with a signal to a reaped process on Linux).
+    fn end(&self, code: u32) -> Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match sys::terminate(self.process.as_handle(), code) {
+            Ok(()) => {
+                log::debug!("terminated pid {} with exit code {code:#x}", self.pid);
+                Ok(())
+            }
+            // Ending a process that has already ended fails (access denied): nothing to do.
+            Err(_) if sys::wait_one(self.process.as_handle(), 0).unwrap_or(false) => Ok(()),
+            Err(e) => Err(Error::sys("TerminateProcess")(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quoted(arg: &str) -> String {
+        let mut line = Vec::new();
+        push_quoted(&mut line, OsStr::new(arg));
+        String::from_utf16(&line).unwrap()
+    }
+
+    #[test]
+    fn arguments_are_quoted_for_the_c_runtime() {
+        assert_eq!(quoted(r"C:\pifork\pifork.exe"), r"C:\pifork\pifork.exe");
+        assert_eq!(quoted(r"C:\Program Files\p.exe"), r#""C:\Program Files\p.exe""#);
+        assert_eq!(quoted(""), r#""""#);
+        assert_eq!(quoted(r#"say "hi""#), r#""say \"hi\"""#);
+        assert_eq!(quoted(r#"a\"b c"#), r#""a\\\"b c""#);
+        assert_eq!(quoted(r"dir with space\"), r#""dir with space\\""#);
+        assert_eq!(quoted(r"a\\b c"), r#""a\\b c""#);
+    }
+
+    #[test]
+    fn environment_block_replaces_the_spec_and_ends_with_two_nuls() {
+        let block = environment_block("v1;x;1;2;0;0");
+        assert!(block.ends_with(&[0, 0]));
+        let text = String::from_utf16_lossy(&block);
+        let entries: Vec<&str> = text.split('\0').filter(|s| !s.is_empty()).collect();
+        let specs: Vec<&&str> = entries.iter().filter(|e| e.starts_with("PIFORK_SPAWN=")).collect();
+        assert_eq!(specs, [&"PIFORK_SPAWN=v1;x;1;2;0;0"]);
+        let names: Vec<String> =
+            entries.iter().map(|e| e.split('=').next().unwrap_or("").to_uppercase()).collect();
+        assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted: {names:?}");
+    }
+
+    #[test]
+    fn masks_name_the_cpus() {
+        assert_eq!(affinity_mask(&[0]).unwrap(), 1);
+        assert_eq!(affinity_mask(&[1, 3]).unwrap(), 0b1010);
+        assert_eq!(affinity_mask(&[usize::BITS as usize]), Err(Error::CpuUnavailable { cpu: 64 }));
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs what the Windows build and its tests under Wine need:
+#   - the Rust std for x86_64-pc-windows-gnu (rustup),
+#   - gcc-mingw-w64-x86-64 (linker for that target, and compiler of the shim below),
+#   - wine64 (runs the Windows test executables on Linux),
+# then builds the Wine-only bcryptprimitives.dll shim (scripts/wine-shim/) and creates
+# the throwaway Wine prefix once (its first start is slow).
+# Idempotent: anything already present is left alone. Works non-interactively
+# (CI=true, no stdin), as root or through passwordless sudo.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+TARGET="${WINDOWS_TARGET:-x86_64-pc-windows-gnu}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+APT_PACKAGES=(wine64 gcc-mingw-w64-x86-64)
+WINE="${WINE:-/usr/lib/wine/wine64}"
+MINGW_GCC=x86_64-w64-mingw32-gcc
+SHIM_SRC=scripts/wine-shim/bcryptprimitives.c
+SHIM_DLL="$TARGET_DIR/wine-shim/bcryptprimitives.dll"
+PREFIX="${WINEPREFIX:-$PWD/$TARGET_DIR/wine-prefix}"
+PREFIX_TIMEOUT="${WINE_PREFIX_TIMEOUT:-180}"
+
+log() { printf 'setup-windows: %s\n' "$*"; }
+die() { printf 'setup-windows: error: %s\n' "$*" >&2; exit 1; }
+
+# ---- Rust target -------------------------------------------------------------
+command -v rustup >/dev/null 2>&1 || die "rustup not found on PATH; install Rust via rustup first"
+if rustup target list --installed | grep -qx "$TARGET"; then
+    log "rust target $TARGET already installed"
+else
+    log "adding rust target $TARGET"
+    rustup target add "$TARGET"
+fi
+
+# ---- Debian packages ---------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        log "package $pkg already installed"
+    else
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null 2>&1 \
+        || die "apt-get not found; install ${missing[*]} with your package manager"
+    if [[ $(id -u) -eq 0 ]]; then
+        SUDO=()
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        SUDO=(sudo -n)
+    else
+        die "need root or passwordless sudo to install: ${missing[*]} (or install them yourself and re-run)"
+    fi
+    log "installing ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+[[ -x $WINE ]] || die "$WINE not found after installing wine64"
+command -v "$MINGW_GCC" >/dev/null 2>&1 || die "$MINGW_GCC not on PATH after install"
+
+# ---- the Wine-only ProcessPrng shim -------------------------------------------
+if [[ -f $SHIM_DLL && $SHIM_DLL -nt $SHIM_SRC ]]; then
+    log "shim $SHIM_DLL up to date"
+else
+    log "building $SHIM_DLL"
+    mkdir -p "$(dirname "$SHIM_DLL")"
+    "$MINGW_GCC" -shared -O2 -Wall -Wextra -Werror -o "$SHIM_DLL.tmp" "$SHIM_SRC" -ladvapi32
+    mv "$SHIM_DLL.tmp" "$SHIM_DLL"
+fi
+
+# ---- the Wine prefix ------------------------------------------------------------
+# Created once here, with a timeout: the first start of Wine sets up a whole Windows tree.
+# Gecko and Mono are not wanted (they would ask to be downloaded).
+if [[ -f $PREFIX/system.reg ]]; then
+    log "wine prefix $PREFIX already exists"
+else
+    log "creating wine prefix $PREFIX (first start of wine; takes a while)"
+    mkdir -p "$PREFIX"
+    if ! WINEPREFIX="$PREFIX" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY= \
+        timeout -k 10 "$PREFIX_TIMEOUT" "$WINE" wineboot --init </dev/null >/dev/null 2>&1; then
+        rm -rf "$PREFIX"
+        die "wine did not set up its prefix within ${PREFIX_TIMEOUT}s"
+    fi
+    # Let wineserver finish writing the registry before anyone uses the prefix.
+    WINEPREFIX="$PREFIX" timeout -k 5 60 /usr/lib/wine/wineserver -w || true
+    [[ -f $PREFIX/system.reg ]] || die "wine prefix $PREFIX is incomplete (no system.reg)"
+fi
+
+log "ready: $("$WINE" --version); $("$MINGW_GCC" --version | head -n1)"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs a Windows executable under Wine: cargo's runner for x86_64-pc-windows-gnu
+# (CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER), set by mk/windows.mk.
+#
+#   scripts/wine-run.sh path/to/program.exe [args...]
+#
+# Uses a throwaway prefix under target/ (made by scripts/setup-windows.sh, or here on
+# first use) and places the Wine-only bcryptprimitives.dll shim beside the executable:
+# Wine 8.0 lacks ProcessPrng, which Rust's std imports (see scripts/wine-shim/).
+set -euo pipefail
+
+[[ $# -ge 1 ]] || { echo "usage: $0 program.exe [args...]" >&2; exit 2; }
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+[[ $target_dir = /* ]] || target_dir="$root/$target_dir"
+wine="${WINE:-/usr/lib/wine/wine64}"
+shim="$target_dir/wine-shim/bcryptprimitives.dll"
+
+[[ -x $wine ]] || { echo "wine-run: $wine not found; run 'make setup-windows'" >&2; exit 2; }
+
+exe="$1"
+shift
+exe_dir="$(dirname "$exe")"
+if [[ -f $shim ]] && ! cmp -s "$shim" "$exe_dir/bcryptprimitives.dll"; then
+    cp "$shim" "$exe_dir/bcryptprimitives.dll"
+fi
+
+export WINEPREFIX="${WINEPREFIX:-$target_dir/wine-prefix}"
+export WINEDEBUG=-all
+# The shim beside the executable, not a builtin of the same name; no Gecko or Mono
+# download prompts; no display needed.
+export WINEDLLOVERRIDES="bcryptprimitives=n,b;mscoree,mshtml="
+unset DISPLAY WAYLAND_DISPLAY
+mkdir -p "$WINEPREFIX"
+exec "$wine" "$exe" "$@"
