@@ -21,43 +21,15 @@ SHIM_DLL="$TARGET_DIR/wine-shim/bcryptprimitives.dll"
 PREFIX="${WINEPREFIX:-$PWD/$TARGET_DIR/wine-prefix}"
 PREFIX_TIMEOUT="${WINE_PREFIX_TIMEOUT:-180}"
 
-log() { printf 'setup-windows: %s\n' "$*"; }
-die() { printf 'setup-windows: error: %s\n' "$*" >&2; exit 1; }
+PROG=setup-windows
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # ---- Rust target -------------------------------------------------------------
-command -v rustup >/dev/null 2>&1 || die "rustup not found on PATH; install Rust via rustup first"
-if rustup target list --installed | grep -qx "$TARGET"; then
-    log "rust target $TARGET already installed"
-else
-    log "adding rust target $TARGET"
-    rustup target add "$TARGET"
-fi
+need_rust_target "$TARGET"
 
 # ---- Debian packages ---------------------------------------------------------
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        log "package $pkg already installed"
-    else
-        missing+=("$pkg")
-    fi
-done
-
-if ((${#missing[@]})); then
-    command -v apt-get >/dev/null 2>&1 \
-        || die "apt-get not found; install ${missing[*]} with your package manager"
-    if [[ $(id -u) -eq 0 ]]; then
-        SUDO=()
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        die "need root or passwordless sudo to install: ${missing[*]} (or install them yourself and re-run)"
-    fi
-    log "installing ${missing[*]}"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" </dev/null
-fi
+need_packages "${APT_PACKAGES[@]}"
 
 [[ -x $WINE ]] || die "$WINE not found after installing wine64"
 command -v "$MINGW_GCC" >/dev/null 2>&1 || die "$MINGW_GCC not on PATH after install"
