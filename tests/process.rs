@@ -110,15 +110,7 @@ fn close_rules() {
     p.kill().unwrap();
     p.join().unwrap();
     p.close().unwrap();
-    assert_eq!(p.is_alive(), Err(Error::Closed));
-    assert_eq!(p.exitcode(), Err(Error::Closed));
-    assert_eq!(p.pid(), Err(Error::Closed));
-    assert_eq!(p.join(), Err(Error::Closed));
-    assert_eq!(p.start(), Err(Error::Closed));
-    assert_eq!(p.terminate(), Err(Error::Closed));
-    assert_eq!(p.kill(), Err(Error::Closed));
-    assert_eq!(p.sentinel().err(), Some(Error::Closed));
-    assert_eq!(p.result().err(), Some(Error::Closed));
+    common::assert_closed(&mut p);
     // Closing an unstarted process is allowed too.
     let mut q = Process::new(|| ());
     q.close().unwrap();

@@ -3,6 +3,8 @@
 //! spawned child runs its entry there and exits), then runs the tests one after the other and
 //! exits non-zero if any failed. Elsewhere this test only says it is skipped.
 
+mod common;
+
 #[cfg(not(windows))]
 fn main() {
     println!("windows: skipped (runs on Windows, or under Wine: make test-windows)");
@@ -228,12 +230,7 @@ mod suite {
         p.join().unwrap();
         p.close().unwrap();
         p.close().unwrap();
-        assert_eq!(p.join(), Err(Error::Closed));
-        assert_eq!(p.is_alive(), Err(Error::Closed));
-        assert_eq!(p.exitcode(), Err(Error::Closed));
-        assert_eq!(p.pid(), Err(Error::Closed));
-        assert_eq!(p.start(), Err(Error::Closed));
-        assert_eq!(p.sentinel().err(), Some(Error::Closed));
+        crate::common::assert_closed(&mut p);
         // Closing an unstarted process is allowed too.
         let mut q = Process::<()>::entry(NOOP_ENTRY, &());
         q.close().unwrap();

@@ -81,3 +81,18 @@ pub fn pifork() -> Command {
         None => Command::new(bin),
     }
 }
+
+/// After `close()`, every call on a process is `Error::Closed` (CPython's ValueError).
+pub fn assert_closed<T: pifork::Message>(p: &mut pifork::Process<T>) {
+    use pifork::Error::Closed;
+    assert_eq!(p.is_alive(), Err(Closed));
+    assert_eq!(p.exitcode(), Err(Closed));
+    assert_eq!(p.pid(), Err(Closed));
+    assert_eq!(p.join(), Err(Closed));
+    assert_eq!(p.join_timeout(Duration::ZERO), Err(Closed));
+    assert_eq!(p.start(), Err(Closed));
+    assert_eq!(p.terminate(), Err(Closed));
+    assert_eq!(p.kill(), Err(Closed));
+    assert_eq!(p.sentinel().err(), Some(Closed));
+    assert!(matches!(p.result(), Err(Closed)));
+}
