@@ -33,7 +33,9 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// or hung up; on Windows any waitable handle. Signals that interrupt the wait are absorbed:
 /// the wait resumes with the time that is left.
 pub fn wait(sentinels: &[Sentinel<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    crate::process::wait_any(sentinels, deadline_after(timeout))
+    let ready = crate::process::wait_any(sentinels, deadline_after(timeout))?;
+    log::debug!("wait: ready {ready:?} of {}", sentinels.len());
+    Ok(ready)
 }
 
 #[cfg(all(test, unix))]

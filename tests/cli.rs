@@ -236,7 +236,9 @@ fn debug_log_shows_forks_pins_waits_and_reaps() {
         .output()
         .unwrap();
     let err = stderr(&o);
-    for needle in ["forked worker-0", "pinned to cpus", "finished chunk", "reaped pid"] {
+    for needle in
+        ["forked worker-0", "pinned to cpus", "wait: ready [", "finished chunk", "reaped pid"]
+    {
         assert!(err.contains(needle), "missing {needle:?} in\n{err}");
     }
 }
