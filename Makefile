@@ -3,7 +3,9 @@
 #   make run            release build, then `pifork pi` with the defaults
 #   make test           everything CI checks: format, lints, host tests on both process
 #                       backends, the aarch64 suite under qemu-user, the 4-core VM test,
-#                       the Windows spawn backend's tests under Wine
+#                       the Windows spawn backend's tests under Wine, the systemd unit, and
+#                       the service deployed on an emulated Pi 4 running Debian with systemd
+#   make install / deploy HOST=user@host / deb    see mk/service.mk
 #   make bench          kernel, start methods, scaling; then pifork against CPython
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 
@@ -39,7 +41,7 @@ test-host:
 	$(CARGO) test
 	PIFORK_BACKEND=pipe $(CARGO) test
 
-test: fmt-check clippy test-host test-aarch64 test-vm test-windows
+test: fmt-check clippy test-host test-aarch64 test-vm test-windows verify-unit test-system
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
@@ -50,3 +52,4 @@ clean:
 
 include mk/aarch64.mk
 include mk/windows.mk
+include mk/service.mk
