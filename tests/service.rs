@@ -172,6 +172,7 @@ fn sigkill_at_random_points_loses_nothing_and_keeps_the_bits() {
         progress.push(text.lines().filter(|l| l.starts_with("done ")).count());
     }
     assert!(kills >= 3, "only {kills} kills landed before the run finished");
+    eprintln!("{kills} SIGKILLs landed; finished chunks after each: {progress:?}");
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "finished chunks were lost: {progress:?}");
     let o = serve(&dir).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
