@@ -38,24 +38,15 @@ PI_TERMS=${PIFORK_VM_PI_TERMS:-600000000}
 NCPUS=4
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-log() { printf 'test-vm: %s\n' "$*"; }
-die() { printf 'test-vm: error: %s\n' "$*" >&2; exit 1; }
+PROG=test-vm
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 T_START=$(now)
 
 # ---- privileges for apt ---------------------------------------------------------
-SUDO=()
-need_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        SUDO=()
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        die "need root or passwordless sudo to install $*"
-    fi
-}
 apt_install() { # apt_install [apt-get options] PACKAGE...
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "$@" </dev/null
@@ -63,7 +54,7 @@ apt_install() { # apt_install [apt-get options] PACKAGE...
 
 # ---- host tools -----------------------------------------------------------------
 install_host_packages() { # install_host_packages PACKAGE...
-    need_root "$*"
+    need_root "install $*"
     command -v apt-get >/dev/null 2>&1 ||
         die "apt-get not found: install $* (QEMU aarch64 system emulation, cpio) yourself"
     local codename=
@@ -108,38 +99,8 @@ mkdir -p "$VM_DIR"
 KERNEL=$VM_DIR/vmlinuz
 BUSYBOX=$VM_DIR/busybox
 if [[ ${PIFORK_VM_REFRESH:-0} == 1 || ! -s $KERNEL || ! -s $BUSYBOX ]]; then
-    [[ -r $KEYRING ]] || die "$KEYRING missing (package debian-archive-keyring)"
     APT_DIR=$VM_DIR/apt
-    rm -rf "$APT_DIR"
-    mkdir -p "$APT_DIR"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d,debs}
-    : >"$APT_DIR/status"
-    echo "deb [arch=arm64 signed-by=$KEYRING] $MIRROR $SUITE main" >"$APT_DIR/etc/sources.list"
-    APT_OPTS=(
-        -o "Dir::State=$APT_DIR"
-        -o "Dir::State::Lists=$APT_DIR/lists"
-        -o "Dir::State::status=$APT_DIR/status"
-        -o "Dir::Cache=$APT_DIR/cache"
-        -o "Dir::Etc::SourceList=$APT_DIR/etc/sources.list"
-        -o "Dir::Etc::SourceParts=$APT_DIR/etc/sources.list.d"
-        -o "Dir::Etc::Preferences=$APT_DIR/etc/preferences"
-        -o "Dir::Etc::PreferencesParts=$APT_DIR/etc/preferences.d"
-        -o "APT::Architecture=arm64"
-        -o "APT::Architectures=arm64"
-        -o "Acquire::Languages=none"
-        -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-        -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-        -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-        -o "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false"
-    )
-    # As root apt would hand downloads to the _apt user, which cannot write here.
-    [[ $(id -u) -eq 0 ]] && APT_OPTS+=(-o "APT::Sandbox::User=root")
-    log "fetching the arm64 package index of Debian $SUITE"
-    apt-get "${APT_OPTS[@]}" update -qq </dev/null
-    KPKG=$(apt-cache "${APT_OPTS[@]}" depends linux-image-arm64 |
-        awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-arm64$/ { print $2; exit }')
-    [[ -n $KPKG ]] || die "could not resolve linux-image-arm64 in Debian $SUITE"
-    log "downloading $KPKG and busybox-static (arm64)"
-    (cd "$APT_DIR/debs" && apt-get "${APT_OPTS[@]}" download "$KPKG" busybox-static </dev/null)
+    fetch_arm64_debs "$APT_DIR" "$MIRROR" "$SUITE" "$KEYRING"
     EXTRACT=$APT_DIR/extract
     mkdir -p "$EXTRACT"
     dpkg-deb --fsys-tarfile "$APT_DIR"/debs/"$KPKG"_*.deb |

@@ -27,8 +27,9 @@ PACKAGES=systemd,systemd-sysv,udev,openssh-server,iproute2,procps
 # Loaded in this order by the initramfs, each after its dependencies.
 MODULES=(virtio_pci virtio_blk virtio_net crc32c_generic ext4 virtio-rng autofs4)
 
-log() { printf 'build-image: %s\n' "$*"; }
-die() { printf 'build-image: error: %s\n' "$*" >&2; exit 1; }
+PROG=build-image
+# shellcheck source=scripts/lib.sh
+source "$HERE/../lib.sh"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
@@ -54,30 +55,7 @@ fi
 # ---- kernel, modules and busybox: arm64 .debs unpacked on the host -------------
 T0=$(now)
 APT_DIR=$WORK/apt
-mkdir -p "$APT_DIR"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d,debs}
-: >"$APT_DIR/status"
-echo "deb [arch=arm64 signed-by=$KEYRING] $MIRROR $SUITE main" >"$APT_DIR/etc/sources.list"
-APT_OPTS=(
-    -o "Dir::State=$APT_DIR"
-    -o "Dir::State::Lists=$APT_DIR/lists"
-    -o "Dir::State::status=$APT_DIR/status"
-    -o "Dir::Cache=$APT_DIR/cache"
-    -o "Dir::Etc::SourceList=$APT_DIR/etc/sources.list"
-    -o "Dir::Etc::SourceParts=$APT_DIR/etc/sources.list.d"
-    -o "Dir::Etc::Preferences=$APT_DIR/etc/preferences"
-    -o "Dir::Etc::PreferencesParts=$APT_DIR/etc/preferences.d"
-    -o "APT::Architecture=arm64"
-    -o "APT::Architectures=arm64"
-    -o "Acquire::Languages=none"
-    -o "APT::Sandbox::User=root"
-)
-log "fetching the arm64 package index of Debian $SUITE"
-apt-get "${APT_OPTS[@]}" update -qq </dev/null
-KPKG=$(apt-cache "${APT_OPTS[@]}" depends linux-image-arm64 |
-    awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-arm64$/ { print $2; exit }')
-[[ -n $KPKG ]] || die "could not resolve linux-image-arm64 in Debian $SUITE"
-log "downloading $KPKG and busybox-static (arm64)"
-(cd "$APT_DIR/debs" && apt-get "${APT_OPTS[@]}" download "$KPKG" busybox-static </dev/null >/dev/null)
+fetch_arm64_debs "$APT_DIR" "$MIRROR" "$SUITE" "$KEYRING"
 KX=$WORK/kernel
 mkdir -p "$KX"
 dpkg-deb -x "$APT_DIR"/debs/"$KPKG"_*.deb "$KX"
