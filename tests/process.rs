@@ -40,16 +40,7 @@ fn open_fds() -> Vec<i32> {
 
 fn start_join_and_result() {
     let mut p = Process::with_args(|(a, b): (f64, f64)| a * b, (1.5, 4.0));
-    assert_eq!(p.exitcode().unwrap(), None);
-    assert_eq!(p.pid().unwrap(), None);
-    assert!(!p.is_alive().unwrap());
-    p.start().unwrap();
-    assert!(p.pid().unwrap().is_some_and(|pid| pid.as_raw() != my_pid()));
-    p.join().unwrap();
-    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
-    assert!(!p.is_alive().unwrap());
-    assert_eq!(p.result().unwrap(), 6.0);
-    assert_eq!(p.result().unwrap(), 6.0, "the result can be read again");
+    common::assert_lifecycle(&mut p, 6.0);
 }
 
 fn start_twice_is_an_error() {

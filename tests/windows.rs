@@ -99,17 +99,7 @@ mod suite {
     fn start_join_and_result() {
         let mut p = Process::<f64>::entry("w.mul", &(1.5f64, 4.0f64));
         assert_eq!(p.get_start_method(), StartMethod::Spawn);
-        assert_eq!(p.exitcode().unwrap(), None);
-        assert_eq!(p.pid().unwrap(), None);
-        assert!(!p.is_alive().unwrap());
-        p.start().unwrap();
-        let pid = p.pid().unwrap().expect("started").as_raw();
-        assert!(pid > 0 && pid as u32 != std::process::id());
-        p.join().unwrap();
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
-        assert!(!p.is_alive().unwrap());
-        assert_eq!(p.result().unwrap(), 6.0);
-        assert_eq!(p.result().unwrap(), 6.0, "the result can be read again");
+        crate::common::assert_lifecycle(&mut p, 6.0);
     }
 
     fn large_result_does_not_block() {

@@ -96,3 +96,19 @@ pub fn assert_closed<T: pifork::Message>(p: &mut pifork::Process<T>) {
     assert_eq!(p.sentinel().err(), Some(Closed));
     assert!(matches!(p.result(), Err(Closed)));
 }
+
+/// The life of a process that returns `expected`: nothing before start, a pid of its own
+/// once started, exit code 0 and not alive once joined, and a result that can be read twice.
+pub fn assert_lifecycle(p: &mut pifork::Process<f64>, expected: f64) {
+    assert_eq!(p.exitcode().unwrap(), None);
+    assert_eq!(p.pid().unwrap(), None);
+    assert!(!p.is_alive().unwrap());
+    p.start().unwrap();
+    let pid = p.pid().unwrap().expect("started").as_raw();
+    assert!(pid > 0 && pid as u32 != std::process::id());
+    p.join().unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(pifork::ExitCode::Exited(0)));
+    assert!(!p.is_alive().unwrap());
+    assert_eq!(p.result().unwrap(), expected);
+    assert_eq!(p.result().unwrap(), expected, "the result can be read again");
+}
