@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
@@ -33,6 +34,10 @@ struct Server {
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
+/// Set once a server has been started: a forked child of a process that never started one
+/// has nothing to forget, and then leaves the lock (and its memory page) untouched.
+static EVER_STARTED: AtomicBool = AtomicBool::new(false);
+
 /// A request: entry, arguments, daemonic, CPUs, inherited descriptors' numbers in the parent,
 /// process name. Descriptors attached: result pipe, status pipe, then the inherited ones.
 type Request = (String, Vec<u8>, bool, Option<Vec<usize>>, Vec<i32>, String);
@@ -49,6 +54,7 @@ pub fn start() -> Result<()> {
     let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     if server.is_none() {
         *server = Some(Server::start()?);
+        EVER_STARTED.store(true, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -72,6 +78,9 @@ pub fn stop() {
 pub(crate) fn forget_in_child() {
     // A lock held at the fork (only in the server itself, forked under it) stays held: the
     // server never asks for its own server, so it is left alone.
+    if !EVER_STARTED.load(Ordering::Relaxed) {
+        return;
+    }
     if let Ok(mut server) = SERVER.try_lock() {
         std::mem::forget(server.take());
     }

@@ -177,7 +177,10 @@ static IN_DAEMON: AtomicBool = AtomicBool::new(false);
 
 /// Records whether this (child) process is daemonic.
 pub(crate) fn set_in_daemon(daemon: bool) {
-    IN_DAEMON.store(daemon, Ordering::Relaxed);
+    // Written only on change: a child that keeps its parent's value leaves the page shared.
+    if IN_DAEMON.load(Ordering::Relaxed) != daemon {
+        IN_DAEMON.store(daemon, Ordering::Relaxed);
+    }
 }
 
 /// How a child process is started, as in CPython's `multiprocessing`.

@@ -214,10 +214,11 @@ impl Child {
         in_child: impl FnOnce(RawFd, RawFd),
     ) -> Result<Child> {
         let Prepared { backend, result_r, result_w, sentinel_pipe } = prepared;
-        // Anything buffered now would otherwise be written twice, once by each process.
+        // Anything buffered now would otherwise be written twice, once by each process
+        // (stderr is unbuffered).
         let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        let parent = sys::getpid();
+        // Only a daemonic child checks that its parent is still there.
+        let parent = spec.daemon.then(sys::getpid);
 
         // SAFETY: either the process is single-threaded (checked in `prepare`), so the child
         // can take any lock, or the caller opted in knowing the child's code is fork-safe.
@@ -293,7 +294,6 @@ impl Child {
             let (code, bytes) = body();
             let _ = sys::write_all_raw(result_w, &bytes);
             let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
             sys::exit_now(code)
         })
     }
@@ -444,12 +444,13 @@ impl Child {
 
     /// Reads whatever the child has sent so far without blocking.
     fn drain(&mut self) -> Result<()> {
-        let mut buf = [0u8; 8192];
         let Some(result) = &self.result else { return Ok(()) };
         while !self.output_done {
-            match sys::read(result.as_fd(), &mut buf) {
+            // Small results (the usual case) take one small allocation; large ones grow it.
+            let min = self.output.len().clamp(256, 1 << 20);
+            match sys::read_append(result.as_fd(), &mut self.output, min) {
                 Ok(0) => self.output_done = true,
-                Ok(n) => self.output.extend_from_slice(&buf[..n]),
+                Ok(_) => {}
                 Err(Errno::EAGAIN) => break,
                 Err(errno) => return Err(Error::sys("read")(errno)),
             }
@@ -526,29 +527,37 @@ impl Child {
 
     /// Waits until the child ends or `deadline` passes, reading its output meanwhile so that
     /// a child with a large result never blocks on a full pipe.
+    /// The sentinel is polled first (with a zero timeout once `deadline` has passed), so a
+    /// child that has already ended costs no failed read or wait before it is reaped.
     pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<ExitCode>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
         let drain_from = Instant::now() + SENTINEL_ONLY;
         loop {
-            if let Some(code) = self.try_wait()? {
-                return Ok(Some(code));
-            }
             let draining = Instant::now() >= drain_from;
-            let mut timeout = match crate::wait::remaining_ms(deadline) {
-                Some(0) => return Ok(None),
-                Some(ms) => ms,
-                None => -1,
-            };
+            let mut timeout = crate::wait::remaining_ms(deadline).unwrap_or(-1);
             if !draining {
                 let until_drain = crate::wait::remaining_ms(Some(drain_from)).unwrap_or(0).max(1);
                 timeout = if timeout < 0 { until_drain } else { timeout.min(until_drain) };
             }
-            let mut fds = vec![PollFd::new(self.sentinel(), PollFlags::POLLIN)];
-            if let Some(result) = self.result.as_ref().filter(|_| draining && !self.output_done) {
-                fds.push(PollFd::new(result.as_fd(), PollFlags::POLLIN));
-            }
-            match sys::poll(&mut fds, timeout) {
+            let sentinel = PollFd::new(self.sentinel(), PollFlags::POLLIN);
+            let polled = match self.result.as_ref().filter(|_| draining && !self.output_done) {
+                Some(result) => sys::poll(
+                    &mut [sentinel, PollFd::new(result.as_fd(), PollFlags::POLLIN)],
+                    timeout,
+                ),
+                None => sys::poll(&mut [sentinel], timeout),
+            };
+            match polled {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(errno) => return Err(Error::sys("poll")(errno)),
+            }
+            if let Some(code) = self.try_wait()? {
+                return Ok(Some(code));
+            }
+            if crate::wait::remaining_ms(deadline) == Some(0) {
+                return Ok(None);
             }
         }
     }
@@ -592,14 +601,14 @@ impl Child {
 
 /// Runs in the child right after `fork`, before the target: only async-signal-safe calls, then
 /// (the parent having been single-threaded) plain code. `own` lists the child's own pipe ends
-/// (-1 for none).
-pub(crate) fn child_setup(spec: &Spawn<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
+/// (-1 for none); `parent` is the parent's pid, known for a daemonic child.
+pub(crate) fn child_setup(spec: &Spawn<'_>, parent: Option<nix::unistd::Pid>, own: &[RawFd]) {
     sys::reset_signal_handlers();
     fds::close_others_in_child(|fd| own.contains(&fd) || spec.inherit.contains(&fd));
     super::forkserver::forget_in_child();
     // A worker of the (daemonic) fork server is daemonic only if it was asked to be.
     super::set_in_daemon(spec.daemon);
-    if spec.daemon {
+    if let Some(parent) = parent {
         // A daemonic child dies with its parent, even if the parent is SIGKILLed. Check again
         // afterwards: the parent may have died before the request took effect.
         if sys::set_parent_death_signal(Signal::SIGKILL).is_err() || sys::getppid() != parent {

@@ -109,6 +109,28 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// `read(2)` appended to `buf`, into its spare capacity (at least `min` bytes of it, reserved
+/// first): no scratch buffer to zero or copy from. Retries on EINTR; returns the bytes read.
+pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, min: usize) -> Result<usize, Errno> {
+    buf.reserve(min);
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: the kernel writes at most `spare.len()` bytes into the vector's allocated,
+        // unused tail; the borrowed fd stays open for the call.
+        let res = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        match Errno::result(res) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(n) => {
+                let n = n as usize;
+                // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
+            }
+        }
+    }
+}
+
 /// `write(2)` of the whole buffer, retrying on EINTR and short writes.
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
@@ -340,9 +362,16 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Number of threads of the calling process, from `/proc/self/task`.
+/// Number of threads of the calling process. procfs counts them in the link count of
+/// `/proc/self/task` (2 + threads), so one `stat` answers without listing the directory; a
+/// `/proc` that does not, falls back to the listing.
 pub fn thread_count() -> std::io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata("/proc/self/task")?.nlink();
+    match usize::try_from(links) {
+        Ok(n) if n >= 3 => Ok(n - 2),
+        _ => Ok(std::fs::read_dir("/proc/self/task")?.count()),
+    }
 }
 
 /// Threads the process had when it was loaded, before `main`: 1 natively, more under an
