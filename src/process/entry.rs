@@ -163,7 +163,7 @@ pub fn main_guard() {
     super::set_in_daemon(spec.daemon);
     let (code, frame) = match (read, lookup(&spec.entry)) {
         (Ok(_), Ok(entry)) => {
-            super::run_target(Box::new(move || entry(&args).unwrap_or_else(|e| panic!("{e}"))))
+            super::run_target(Vec::new(), |out| super::run_entry(&entry, &args, out))
         }
         (Err(e), _) => super::panic_frame(format!("cannot read the arguments: {e}")),
         (_, Err(e)) => super::panic_frame(e.to_string()),

@@ -5,15 +5,30 @@
 //! The table is a fixed array of atomics: reading it in a forked child takes no lock.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 const SLOTS: usize = 4096;
 const FREE: i32 = -1;
 
 static TABLE: [AtomicI32; SLOTS] = [const { AtomicI32::new(FREE) }; SLOTS];
 
+/// One past the highest slot ever used: scans stop there instead of reading all `SLOTS`.
+static USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The slots that may hold a descriptor.
+fn used() -> &'static [AtomicI32] {
+    &TABLE[..USED.load(Ordering::Acquire).min(SLOTS)]
+}
+
 fn register(fd: RawFd) {
-    for slot in &TABLE {
+    for (i, slot) in TABLE.iter().enumerate() {
+        if slot.load(Ordering::Relaxed) != FREE {
+            continue;
+        }
+        // Raised before the descriptor lands in the slot, so a scan never stops short of it.
+        if USED.load(Ordering::Relaxed) <= i {
+            USED.fetch_max(i + 1, Ordering::AcqRel);
+        }
         if slot.compare_exchange(FREE, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             return;
         }
@@ -22,7 +37,7 @@ fn register(fd: RawFd) {
 }
 
 fn unregister(fd: RawFd) {
-    for slot in &TABLE {
+    for slot in used() {
         if slot.compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             return;
         }
@@ -39,7 +54,7 @@ pub(crate) fn track_forever(fd: &impl AsRawFd) {
 /// ones stay recorded (so the child's own children close them in turn). Lock-free and
 /// allocation-free, hence safe right after `fork`.
 pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
-    for slot in &TABLE {
+    for slot in used() {
         let fd = slot.load(Ordering::Acquire);
         if fd != FREE && !keep(fd) {
             crate::sys::close_raw(fd);

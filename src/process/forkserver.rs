@@ -19,7 +19,7 @@ use nix::poll::{PollFd, PollFlags};
 use super::entry;
 use super::fds::Tracked;
 use super::unix::{Backend, Child, Spawn, backend};
-use super::{Pid, run_target};
+use super::{Pid, run_entry, run_target};
 use crate::error::{Error, Result};
 use crate::message;
 use crate::sys;
@@ -264,8 +264,7 @@ fn handle(
             let _ = writeln!(std::io::stderr(), "pifork: cannot place inherited descriptors");
             sys::exit_now(1)
         };
-        let (code, frame) =
-            run_target(Box::new(move || entry(&args).unwrap_or_else(|e| panic!("{e}"))));
+        let (code, frame) = run_target(Vec::new(), |out| run_entry(&entry, &args, out));
         let _ = sys::write_all_raw(result, &frame);
         sys::exit_now(code)
     })

@@ -150,15 +150,15 @@ pub(crate) fn panic_frame(message: String) -> (i32, Vec<u8>) {
     (1, frame)
 }
 
-/// Runs `target` catching a panic; returns the exit code and the frame to send back.
-pub(crate) fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec<u8>) {
-    match catch_unwind(AssertUnwindSafe(target)) {
-        Ok(bytes) => {
-            let mut frame = Vec::with_capacity(bytes.len() + 1);
-            frame.push(TAG_VALUE);
-            frame.extend_from_slice(&bytes);
-            (0, frame)
-        }
+/// Runs `target`, which appends its encoded result to the frame, catching a panic; returns
+/// the exit code and the frame to send back. The frame is built in place in `frame` (given
+/// empty; the fork start method allocates it before the fork, so that a forked child with a
+/// small result neither allocates nor frees on its way out).
+pub(crate) fn run_target(mut frame: Vec<u8>, target: impl FnOnce(&mut Vec<u8>)) -> (i32, Vec<u8>) {
+    frame.clear();
+    frame.push(TAG_VALUE);
+    match catch_unwind(AssertUnwindSafe(|| target(&mut frame))) {
+        Ok(()) => (0, frame),
         Err(payload) => {
             let text = if let Some(s) = payload.downcast_ref::<&str>() {
                 (*s).to_string()
@@ -168,6 +168,27 @@ pub(crate) fn run_target(target: Box<dyn FnOnce() -> Vec<u8> + '_>) -> (i32, Vec
                 "panic with a non-string payload".to_string()
             };
             panic_frame(text)
+        }
+    }
+}
+
+/// Runs a registered entry on its encoded arguments, appending the encoded result to `out`;
+/// a failing entry panics with its error (reported to the parent like any panic).
+pub(crate) fn run_entry(entry: &entry::EntryFn, args: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&entry(args).unwrap_or_else(|e| panic!("{e}")));
+}
+
+/// What a child forked for a [`Process`] runs.
+enum ForkBody<T> {
+    Closure(Box<dyn FnOnce() -> T>),
+    Entry(entry::EntryFn, Vec<u8>),
+}
+
+impl<T: Message> ForkBody<T> {
+    fn run(self, out: &mut Vec<u8>) {
+        match self {
+            ForkBody::Closure(f) => f().encode(out),
+            ForkBody::Entry(entry, args) => run_entry(&entry, &args, out),
         }
     }
 }
@@ -462,16 +483,18 @@ impl<T: Message> Process<T> {
             (StartMethod::Fork, _) => {
                 // Taken only once nothing can fail any more before the fork.
                 let target = &mut self.target;
-                Child::start_fork(&spec, move || match target.take() {
-                    // The closure is consumed in the child; in the parent it is dropped here,
-                    // closing the parent's copies of whatever it captured (such as the
-                    // child's channel ends).
-                    Some(Target::Closure(f)) => Ok(Box::new(move || message::to_bytes(&f()))),
-                    Some(Target::Entry { name, args }) => {
-                        let entry = entry::lookup(&name)?;
-                        Ok(Box::new(move || entry(&args).unwrap_or_else(|e| panic!("{e}"))))
-                    }
-                    None => Err(Error::AlreadyStarted),
+                Child::start_fork(&spec, move || {
+                    // The body is consumed in the child; in the parent it is dropped after the
+                    // fork, closing the parent's copies of whatever the closure captured (such
+                    // as the child's channel ends).
+                    let body = match target.take() {
+                        Some(Target::Closure(f)) => ForkBody::Closure(f),
+                        Some(Target::Entry { name, args }) => {
+                            ForkBody::Entry(entry::lookup(&name)?, args)
+                        }
+                        None => return Err(Error::AlreadyStarted),
+                    };
+                    Ok(move |out: &mut Vec<u8>| body.run(out))
                 })?
             }
             (_, Some(Target::Closure(_))) => {

@@ -267,35 +267,27 @@ impl Child {
         }
     }
 
-    /// The fork start method: prepares, then takes the target from `body` (so that a refused
-    /// start leaves it in place) and forks.
-    pub(crate) fn start_fork<'b>(
+    /// The fork start method: prepares, then takes the target's body from `body` (so that a
+    /// refused start leaves it in place) and forks. The child runs the body, sends its frame
+    /// and leaves with `_exit`.
+    pub(crate) fn start_fork<B: FnOnce(&mut Vec<u8>)>(
         spec: &Spawn<'_>,
-        body: impl FnOnce() -> Result<Box<dyn FnOnce() -> Vec<u8> + 'b>>,
+        body: impl FnOnce() -> Result<B>,
     ) -> Result<Child> {
         let prepared = Self::prepare(spec)?;
         let body = body()?;
-        Self::launch(spec, prepared, Box::new(move || super::run_target(body)))
+        let frame = Vec::with_capacity(64);
+        Self::fork(spec, prepared, move |result_w, _| {
+            let (code, frame) = super::run_target(frame, body);
+            let _ = sys::write_all_raw(result_w, &frame);
+            let _ = std::io::stdout().flush();
+            sys::exit_now(code)
+        })
     }
 
     /// The forkserver start method.
     pub(crate) fn start_forkserver(spec: &Spawn<'_>, entry: &str, args: &[u8]) -> Result<Child> {
         super::forkserver::launch(spec, entry, args)
-    }
-
-    /// The fork start method: the child runs `body`, which returns the exit code and the
-    /// frame to send back; it leaves with `_exit` right after sending it.
-    pub(crate) fn launch(
-        spec: &Spawn<'_>,
-        prepared: Prepared,
-        body: Box<dyn FnOnce() -> (i32, Vec<u8>) + '_>,
-    ) -> Result<Child> {
-        Self::fork(spec, prepared, move |result_w, _| {
-            let (code, bytes) = body();
-            let _ = sys::write_all_raw(result_w, &bytes);
-            let _ = std::io::stdout().flush();
-            sys::exit_now(code)
-        })
     }
 
     /// The spawn start method: fork, then exec the current executable with `PIFORK_SPAWN`
@@ -446,9 +438,9 @@ impl Child {
     fn drain(&mut self) -> Result<()> {
         let Some(result) = &self.result else { return Ok(()) };
         while !self.output_done {
-            // Small results (the usual case) take one small allocation; large ones grow it.
-            let min = self.output.len().clamp(256, 1 << 20);
-            match sys::read_append(result.as_fd(), &mut self.output, min) {
+            // Small results (the usual case) take one small allocation; large ones double it.
+            let grow = self.output.len().clamp(256, 1 << 20);
+            match sys::read_append(result.as_fd(), &mut self.output, grow) {
                 Ok(0) => self.output_done = true,
                 Ok(_) => {}
                 Err(Errno::EAGAIN) => break,

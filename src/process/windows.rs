@@ -335,9 +335,9 @@ fn start_reader(mut pipe: File) -> Result<Receiver<Vec<u8>>> {
 
 impl Child {
     /// The fork start method does not exist on Windows.
-    pub(crate) fn start_fork<'b>(
+    pub(crate) fn start_fork<B: FnOnce(&mut Vec<u8>)>(
         _spec: &Spawn<'_>,
-        _body: impl FnOnce() -> Result<Box<dyn FnOnce() -> Vec<u8> + 'b>>,
+        _body: impl FnOnce() -> Result<B>,
     ) -> Result<Child> {
         Err(Error::Unsupported { method: "fork" })
     }

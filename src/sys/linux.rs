@@ -109,10 +109,13 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
-/// `read(2)` appended to `buf`, into its spare capacity (at least `min` bytes of it, reserved
-/// first): no scratch buffer to zero or copy from. Retries on EINTR; returns the bytes read.
-pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, min: usize) -> Result<usize, Errno> {
-    buf.reserve(min);
+/// `read(2)` appended to `buf`, into its spare capacity (`grow` more bytes are reserved when
+/// there is none): no scratch buffer to zero or copy from. Retries on EINTR; returns the bytes
+/// read, 0 only at end-of-file.
+pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, grow: usize) -> Result<usize, Errno> {
+    if buf.capacity() == buf.len() {
+        buf.reserve(grow.max(1));
+    }
     let spare = buf.spare_capacity_mut();
     loop {
         // SAFETY: the kernel writes at most `spare.len()` bytes into the vector's allocated,
