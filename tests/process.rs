@@ -7,7 +7,7 @@ mod common;
 
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{alive, children_of, eventually};
 use pifork::engine::{self, PiJob};
@@ -87,6 +87,11 @@ fn kill_gives_minus_sigkill() {
 fn join_timeout_reports_whether_it_ended() {
     let mut p = Process::new(|| sleep_ms(300));
     p.start().unwrap();
+    // Right after the start, inside the window in which a join polls without sleeping: a zero
+    // timeout still returns at once.
+    let asked = Instant::now();
+    assert!(!p.join_timeout(Duration::ZERO).unwrap());
+    assert!(asked.elapsed() < Duration::from_millis(100), "took {:?}", asked.elapsed());
     assert!(!p.join_timeout(Duration::from_millis(20)).unwrap());
     assert!(p.is_alive().unwrap());
     assert!(p.join_timeout(Duration::from_secs(30)).unwrap());

@@ -166,12 +166,19 @@ pub(crate) struct Child {
     output: Vec<u8>,
     output_done: bool,
     status: Option<ExitCode>,
+    /// When the parent started it (see [`EAGER`]).
+    started: Instant,
 }
 
 /// How long a join watches only the sentinel before it also reads the result pipe as data
 /// arrives: a child whose result fits in the pipe then wakes its parent once, when it exits,
 /// instead of twice; a larger result waits at most this long for the parent to start reading.
 const SENTINEL_ONLY: Duration = Duration::from_millis(5);
+
+/// A join issued within this long of its child's start checks the sentinel without sleeping
+/// (yielding the CPU between checks) until then: a child that ends that quickly is reaped
+/// without the parent going idle and being woken again. Later joins block at once.
+const EAGER: Duration = Duration::from_micros(250);
 
 /// How long a spawned child may take to reach `main_guard`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -217,6 +224,7 @@ impl Child {
         // Anything buffered now would otherwise be written twice, once by each process
         // (stderr is unbuffered).
         let _ = std::io::stdout().flush();
+        let started = Instant::now();
         // Only a daemonic child checks that its parent is still there.
         let parent = spec.daemon.then(sys::getpid);
 
@@ -262,6 +270,7 @@ impl Child {
                     output: Vec::new(),
                     output_done,
                     status: None,
+                    started,
                 })
             }
         }
@@ -408,6 +417,7 @@ impl Child {
             output: Vec::new(),
             output_done: false,
             status: None,
+            started: Instant::now(),
         })
     }
 
@@ -524,6 +534,14 @@ impl Child {
     pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<ExitCode>> {
         if self.status.is_some() {
             return Ok(self.status);
+        }
+        let eager_until = self.started + EAGER;
+        while Instant::now() < eager_until && deadline.is_none_or(|d| Instant::now() < d) {
+            match sys::poll(&mut [PollFd::new(self.sentinel(), PollFlags::POLLIN)], 0) {
+                Ok(1) => break,
+                Ok(_) | Err(Errno::EINTR) => std::thread::yield_now(),
+                Err(errno) => return Err(Error::sys("poll")(errno)),
+            }
         }
         let drain_from = Instant::now() + SENTINEL_ONLY;
         loop {
