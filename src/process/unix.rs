@@ -194,9 +194,8 @@ impl Child {
             let threads = sys::thread_count().unwrap_or(2);
             return Err(Error::MultiThreaded { threads });
         }
-        let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;
+        let (result_r, result_w) = sys::pipe_nonblocking_read().map_err(Error::sys("pipe"))?;
         let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));
-        sys::set_nonblocking(result_r.as_fd(), true).map_err(Error::sys("fcntl"))?;
         Self::prepare_with(Some(result_r), result_w)
     }
 
@@ -538,7 +537,10 @@ impl Child {
         let eager_until = self.started + EAGER;
         while Instant::now() < eager_until && deadline.is_none_or(|d| Instant::now() < d) {
             match sys::poll(&mut [PollFd::new(self.sentinel(), PollFlags::POLLIN)], 0) {
-                Ok(1) => break,
+                Ok(1) => match self.try_wait()? {
+                    Some(code) => return Ok(Some(code)),
+                    None => break,
+                },
                 Ok(_) | Err(Errno::EINTR) => std::thread::yield_now(),
                 Err(errno) => return Err(Error::sys("poll")(errno)),
             }

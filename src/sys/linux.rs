@@ -91,6 +91,15 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
 }
 
+/// `pipe2(O_CLOEXEC)` whose read end is non-blocking (the write end blocks). A fresh read
+/// end's status flags are only `O_RDONLY`, so one `F_SETFL` sets them without reading them.
+pub fn pipe_nonblocking_read() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::fcntl::{F_SETFL, OFlag, fcntl};
+    let (r, w) = pipe()?;
+    fcntl(&r, F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((r, w))
+}
+
 /// Sets or clears `O_NONBLOCK` on `fd`.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
     use nix::fcntl::{F_GETFL, F_SETFL, OFlag, fcntl};
