@@ -1,6 +1,6 @@
 # pifork — build, test, benchmark, cross-build for the Raspberry Pi 4.
 #
-#   make run            release build, then `pifork pi` with the defaults
+#   make run            static release build, then `pifork pi` with the defaults
 #   make test           everything CI checks: format, lints, host tests on both process
 #                       backends, the aarch64 suite under qemu-user, the 4-core VM test,
 #                       the Windows spawn backend's tests under Wine, the systemd unit, and
@@ -10,17 +10,26 @@
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 
 CARGO   ?= cargo
-RELEASE := target/release/pifork
+# The binary is static on every machine, as on the Pi: musl, for this machine's CPU.
+STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
+TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build run test test-host check-tools fmt-check clippy bench clean
+.PHONY: all build setup-static run test test-host check-tools fmt-check clippy bench clean
 
 all: build
 
-build:
-	$(CARGO) build --release
+setup-static:
+	@bash -c '. scripts/lib.sh && need_rust_target $(STATIC_TARGET)'
+
+build: setup-static
+	$(CARGO) build --release --target $(STATIC_TARGET)
+	@if command -v file >/dev/null 2>&1 && file -L '$(RELEASE)' | grep -q 'dynamically linked'; then \
+	    echo "build: error: $(RELEASE) is dynamically linked" >&2; exit 1; \
+	fi
 
 run: build
-	./$(RELEASE) pi
+	$(RELEASE) pi
 
 # rustfmt and clippy come with the default rustup profile, but not with every install.
 check-tools:
@@ -36,16 +45,18 @@ clippy: check-tools
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # The suite runs twice: once on the backend the kernel offers (pidfd here), once with the
-# pipe fallback forced, so both stay tested wherever the suite runs.
-test-host:
+# pipe fallback forced, so both stay tested wherever the suite runs; then once more on the
+# static build that `make run` and `make bench` use.
+test-host: setup-static
 	$(CARGO) test
 	PIFORK_BACKEND=pipe $(CARGO) test
+	$(CARGO) test --target $(STATIC_TARGET)
 
 test: fmt-check clippy test-host test-aarch64 test-vm test-windows verify-unit test-system
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
-	python3 bench/report.py --pifork ./$(RELEASE)
+	python3 bench/report.py --pifork $(RELEASE)
 
 clean:
 	$(CARGO) clean

@@ -23,7 +23,7 @@ def median_wall(cmd, repeat):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pifork", default="target/release/pifork")
+    parser.add_argument("--pifork", required=True, help="the pifork binary to measure")
     parser.add_argument("--terms", default="1e7", help="N for the reference comparison")
     parser.add_argument("--repeat", type=int, default=3, help="runs per reference figure")
     parser.add_argument("--bench-args", default="", help="extra arguments for `pifork bench`")

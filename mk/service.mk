@@ -22,9 +22,9 @@ BINDIR  ?= $(PREFIX)/bin
 # for any other PREFIX pass UNITDIR=/etc/systemd/system.
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 UNIT    := systemd/pifork.service
-# What `make install` installs: the host's release build, unless told otherwise
+# What `make install` installs: the host's static release build, unless told otherwise
 # (INSTALL_BIN=target/aarch64-unknown-linux-musl/release/pifork for a Pi image).
-INSTALL_BIN ?= target/release/pifork
+INSTALL_BIN ?= $(RELEASE)
 
 HOST          ?=
 SSH_PORT      ?= 22
@@ -38,7 +38,7 @@ service_unit_for = sed '/^[^\#]/s|/usr/bin/pifork|$(1)/pifork|g' $(UNIT)
 
 .PHONY: install uninstall deploy deb verify-unit test-system
 
-install: $(if $(filter target/release/pifork,$(INSTALL_BIN)),build)
+install: $(if $(filter $(RELEASE),$(INSTALL_BIN)),build)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)'
 	install -m 0755 '$(INSTALL_BIN)' '$(DESTDIR)$(BINDIR)/pifork'
 	$(call service_unit_for,$(BINDIR)) > '$(DESTDIR)$(UNITDIR)/pifork.service'
