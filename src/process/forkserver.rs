@@ -110,7 +110,7 @@ impl Server {
         };
         // The server sends no result: its "result pipe" is a pipe nobody reads from.
         let prepared = Child::prepare(&spec)?;
-        let process = Child::fork(&spec, prepared, move |_, _| serve(theirs_fd))?;
+        let process = Child::fork(&spec, prepared, move |_, _, _| serve(theirs_fd))?;
         drop(theirs);
         log::debug!("fork server started, pid {}", process.pid());
         Ok(Server { sock: ours, pid: process.pid(), process })
@@ -246,7 +246,7 @@ fn handle(
     };
     let prepared = Child::prepare_with(None, result_w).map_err(|e| e.to_string())?;
     let sources = passed_raw.clone();
-    let child = Child::fork(&spec, prepared, move |result_w, _| {
+    let child = Child::fork(&spec, prepared, move |result_w, _, frame| {
         // Put the inherited descriptors under the numbers they had in the parent: first
         // everything out of the way (above anything in use), then into place. The result pipe
         // moves too, so that no inherited number can land on it.
@@ -264,7 +264,7 @@ fn handle(
             let _ = writeln!(std::io::stderr(), "pifork: cannot place inherited descriptors");
             sys::exit_now(1)
         };
-        let (code, frame) = run_target(Vec::new(), |out| run_entry(&entry, &args, out));
+        let (code, frame) = run_target(frame, |out| run_entry(&entry, &args, out));
         let _ = sys::write_all_raw(result, &frame);
         sys::exit_now(code)
     })

@@ -143,6 +143,9 @@ pub(crate) struct Prepared {
     result_r: Option<Tracked>,
     result_w: Tracked,
     sentinel_pipe: Option<(Tracked, Tracked)>,
+    /// Allocated before the fork and used on both sides of it: the child builds its frame in
+    /// its copy, the parent reads the result into its own; neither allocates or frees it then.
+    buffer: Vec<u8>,
 }
 
 /// How the parent learns that a child ended, and reaps it.
@@ -209,17 +212,17 @@ impl Child {
             }
             Backend::Pidfd => None,
         };
-        Ok(Prepared { backend, result_r, result_w, sentinel_pipe })
+        Ok(Prepared { backend, result_r, result_w, sentinel_pipe, buffer: Vec::with_capacity(256) })
     }
 
-    /// Forks; the child runs `in_child`, which leaves through `_exit`. Returns the parent's
-    /// view.
+    /// Forks; the child runs `in_child` (given its result pipe end, its sentinel pipe end or
+    /// -1, and the prepared buffer), which leaves through `_exit`. Returns the parent's view.
     pub(crate) fn fork(
         spec: &Spawn<'_>,
         prepared: Prepared,
-        in_child: impl FnOnce(RawFd, RawFd),
+        in_child: impl FnOnce(RawFd, RawFd, Vec<u8>),
     ) -> Result<Child> {
-        let Prepared { backend, result_r, result_w, sentinel_pipe } = prepared;
+        let Prepared { backend, result_r, result_w, sentinel_pipe, buffer } = prepared;
         // Anything buffered now would otherwise be written twice, once by each process
         // (stderr is unbuffered).
         let _ = std::io::stdout().flush();
@@ -233,7 +236,7 @@ impl Child {
             sys::ForkResult::Child => {
                 let hold = sentinel_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
                 child_setup(spec, parent, &[result_w.as_raw_fd(), hold]);
-                in_child(result_w.as_raw_fd(), hold);
+                in_child(result_w.as_raw_fd(), hold, buffer);
                 // `in_child` leaves through `_exit`; should it ever return, so do we.
                 sys::exit_now(1)
             }
@@ -266,7 +269,7 @@ impl Child {
                     pid,
                     reaper,
                     result: result_r,
-                    output: Vec::new(),
+                    output: buffer,
                     output_done,
                     status: None,
                     started,
@@ -284,8 +287,7 @@ impl Child {
     ) -> Result<Child> {
         let prepared = Self::prepare(spec)?;
         let body = body()?;
-        let frame = Vec::with_capacity(64);
-        Self::fork(spec, prepared, move |result_w, _| {
+        Self::fork(spec, prepared, move |result_w, _, frame| {
             let (code, frame) = super::run_target(frame, body);
             let _ = sys::write_all_raw(result_w, &frame);
             let _ = std::io::stdout().flush();
@@ -330,7 +332,7 @@ impl Child {
             .collect();
         envp.push(CString::new(format!("{SPAWN_ENV}={env_value}")).expect("no NUL"));
         let args_fd = args_r.as_raw_fd();
-        let mut child = Self::fork(spec, prepared, move |result_w, hold| {
+        let mut child = Self::fork(spec, prepared, move |result_w, hold, _| {
             let mut keep = vec![args_fd, result_w];
             if hold >= 0 {
                 keep.push(hold);
