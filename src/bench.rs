@@ -231,6 +231,34 @@ pub fn round_trip(method: StartMethod, repeat: usize) -> Result<Duration> {
     Ok(median(&mut samples))
 }
 
+/// The round trips of every start method, and a bare fork to compare them with.
+#[derive(Debug, Clone)]
+pub struct RoundTrips {
+    /// Median start+join round trip per start method.
+    pub methods: Vec<(StartMethod, Duration)>,
+    /// Median of a bare `fork` + `_exit` + `waitpid`, measured just before the fork method.
+    pub bare_fork: Duration,
+}
+
+/// Round trips measured per start method (`runs` each, a quarter of that for spawn), with
+/// a bare fork (no pipe, no pidfd, a blocking `waitpid`) measured in the block right before
+/// the fork method's.
+pub fn round_trips(runs: usize) -> Result<RoundTrips> {
+    let mut bare = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        crate::sys::bare_fork_round_trip().map_err(crate::Error::sys("fork"))?;
+        bare.push(start.elapsed());
+    }
+    let bare_fork = median(&mut bare);
+    let mut methods = Vec::new();
+    for method in StartMethod::ALL {
+        let n = if method == StartMethod::Spawn { runs.div_ceil(4) } else { runs };
+        methods.push((method, round_trip(method, n)?));
+    }
+    Ok(RoundTrips { methods, bare_fork })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

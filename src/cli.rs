@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use std::time::Duration;
 
-use crate::bench::{KernelFigures, ScalingRow};
+use crate::bench::{KernelFigures, RoundTrips, ScalingRow};
 use crate::engine::PiReport;
 use crate::pi;
 use crate::process::StartMethod;
@@ -120,8 +120,8 @@ pub struct BenchReport {
     pub repeat: usize,
     /// Single-core kernel figures.
     pub kernel: KernelFigures,
-    /// Median start+join round trip per start method.
-    pub round_trips: Vec<(StartMethod, Duration)>,
+    /// Median start+join round trip per start method, and the bare fork beside them.
+    pub round_trips: RoundTrips,
     /// Start method of the scaling runs.
     pub start: StartMethod,
     /// The scaling table.
@@ -176,21 +176,25 @@ pub fn bench_text(r: &BenchReport) -> String {
     out
 }
 
-/// The start+join round trips, side by side.
-pub fn round_trips_text(round_trips: &[(StartMethod, Duration)]) -> String {
-    let mut out = String::from("start+join round trip, median:\n");
-    for (method, d) in round_trips {
-        let _ = writeln!(out, "  {:<11} {:9.1} us", method.as_str(), d.as_secs_f64() * 1e6);
+/// The start+join round trips, side by side, after the bare fork they compare with.
+pub fn round_trips_text(round_trips: &RoundTrips) -> String {
+    let mut out =
+        String::from("start+join round trip, median (bare fork: fork, _exit, waitpid alone):\n");
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let _ = writeln!(out, "  {:<11} {:9.1} us", "bare fork", us(round_trips.bare_fork));
+    for (method, d) in &round_trips.methods {
+        let _ = writeln!(out, "  {:<11} {:9.1} us", method.as_str(), us(*d));
     }
     out
 }
 
-/// The round trips as a JSON object: `{"fork":123.4,...}` (microseconds).
-pub fn round_trips_json(round_trips: &[(StartMethod, Duration)]) -> String {
-    let fields: Vec<String> = round_trips
-        .iter()
-        .map(|(m, d)| format!("\"{}\":{:.1}", m.as_str(), d.as_secs_f64() * 1e6))
-        .collect();
+/// The round trips as a JSON object: `{"bare_fork":101.2,"fork":123.4,...}` (microseconds).
+pub fn round_trips_json(round_trips: &RoundTrips) -> String {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mut fields = vec![format!("\"bare_fork\":{:.1}", us(round_trips.bare_fork))];
+    fields.extend(
+        round_trips.methods.iter().map(|(m, d)| format!("\"{}\":{:.1}", m.as_str(), us(*d))),
+    );
     format!("{{{}}}", fields.join(","))
 }
 

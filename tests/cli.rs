@@ -381,8 +381,15 @@ fn race_and_bench_take_a_start_method() {
     let o = run(&["bench", "--start-methods"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for m in ["fork", "spawn", "forkserver"] {
-        assert!(out.lines().any(|l| l.trim_start().starts_with(m) && l.ends_with(" us")), "{out}");
+    for m in ["bare fork", "fork", "spawn", "forkserver"] {
+        let line = format!("  {m:<11} ");
+        assert!(out.lines().any(|l| l.starts_with(&line) && l.ends_with(" us")), "{out}");
+    }
+    let o = run(&["bench", "--start-methods", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for key in ["\"bare_fork\":", "\"fork\":", "\"spawn\":", "\"forkserver\":"] {
+        assert!(out.contains(key), "{out}");
     }
     let o = run(&["pi", "--start", "vfork"]);
     assert_eq!(o.status.code(), Some(2));

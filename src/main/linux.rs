@@ -367,11 +367,7 @@ fn run_bench(a: BenchArgs) -> Result<(), Failure> {
         return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
     }
     let repeat = a.repeat as usize;
-    let mut round_trips = Vec::new();
-    for method in StartMethod::ALL {
-        let runs = if method == StartMethod::Spawn { 50 } else { 200 };
-        round_trips.push((method, bench::round_trip(method, runs)?));
-    }
+    let round_trips = bench::round_trips(200)?;
     if a.start_methods {
         if a.json {
             println!("{}", round_trips_json(&round_trips));
