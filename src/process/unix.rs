@@ -530,8 +530,10 @@ impl Child {
 
     /// Waits until the child ends or `deadline` passes, reading its output meanwhile so that
     /// a child with a large result never blocks on a full pipe.
-    /// The sentinel is polled first (with a zero timeout once `deadline` has passed), so a
-    /// child that has already ended costs no failed read or wait before it is reaped.
+    ///
+    /// Within [`EAGER`] of the start the sentinel is checked without sleeping. After that it is
+    /// polled before each attempt to reap (with a zero timeout once `deadline` has passed), so
+    /// a child that has already ended costs no failed read or wait.
     pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<ExitCode>> {
         if self.status.is_some() {
             return Ok(self.status);
