@@ -217,18 +217,21 @@ pub fn scaling(
 
 /// Median start+join round trip of a process that does nothing, started with `method`.
 pub fn round_trip(method: StartMethod, repeat: usize) -> Result<Duration> {
-    let mut samples = Vec::with_capacity(repeat);
-    for _ in 0..repeat.max(1) {
-        let start = Instant::now();
-        let mut p = match method {
-            StartMethod::Fork => Process::new(|| ()),
-            other => Process::entry(NOOP_ENTRY, &()).start_method(other),
-        };
-        p.start()?;
-        p.join()?;
-        samples.push(start.elapsed());
-    }
-    Ok(median(&mut samples))
+    let samples = (0..repeat.max(1)).map(|_| one_round_trip(method));
+    Ok(median(&mut samples.collect::<Result<Vec<_>>>()?))
+}
+
+/// One start+join of a process that does nothing; the process is dropped (its descriptors
+/// closed) after the clock stops.
+fn one_round_trip(method: StartMethod) -> Result<Duration> {
+    let start = Instant::now();
+    let mut p = match method {
+        StartMethod::Fork => Process::new(|| ()),
+        other => Process::entry(NOOP_ENTRY, &()).start_method(other),
+    };
+    p.start()?;
+    p.join()?;
+    Ok(start.elapsed())
 }
 
 /// The round trips of every start method, and a bare fork to compare them with.
@@ -236,27 +239,37 @@ pub fn round_trip(method: StartMethod, repeat: usize) -> Result<Duration> {
 pub struct RoundTrips {
     /// Median start+join round trip per start method.
     pub methods: Vec<(StartMethod, Duration)>,
-    /// Median of a bare `fork` + `_exit` + `waitpid`, measured just before the fork method.
+    /// Median of a bare `fork` + `_exit` + `waitpid`.
     pub bare_fork: Duration,
 }
 
-/// Round trips measured per start method (`runs` each, a quarter of that for spawn), with
-/// a bare fork (no pipe, no pidfd, a blocking `waitpid`) measured in the block right before
-/// the fork method's.
+/// Round trips per turn when the bare fork and the fork method alternate.
+const BLOCK: usize = 25;
+
+/// Round trips measured per start method (`runs` each, a quarter of that for spawn), and a
+/// bare fork (no pipe, no pidfd, a blocking `waitpid`). The bare fork and the fork method
+/// take turns in blocks of [`BLOCK`], so that both see the machine in the same states while
+/// neither runs right after the other's children.
 pub fn round_trips(runs: usize) -> Result<RoundTrips> {
-    let mut bare = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        crate::sys::bare_fork_round_trip().map_err(crate::Error::sys("fork"))?;
-        bare.push(start.elapsed());
+    let runs = runs.max(1);
+    let (mut bare, mut fork) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    while fork.len() < runs {
+        let n = BLOCK.min(runs - fork.len());
+        for _ in 0..n {
+            let start = Instant::now();
+            crate::sys::bare_fork_round_trip().map_err(crate::Error::sys("fork"))?;
+            bare.push(start.elapsed());
+        }
+        for _ in 0..n {
+            fork.push(one_round_trip(StartMethod::Fork)?);
+        }
     }
-    let bare_fork = median(&mut bare);
-    let mut methods = Vec::new();
-    for method in StartMethod::ALL {
+    let mut methods = vec![(StartMethod::Fork, median(&mut fork))];
+    for method in [StartMethod::Spawn, StartMethod::Forkserver] {
         let n = if method == StartMethod::Spawn { runs.div_ceil(4) } else { runs };
         methods.push((method, round_trip(method, n)?));
     }
-    Ok(RoundTrips { methods, bare_fork })
+    Ok(RoundTrips { methods, bare_fork: median(&mut bare) })
 }
 
 #[cfg(test)]
