@@ -167,6 +167,20 @@ fn refuses_to_fork_a_multithreaded_parent() {
     assert_eq!(p.result().unwrap(), 5);
 }
 
+fn starts_right_after_threads_are_joined() {
+    // A joined thread is reaped a moment after it wakes its joiner, and may still be counted
+    // then: a start right after the join must not be refused for it.
+    for round in 0..50 {
+        std::thread::scope(|s| {
+            s.spawn(|| ());
+            s.spawn(|| ());
+        });
+        let mut p = Process::new(move || round);
+        p.start().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(p.result().unwrap(), round);
+    }
+}
+
 fn wait_returns_the_first_to_finish() {
     let mut procs: Vec<Process> = [60_000u64, 0, 60_000]
         .into_iter()
@@ -608,6 +622,7 @@ const TESTS: &[Test] = &[
     ("daemon_may_not_start_children", daemon_may_not_start_children),
     ("non_daemon_may_start_children", non_daemon_may_start_children),
     ("refuses_to_fork_a_multithreaded_parent", refuses_to_fork_a_multithreaded_parent),
+    ("starts_right_after_threads_are_joined", starts_right_after_threads_are_joined),
     ("wait_returns_the_first_to_finish", wait_returns_the_first_to_finish),
     ("wait_times_out", wait_times_out),
     ("signals_do_not_cut_a_wait_short", signals_do_not_cut_a_wait_short),

@@ -183,6 +183,29 @@ const SENTINEL_ONLY: Duration = Duration::from_millis(5);
 /// without the parent going idle and being woken again. Later joins block at once.
 const EAGER: Duration = Duration::from_micros(250);
 
+/// How long a thread that has been joined may still be counted among the process's threads.
+const THREAD_LINGER: Duration = Duration::from_millis(100);
+
+/// Refuses to fork a multi-threaded process. A joined thread wakes its joiner before it is
+/// reaped, so it can still be counted for a moment (on a busy machine, for as long as it
+/// waits for a CPU to finish exiting): a count above the baseline is checked again for up to
+/// [`THREAD_LINGER`] before it is believed. A process whose thread count cannot be read
+/// (no `/proc`) is taken to be single-threaded.
+fn single_threaded() -> Result<()> {
+    let since = Instant::now();
+    loop {
+        let (threads, extra) = match sys::threads() {
+            Ok((_, 0)) | Err(_) => return Ok(()),
+            Ok(counted) => counted,
+        };
+        if since.elapsed() >= THREAD_LINGER {
+            return Err(Error::MultiThreaded { threads });
+        }
+        log::trace!("{extra} thread(s) besides this one; checking again");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// How long a spawned child may take to reach `main_guard`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -193,9 +216,8 @@ impl Child {
     /// Everything that can fail before the fork: the thread check and the pipes. The
     /// target is not touched, so a refused start can be retried.
     pub(crate) fn prepare(spec: &Spawn<'_>) -> Result<Prepared> {
-        if !spec.allow_threads && sys::extra_threads().unwrap_or(0) > 0 {
-            let threads = sys::thread_count().unwrap_or(2);
-            return Err(Error::MultiThreaded { threads });
+        if !spec.allow_threads {
+            single_threaded()?;
         }
         let (result_r, result_w) = sys::pipe_nonblocking_read().map_err(Error::sys("pipe"))?;
         let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));

@@ -413,10 +413,12 @@ extern "C" fn record_baseline_threads() {
 #[unsafe(link_section = ".init_array")]
 static RECORD_BASELINE_THREADS: extern "C" fn() = record_baseline_threads;
 
-/// Threads started since the process was loaded (0 in a single-threaded program).
-pub fn extra_threads() -> std::io::Result<usize> {
+/// The process's threads now, and how many of them were started since it was loaded (0 in a
+/// single-threaded program).
+pub fn threads() -> std::io::Result<(usize, usize)> {
     let baseline = BASELINE_THREADS.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(thread_count()?.saturating_sub(baseline))
+    let now = thread_count()?;
+    Ok((now, now.saturating_sub(baseline)))
 }
 
 /// `uname(2)`: (sysname, release, machine).
