@@ -6,7 +6,8 @@
 #                       the Windows spawn backend's tests under Wine, the systemd unit, and
 #                       the service deployed on an emulated Pi 4 running Debian with systemd
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
-#   make bench          kernel, start methods, scaling; then pifork against CPython
+#   make bench          kernel, start methods, scaling; then pifork against CPython,
+#                       and the start+join round trips over 7 separate runs
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 
 CARGO   ?= cargo

@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--terms", default="1e7", help="N for the reference comparison")
     parser.add_argument("--repeat", type=int, default=3, help="runs per reference figure")
     parser.add_argument("--bench-args", default="", help="extra arguments for `pifork bench`")
+    parser.add_argument("--round-trip-runs", type=int, default=7,
+                        help="separate runs of `pifork bench --start-methods`")
     args = parser.parse_args()
 
     sys.stdout.write(subprocess.run([args.pifork, "bench", *args.bench_args.split()],
@@ -45,6 +47,28 @@ def main():
                             str(processes), "--json"], max(args.repeat, 5))
         print(f"  {name:<34} {python:10.1f} {ours:10.2f} {python / ours:9.0f}x faster"
               f"  (pifork with {processes} worker{'s' if processes > 1 else ''})")
+
+    round_trips(args.pifork, args.round_trip_runs)
+
+
+def round_trips(pifork, runs):
+    """A round trip is tens of microseconds, and what a fork costs on a shared machine moves
+    from one second to the next: one run's median says little, so this runs the comparison
+    several times and gives the spread, and each run's fork/bare-fork ratio."""
+    if runs < 1:
+        return
+    samples = [run_json([pifork, "bench", "--start-methods", "--json"]) for _ in range(runs)]
+    print(f"\nstart+join round trip over {runs} runs of `pifork bench --start-methods`"
+          " (median of the runs' medians, min-max):")
+    for key in ("bare_fork", "fork", "spawn", "forkserver"):
+        values = [s[key] for s in samples]
+        line = f"  {key.replace('_', ' '):<11} {statistics.median(values):9.1f} us" \
+               f"  ({min(values):.0f}-{max(values):.0f})"
+        if key == "fork":
+            ratios = [s["fork"] / s["bare_fork"] for s in samples]
+            line += f"   fork/bare fork {statistics.median(ratios):.2f}" \
+                    f" ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(line)
 
 
 if __name__ == "__main__":
