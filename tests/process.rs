@@ -61,19 +61,8 @@ fn calls_before_start_are_errors() {
 fn terminate_gives_minus_sigterm() {
     let mut p = Process::new(|| sleep_ms(60_000)).name("sleeper");
     p.start().unwrap();
-    assert!(p.is_alive().unwrap());
     assert_eq!(p.exitcode().unwrap(), None);
-    p.terminate().unwrap();
-    p.join().unwrap();
-    let code = p.exitcode().unwrap().unwrap();
-    assert_eq!(code, ExitCode::Signaled(15));
-    assert_eq!(code.code(), -15);
-    assert_eq!(code.to_string(), "-SIGTERM");
-    let err = p.result().unwrap_err();
-    assert!(err.to_string().contains("sleeper") && err.to_string().contains("-SIGTERM"), "{err}");
-    // Signalling a reaped process does nothing (and cannot hit a recycled pid).
-    p.terminate().unwrap();
-    p.kill().unwrap();
+    common::assert_terminated(&mut p, "sleeper");
 }
 
 fn kill_gives_minus_sigkill() {

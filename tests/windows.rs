@@ -150,20 +150,7 @@ mod suite {
     fn terminate_gives_minus_sigterm() {
         let mut p = Process::<()>::entry("w.sleep", &60_000u64).daemon(true).name("sleeper");
         p.start().unwrap();
-        assert!(p.is_alive().unwrap());
-        p.terminate().unwrap();
-        p.join().unwrap();
-        let code = p.exitcode().unwrap().unwrap();
-        assert_eq!(code, ExitCode::Signaled(15));
-        assert_eq!(code.code(), -15);
-        assert_eq!(code.to_string(), "-SIGTERM");
-        let err = p.result().unwrap_err();
-        assert!(matches!(err, Error::ChildFailed { .. }), "{err:?}");
-        assert!(err.to_string().contains("sleeper") && err.to_string().contains("-SIGTERM"));
-        // Ending an ended process does nothing.
-        p.terminate().unwrap();
-        p.kill().unwrap();
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Signaled(15)));
+        crate::common::assert_terminated(&mut p, "sleeper");
     }
 
     fn ending_an_ended_child_changes_nothing() {

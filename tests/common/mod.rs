@@ -112,3 +112,27 @@ pub fn assert_lifecycle(p: &mut pifork::Process<f64>, expected: f64) {
     assert_eq!(p.result().unwrap(), expected);
     assert_eq!(p.result().unwrap(), expected, "the result can be read again");
 }
+
+/// Terminates `p`, a running process named `name`, and checks how it ended, as CPython reports
+/// it: exit code -SIGTERM (-15), and a result error that names the process and the signal.
+/// Ending it again then changes nothing.
+pub fn assert_terminated<T: pifork::Message + std::fmt::Debug>(
+    p: &mut pifork::Process<T>,
+    name: &str,
+) {
+    use pifork::ExitCode;
+    assert!(p.is_alive().unwrap());
+    p.terminate().unwrap();
+    p.join().unwrap();
+    let code = p.exitcode().unwrap().unwrap();
+    assert_eq!(code, ExitCode::Signaled(15));
+    assert_eq!(code.code(), -15);
+    assert_eq!(code.to_string(), "-SIGTERM");
+    let err = p.result().unwrap_err();
+    assert!(matches!(err, pifork::Error::ChildFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains(name) && err.to_string().contains("-SIGTERM"), "{err}");
+    // Signalling a reaped process does nothing (and cannot hit a recycled pid).
+    p.terminate().unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Signaled(15)));
+}
