@@ -308,7 +308,17 @@ impl Child {
         body: impl FnOnce() -> Result<B>,
     ) -> Result<Child> {
         let prepared = Self::prepare(spec)?;
-        let body = body()?;
+        let mut body = Some(body()?);
+        Self::fork_body(spec, prepared, &mut |out| body.take().map_or((), |body| body(out)))
+    }
+
+    /// The fork itself, once for every target type: the body is called through a reference,
+    /// which neither allocates in the parent nor frees in the child.
+    fn fork_body(
+        spec: &Spawn<'_>,
+        prepared: Prepared,
+        body: &mut dyn FnMut(&mut Vec<u8>),
+    ) -> Result<Child> {
         Self::fork(spec, prepared, move |result_w, _, frame| {
             let (code, frame) = super::run_target(frame, body);
             let _ = sys::write_all_raw(result_w, &frame);
