@@ -5,9 +5,10 @@ use std::time::Duration;
 
 fn main() -> pifork::Result<()> {
     // A target with arguments; the return value comes back to the parent.
-    let mut p = Process::with_args(|(m, n)| pifork::pi::partial_sum(m, n), (1u64, 1_000_000u64))
-        .name("summer")
-        .cpus([0]);
+    let leibniz = |(m, n): (u64, u64)| -> f64 {
+        (m..=n).map(|k| if k % 2 == 1 { 1.0 } else { -1.0 } / (2 * k - 1) as f64).sum()
+    };
+    let mut p = Process::with_args(leibniz, (1u64, 1_000_000u64)).name("summer").cpus([0]);
     p.start()?;
     println!("pi ~ {}", 4.0 * p.result()?); // joins, then decodes the f64
 

@@ -2,13 +2,13 @@
 //! Both ends are pifork-owned descriptors: a child keeps one only if its `Process` inherits it.
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
 use crate::error::{Error, Result};
+use crate::fdtable::{Tracked, take_inherited};
 use crate::message::{self, Message};
-use crate::process::Tracked;
 use crate::sys;
 
 /// The sending end of a channel.
@@ -28,10 +28,7 @@ pub struct Receiver<T> {
 /// A new channel; messages up to `PIPE_BUF` (4096 bytes) are written atomically.
 pub fn channel<T: Message>() -> Result<(Sender<T>, Receiver<T>)> {
     let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
-    Ok((
-        Sender { fd: Tracked::new(w), _t: PhantomData },
-        Receiver { fd: Tracked::new(r), _t: PhantomData },
-    ))
+    Ok((Sender::from(w), Receiver::from(r)))
 }
 
 impl<T: Message> Sender<T> {
@@ -82,16 +79,50 @@ impl<T: Message> Receiver<T> {
 }
 
 impl<T> Sender<T> {
-    /// Takes ownership of a sending end handed down by the parent under the number `fd`.
-    pub fn inherited(fd: i32) -> Sender<T> {
-        Sender { fd: Tracked::new(sys::inherited_file(fd as u64).into()), _t: PhantomData }
+    /// Takes the sending end the parent handed down under the number `fd` (listed in its
+    /// `Process::inherit_fds`); each can be taken once. Else [`Error::NotInherited`].
+    pub fn from_inherited(fd: RawFd) -> Result<Sender<T>> {
+        Ok(Sender::from(take_inherited(fd)?))
     }
 }
 
 impl<T> Receiver<T> {
-    /// Takes ownership of a receiving end handed down by the parent under the number `fd`.
-    pub fn inherited(fd: i32) -> Receiver<T> {
-        Receiver { fd: Tracked::new(sys::inherited_file(fd as u64).into()), _t: PhantomData }
+    /// Takes the receiving end the parent handed down under the number `fd` (listed in its
+    /// `Process::inherit_fds`); each can be taken once. Else [`Error::NotInherited`].
+    pub fn from_inherited(fd: RawFd) -> Result<Receiver<T>> {
+        Ok(Receiver::from(take_inherited(fd)?))
+    }
+}
+
+impl<T> From<OwnedFd> for Sender<T> {
+    /// A sending end on a pipe's write end (no other child inherits it).
+    fn from(fd: OwnedFd) -> Sender<T> {
+        Sender { fd: Tracked::new(fd), _t: PhantomData }
+    }
+}
+
+impl<T> From<OwnedFd> for Receiver<T> {
+    /// A receiving end on a pipe's read end (no other child inherits it).
+    fn from(fd: OwnedFd) -> Receiver<T> {
+        Receiver { fd: Tracked::new(fd), _t: PhantomData }
+    }
+}
+
+impl<T> FromRawFd for Sender<T> {
+    /// # Safety
+    /// `fd` must be an open pipe write end that nothing else in this process owns.
+    unsafe fn from_raw_fd(fd: RawFd) -> Sender<T> {
+        // SAFETY: forwarded to the caller (see above).
+        Sender::from(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+impl<T> FromRawFd for Receiver<T> {
+    /// # Safety
+    /// `fd` must be an open pipe read end that nothing else in this process owns.
+    unsafe fn from_raw_fd(fd: RawFd) -> Receiver<T> {
+        // SAFETY: forwarded to the caller (see above).
+        Receiver::from(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 }
 

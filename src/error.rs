@@ -1,11 +1,39 @@
-//! The library's typed errors.
+//! The library's typed errors: one enum for the process model, the message codec, the fork
+//! server and the system calls beneath them. An OS error stays reachable as the `source()`.
 
 use std::fmt;
 
-use crate::process::ExitCode;
+use crate::status::ExitCode;
+
+/// An error code from the operating system (errno, or Windows' last error), kept as the source
+/// of [`Error::Sys`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OsError(i32);
+
+impl OsError {
+    /// The raw code.
+    pub fn raw_os_error(self) -> i32 {
+        self.0
+    }
+}
+
+impl From<OsError> for std::io::Error {
+    fn from(e: OsError) -> std::io::Error {
+        std::io::Error::from_raw_os_error(e.0)
+    }
+}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        std::io::Error::from_raw_os_error(self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for OsError {}
 
 /// Everything that can go wrong in pifork's library.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// `start()` was called on a process that was already started.
     AlreadyStarted,
@@ -31,8 +59,8 @@ pub enum Error {
     Sys {
         /// Which operation failed.
         op: &'static str,
-        /// The OS error code (errno, or Windows' last error).
-        code: i32,
+        /// The OS error (also the error's `source()`).
+        source: OsError,
     },
     /// The child panicked; its panic message travelled back.
     ChildPanicked {
@@ -51,22 +79,6 @@ pub enum Error {
         pid: i32,
         /// How it ended.
         exitcode: ExitCode,
-    },
-    /// A worker of a parallel job ended before its work was done.
-    WorkerDied {
-        /// The worker's index.
-        worker: usize,
-        /// Its pid.
-        pid: i32,
-        /// How it ended.
-        exitcode: ExitCode,
-        /// Its panic message, if it panicked.
-        panic: Option<String>,
-    },
-    /// A job was stopped by a signal (SIGINT, SIGTERM).
-    Interrupted {
-        /// The signal number.
-        signal: i32,
     },
     /// No entry point is registered under this name.
     UnknownEntry {
@@ -93,21 +105,15 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The service's state directory or file is unusable.
-    State(crate::state::StateError),
-    /// A chunk failed too often: the service gives up.
-    ServiceFailed {
-        /// The chunk.
-        chunk: u64,
-        /// How many times it was tried.
-        tries: u32,
-        /// Why the last try failed.
-        last: Box<Error>,
-    },
     /// The child's result did not decode as the expected type.
     Decode {
         /// What was wrong with the bytes.
         reason: &'static str,
+    },
+    /// The descriptor was not handed to this process by its parent, or was claimed already.
+    NotInherited {
+        /// The descriptor's number.
+        fd: i32,
     },
 }
 
@@ -115,7 +121,7 @@ impl Error {
     /// A constructor for [`Error::Sys`] from anything that converts to an `io::Error`
     /// (nix's `Errno`, std's errors).
     pub(crate) fn sys<E: Into<std::io::Error>>(op: &'static str) -> impl Fn(E) -> Error + Copy {
-        move |e| Error::Sys { op, code: e.into().raw_os_error().unwrap_or(0) }
+        move |e| Error::Sys { op, source: OsError(e.into().raw_os_error().unwrap_or(0)) }
     }
 }
 
@@ -140,26 +146,13 @@ impl fmt::Display for Error {
             Error::CpuUnavailable { cpu } => {
                 write!(f, "cpu {cpu} is not in this process's affinity set")
             }
-            Error::Sys { op, code } => {
-                write!(f, "{op} failed: {}", std::io::Error::from_raw_os_error(*code))
-            }
+            Error::Sys { op, source } => write!(f, "{op} failed: {source}"),
             Error::ChildPanicked { name, pid, message } => {
                 write!(f, "{name} (pid {pid}) panicked: {message}")
             }
             Error::ChildFailed { name, pid, exitcode } => {
                 write!(f, "{name} (pid {pid}) ended without a result, exit code {exitcode}")
             }
-            Error::WorkerDied { worker, pid, exitcode, panic } => {
-                write!(f, "worker {worker} (pid {pid}) died with exit code {exitcode}")?;
-                match panic {
-                    Some(message) => write!(f, ": panicked: {message}"),
-                    None => Ok(()),
-                }
-            }
-            Error::Interrupted { signal } => match crate::process::signal_name(*signal) {
-                Some(name) => write!(f, "interrupted by {name}"),
-                None => write!(f, "interrupted by signal {signal}"),
-            },
             Error::UnknownEntry { name, known } if known.is_empty() => {
                 write!(f, "no entry point named {name:?} (names use letters, digits and _-.:)")
             }
@@ -179,16 +172,34 @@ impl fmt::Display for Error {
                 write!(f, "the {method} start method is not available on this platform")
             }
             Error::Forkserver { reason } => write!(f, "fork server: {reason}"),
-            Error::State(e) => e.fmt(f),
-            Error::ServiceFailed { chunk, tries, last } => {
-                write!(f, "chunk {chunk} failed {tries} times, giving up; last: {last}")
-            }
             Error::Decode { reason } => write!(f, "cannot decode the child's result: {reason}"),
+            Error::NotInherited { fd } => write!(
+                f,
+                "descriptor {fd} was not handed to this process by its parent (or was taken \
+                 already): list it in the parent's Process::inherit_fds"
+            ),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sys { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The OS error behind a failed system call, if that is what this is.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sys { source, .. } => Some(source.raw_os_error()),
+            _ => None,
+        }
+    }
+}
 
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

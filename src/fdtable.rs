@@ -3,9 +3,14 @@
 //! another child's pipe end, so end-of-file and hang-up arrive when they should.
 //!
 //! The table is a fixed array of atomics: reading it in a forked child takes no lock.
+//!
+//! A second, smaller table lists the descriptors this process's parent handed down to it (a
+//! `Process`'s `inherit_fds`): each can be claimed once, safely, with [`take_inherited`].
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use crate::error::{Error, Result};
 
 const SLOTS: usize = 4096;
 const FREE: i32 = -1;
@@ -21,6 +26,11 @@ fn used() -> &'static [AtomicI32] {
 }
 
 fn register(fd: RawFd) {
+    // A descriptor handed down by the parent may be recorded already (a forked child keeps the
+    // records of what it kept): once is enough.
+    if used().iter().any(|slot| slot.load(Ordering::Acquire) == fd) {
+        return;
+    }
     for (i, slot) in TABLE.iter().enumerate() {
         if slot.load(Ordering::Relaxed) != FREE {
             continue;
@@ -57,7 +67,10 @@ pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
     for slot in used() {
         let fd = slot.load(Ordering::Acquire);
         if fd != FREE && !keep(fd) {
-            crate::sys::close_raw(fd);
+            // SAFETY: the table lists only descriptors owned by pifork objects of the parent;
+            // their copies in this freshly forked child are never used or dropped (the child
+            // leaves through `_exit`), so closing the numbers here leaves no owner behind.
+            unsafe { crate::sys::close_raw(fd) };
             slot.store(FREE, Ordering::Release);
         }
     }
@@ -95,4 +108,37 @@ impl Drop for Tracked {
             drop(fd);
         }
     }
+}
+
+/// Descriptors handed down to this process by its parent, not claimed yet.
+static INHERITED: [AtomicI32; INHERITED_SLOTS] = [const { AtomicI32::new(FREE) }; INHERITED_SLOTS];
+
+/// How many handed-down descriptors are remembered.
+const INHERITED_SLOTS: usize = 64;
+
+/// In a new child (a forked one, or a spawned one in its guard): records the descriptors its
+/// parent handed down, each claimable once with [`take_inherited`]. Lock- and allocation-free.
+pub(crate) fn set_inherited(fds: &[RawFd]) {
+    for (slot, &fd) in INHERITED.iter().zip(fds.iter().chain(std::iter::repeat(&FREE))) {
+        slot.store(fd, Ordering::Release);
+    }
+    if fds.len() > INHERITED_SLOTS {
+        log::warn!("more than {INHERITED_SLOTS} inherited descriptors: the rest cannot be taken");
+    }
+}
+
+/// Takes ownership of descriptor `fd`, which this process's parent handed down with
+/// `Process::inherit_fds`; each can be taken once. Anything else is
+/// [`Error::NotInherited`].
+pub fn take_inherited(fd: RawFd) -> Result<OwnedFd> {
+    let claimed = fd != FREE
+        && INHERITED.iter().any(|slot| {
+            slot.compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        });
+    if !claimed || !crate::sys::is_open(fd) {
+        return Err(Error::NotInherited { fd });
+    }
+    // SAFETY: the parent handed this open descriptor down for this process to own, and the
+    // claim above succeeds only once per handed-down number, so there is no other owner.
+    Ok(unsafe { crate::sys::own_fd(fd) })
 }

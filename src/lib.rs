@@ -1,87 +1,92 @@
 //! pifork: Python's `multiprocessing.Process` model for Linux, natively — fork, a pidfd
-//! sentinel, `wait()` for the first of many processes, pinning, results back to the parent —
-//! and a parallel Leibniz-series pi engine built on it.
+//! sentinel, `wait()` for the first of many processes, pinning, results back to the parent.
+//!
+//! ```
+//! use pifork::{Process, wait_first};
+//! use std::time::Duration;
+//!
+//! # fn main() -> pifork::Result<()> {
+//! // A target with arguments; its return value comes back to the parent.
+//! let mut p = Process::with_args(|(a, b): (u64, u64)| a * b, (6, 7)).name("multiplier");
+//! p.start()?;
+//! assert_eq!(p.result()?, 42); // joins, then decodes the u64
+//! assert_eq!(p.exitcode()?.map(|c| c.code()), Some(0));
+//!
+//! // Wait for the first of several processes, then stop the others.
+//! let mut racers: Vec<Process> = [2_000u64, 1, 2_000]
+//!     .into_iter()
+//!     .map(|ms| Process::new(move || std::thread::sleep(Duration::from_millis(ms))).daemon(true))
+//!     .collect();
+//! for r in &mut racers {
+//!     r.start()?;
+//! }
+//! assert_eq!(wait_first(&racers, None)?, Some(1));
+//! for r in &mut racers {
+//!     r.terminate()?;
+//!     r.join()?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Targets that must travel to a fresh program (the spawn and forkserver start methods) are
+//! entry points registered by name; the program calls [`main_guard`] at the top of `main`,
+//! after registering them, the equivalent of Python's `if __name__ == "__main__":`
+//! (`examples/entries.rs` shows the whole pattern).
+//!
+//! # Layers
+//! `sys` (the system calls, the only `unsafe`) → [`status`] types (`Pid`, `ExitCode`,
+//! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
+//! [`channel`] and [`signals`] → [`process`]. Nothing here knows the pi appliance built on it.
+//!
+//! # Before `main`
+//! On Linux the library registers one `.init_array` constructor: it counts the threads the
+//! process has when it is loaded (one natively, more under an emulator such as qemu-user), the
+//! baseline against which the fork start method's "single-threaded" check is made. It only
+//! reads `/proc/self/task` and stores a number.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-// The process model is portable (fork and forkserver are Linux-only, spawn works on Windows
-// too); the pi engine and everything the CLI needs build on it with Linux descriptors.
-#[cfg(unix)]
-pub mod bench;
 #[cfg(unix)]
 pub mod channel;
-#[cfg(unix)]
-pub mod cli;
-#[cfg(unix)]
-pub mod engine;
 mod error;
-pub mod message;
 #[cfg(unix)]
-pub mod notify;
-pub mod pi;
+mod fdtable;
+pub mod message;
 pub mod process;
 #[cfg(unix)]
-pub mod race;
-#[cfg(unix)]
-pub mod service;
-#[cfg(unix)]
 pub mod signals;
-pub mod state;
+pub mod status;
 mod sys;
-pub mod wait;
+mod wait;
 
 #[cfg(unix)]
 pub use channel::{Receiver, Sender, channel};
-pub use error::{Error, Result};
+pub use error::{Error, OsError, Result};
+#[cfg(unix)]
+pub use fdtable::take_inherited;
 pub use message::Message;
 pub use process::{
-    Backend, Context, ExitCode, NOOP_ENTRY, Pid, Process, RawInherit, Sentinel, StartMethod,
-    Supervisor, available_cpus, backend, cpu_count, get_context, get_start_method, main_guard,
-    register, set_start_method, signal_name, wait_all, wait_first,
+    Backend, Context, NOOP_ENTRY, Process, Supervisor, available_cpus, backend, cpu_count,
+    get_context, get_start_method, main_guard, register, set_start_method, wait_all, wait_first,
 };
 #[cfg(unix)]
 pub use process::{forkserver, probe_pidfd};
 #[cfg(unix)]
 pub use signals::SignalPipe;
+pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
+pub use sys::{RawInherit, Sentinel};
 pub use wait::wait;
 
-/// Facts about the system as pifork sees it, for `pifork info`.
+/// One bare round trip: `fork`, `_exit(0)` in the child at once, `waitpid` in the parent —
+/// what a fork costs with nothing around it, the reference the benchmarks compare with.
 #[cfg(unix)]
-#[derive(Debug, Clone)]
-pub struct SystemInfo {
-    /// Kernel name, release and machine, as `uname` gives them.
-    pub kernel: (String, String, String),
-    /// `Ok` if pidfd works here, else why not.
-    pub pidfd: std::result::Result<(), String>,
-    /// CPUs this process may use.
-    pub cpus: Vec<usize>,
-    /// The backend chosen.
-    pub backend: Backend,
+#[doc(hidden)]
+pub fn bare_fork_round_trip() -> Result<()> {
+    sys::bare_fork_round_trip().map_err(Error::sys("fork"))
 }
 
-/// Gathers [`SystemInfo`].
-#[cfg(unix)]
-pub fn system_info() -> SystemInfo {
-    SystemInfo {
-        kernel: sys::uname().unwrap_or_default(),
-        pidfd: probe_pidfd().map_err(|e| format!("{e}")),
-        cpus: available_cpus(),
-        backend: backend(),
-    }
-}
-
-/// Formats a CPU list compactly: `0-3`, `0,2,4-5`.
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
-        i = j + 1;
-    }
-    parts.join(",")
-}
+/// The pi appliance built on the library (the `pifork` program's engine, service and reports).
+#[cfg(all(unix, feature = "app"))]
+pub mod app;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
-use crate::process::Tracked;
+use crate::fdtable::{Tracked, track_forever};
 
 /// A self-pipe for signals: readable once one of the registered signals arrived.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ impl SignalPipe {
                 .map_err(io)?;
             let end = OwnedFd::from(write.try_clone().map_err(io)?);
             // The handler owns this copy for the life of the process; children never get it.
-            crate::process::track_forever(&end);
+            track_forever(&end);
             signal_hook::low_level::pipe::register_raw(signal, end).map_err(io)?;
         }
         Ok(SignalPipe { read, last })

@@ -39,7 +39,7 @@ fn estimate(terms: u64, workers: usize) -> f64 {
 
 /// pi - 4*S_N from the remainder expansion, exact far below f64 precision for N >= 1000.
 fn expected(n: u64) -> f64 {
-    std::f64::consts::PI - pifork::pi::remainder(n)
+    std::f64::consts::PI - pifork::app::pi::remainder(n)
 }
 
 /// A long run with `start`, its pid, its workers once all have started, and every process
@@ -302,7 +302,7 @@ fn race_reports_the_first_and_terminates_the_rest() {
     let winner: usize = first["first: runner ".len()..].split(' ').next().unwrap().parse().unwrap();
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("runner ")).collect();
     assert_eq!(lines.len(), 3, "{out}");
-    let sizes = pifork::race::work_sizes(3, 7, 20_000_000);
+    let sizes = pifork::app::race::work_sizes(3, 7, 20_000_000);
     for (i, line) in lines.iter().enumerate() {
         assert!(line.contains(&format!(" terms {} ", sizes[i])), "{out}");
     }

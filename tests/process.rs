@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use common::{alive, children_of, eventually};
-use pifork::engine::{self, PiJob};
+use pifork::app::engine::{self, PiJob};
 use pifork::{
     Backend, Error, ExitCode, NOOP_ENTRY, Process, StartMethod, Supervisor, channel, forkserver,
     get_context, wait, wait_all, wait_first,
@@ -373,12 +373,12 @@ fn engine_reports_a_panicking_worker() {
         if m > 1 {
             panic!("chunk {m}..={n} is cursed");
         }
-        pifork::pi::partial_sum(m, n)
+        pifork::app::pi::partial_sum(m, n)
     }
     let mut job = PiJob::new(4 << 20, 2);
     job.kernel = Some(faulty);
     match engine::run(&job, None) {
-        Err(Error::WorkerDied { exitcode, panic, .. }) => {
+        Err(pifork::app::Error::WorkerDied { exitcode, panic, .. }) => {
             assert_eq!(exitcode, ExitCode::Exited(1));
             assert!(panic.unwrap().contains("is cursed"));
         }
@@ -396,8 +396,8 @@ fn register_entries() {
         inner.start().map_err(|e| e.to_string()).err().unwrap_or_default()
     });
     pifork::register("test.echo", |(rx, tx): (i32, i32)| {
-        let (rx, tx) =
-            (pifork::Receiver::<u64>::inherited(rx), pifork::Sender::<u64>::inherited(tx));
+        let rx = pifork::Receiver::<u64>::from_inherited(rx).unwrap();
+        let tx = pifork::Sender::<u64>::from_inherited(tx).unwrap();
         while let Some(x) = rx.recv().unwrap() {
             tx.send(&(x + 1)).unwrap();
         }
@@ -632,7 +632,8 @@ const TESTS: &[Test] = &[
 
 fn main() {
     register_entries();
-    if std::env::var("PIFORK_SPAWN").is_ok_and(|v| v.starts_with("v1;test.unguarded;")) {
+    pifork::app::register_entries();
+    if std::env::var("PIFORK_SPAWN").is_ok_and(|v| v.starts_with("v2;test.unguarded;")) {
         // Play a program whose main forgot the guard: it tries to start a process of its own,
         // which must be refused (no fork bomb), and exits without running any entry.
         let mut p = Process::<()>::entry(NOOP_ENTRY, &()).start_method(StartMethod::Spawn);

@@ -5,10 +5,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::engine::{self, PiJob};
-use crate::error::Result;
-use crate::pi;
-use crate::process::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
+use super::engine::{self, PiJob};
+use super::error::Result;
+use super::pi;
+use super::plan::{chunk_plan, combine};
+use crate::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
 
 /// The median of `samples` (sorted in place); zero for none.
 pub fn median(samples: &mut [Duration]) -> Duration {
@@ -126,7 +127,7 @@ impl ScalingRow {
 /// kernel and combination, so the result has the same bits; only processes are replaced by
 /// threads. Returns the estimate.
 pub fn threads_pi(terms: u64, workers: usize) -> f64 {
-    let plan = pi::chunk_plan(terms);
+    let plan = chunk_plan(terms);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut partials = vec![0.0f64; plan.len()];
     let results = std::sync::Mutex::new(&mut partials);
@@ -142,7 +143,7 @@ pub fn threads_pi(terms: u64, workers: usize) -> f64 {
             });
         }
     });
-    4.0 * pi::combine(&partials)
+    4.0 * combine(&partials)
 }
 
 /// Runs `copies` pinned processes at once, each summing `terms` terms and timing itself;
@@ -162,7 +163,11 @@ fn concurrent_kernels(copies: usize, terms: u64) -> Result<Vec<Duration>> {
             .cpus([cpus[i % cpus.len()]]),
         )?;
     }
-    sup.processes_mut().iter_mut().map(|p| p.result().map(Duration::from_nanos)).collect()
+    Ok(sup
+        .processes_mut()
+        .iter_mut()
+        .map(|p| p.result().map(Duration::from_nanos))
+        .collect::<crate::Result<_>>()?)
 }
 
 /// Capacity with `copies` at once: the sum over copies of (time alone / time together).
@@ -257,7 +262,7 @@ pub fn round_trips(runs: usize) -> Result<RoundTrips> {
         let n = BLOCK.min(runs - fork.len());
         for _ in 0..n {
             let start = Instant::now();
-            crate::sys::bare_fork_round_trip().map_err(crate::Error::sys("fork"))?;
+            crate::bare_fork_round_trip()?;
             bare.push(start.elapsed());
         }
         for _ in 0..n {
@@ -294,8 +299,8 @@ mod tests {
     fn threads_give_the_processes_bits() {
         let n = 3_000_001;
         let processes = 4.0
-            * pi::combine(
-                &pi::chunk_plan(n).iter().map(|&(m, k)| pi::partial_sum(m, k)).collect::<Vec<_>>(),
+            * combine(
+                &chunk_plan(n).iter().map(|&(m, k)| pi::partial_sum(m, k)).collect::<Vec<_>>(),
             );
         for w in [1, 2, 3] {
             assert_eq!(threads_pi(n, w).to_bits(), processes.to_bits());

@@ -1,13 +1,12 @@
 //! The race: workers with different amounts of work; the first to finish is found through the
 //! sentinels (no polling), then the rest are terminated — or, on request, all are joined.
 
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::pi;
-use crate::process::{ExitCode, Process, StartMethod, Supervisor, available_cpus};
-use crate::wait::wait;
+use super::engine::Cancel;
+use super::error::Result;
+use super::pi;
+use crate::{ExitCode, Process, StartMethod, Supervisor, available_cpus, wait};
 
 /// One runner's outcome.
 #[derive(Debug, Clone)]
@@ -38,9 +37,9 @@ pub struct RaceReport {
 /// The runners' entry point: the partial sum of terms m..=n.
 pub const PARTIAL_SUM_ENTRY: &str = "pifork.partial-sum";
 
-/// Registers the race's entry point (done once, before any lookup).
-pub(crate) fn register_entries() {
-    crate::process::register(PARTIAL_SUM_ENTRY, |(m, n): (u64, u64)| pi::partial_sum(m, n));
+/// Registers the race's entry point (from `main`, before `main_guard`).
+pub fn register_entries() {
+    crate::register(PARTIAL_SUM_ENTRY, |(m, n): (u64, u64)| pi::partial_sum(m, n));
 }
 
 /// splitmix64: a small, well-mixed generator; plenty for picking work sizes.
@@ -66,14 +65,14 @@ pub fn work_sizes(workers: usize, seed: u64, max_terms: u64) -> Vec<u64> {
     sizes
 }
 
-/// Runs the race. `cancel` as in [`crate::engine::run`].
+/// Runs the race. `cancel` as in [`super::engine::run`].
 pub fn race(
     method: StartMethod,
     workers: usize,
     seed: u64,
     max_terms: u64,
     join_all: bool,
-    cancel: Option<(BorrowedFd<'_>, &dyn Fn() -> Option<Error>)>,
+    cancel: Option<Cancel<'_>>,
 ) -> Result<RaceReport> {
     let sizes = work_sizes(workers, seed, max_terms);
     let cpus = available_cpus();
@@ -95,7 +94,8 @@ pub fn race(
             break;
         }
         let procs = sup.processes();
-        let mut fds = running.iter().map(|&i| procs[i].sentinel()).collect::<Result<Vec<_>>>()?;
+        let mut fds =
+            running.iter().map(|&i| procs[i].sentinel()).collect::<crate::Result<Vec<_>>>()?;
         if let Some((fd, _)) = &cancel {
             fds.push(*fd);
         }

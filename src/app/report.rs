@@ -1,15 +1,15 @@
-//! Pieces of the command line that are worth testing on their own: number parsing and the
-//! report formats.
+//! The reports of the `pifork` commands, as text and as one JSON object, and the parsing of the
+//! counts they take.
 
 use std::fmt::Write;
 
 use std::time::Duration;
 
-use crate::bench::{KernelFigures, RoundTrips, ScalingRow};
-use crate::engine::PiReport;
-use crate::pi;
-use crate::process::StartMethod;
-use crate::state::State;
+use super::bench::{KernelFigures, RoundTrips, ScalingRow};
+use super::engine::PiReport;
+use super::pi;
+use super::service::state::{FILE, State};
+use crate::StartMethod;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
@@ -248,7 +248,7 @@ pub fn status_text(state: &State, dir: &std::path::Path) -> String {
     let mut out = String::new();
     let done = state.terms_done();
     let (rate, eta) = rate_and_eta(state);
-    let _ = writeln!(out, "state:       {}", dir.join(crate::state::FILE).display());
+    let _ = writeln!(out, "state:       {}", dir.join(FILE).display());
     let _ = writeln!(
         out,
         "terms done:  {done} of {} ({:.2}%)",
@@ -307,7 +307,7 @@ pub fn status_json(state: &State) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::WorkerReport;
+    use crate::app::pool::WorkerReport;
 
     #[test]
     fn parses_counts() {

@@ -1,13 +1,13 @@
-//! Entry points for the spawn and forkserver start methods: targets that travel by name.
+//! Entry points for the spawn and forkserver start methods: targets that travel by name, and
+//! the description of a spawned child's work that travels in its environment.
 //!
 //! A spawned child is a fresh run of the current executable. It learns which entry to run from
-//! `PIFORK_SPAWN` in its environment and runs it from [`main_guard`], the equivalent of
+//! `PIFORK_SPAWN` in its environment and runs it from `main_guard`, the equivalent of
 //! Python's `if __name__ == "__main__":`, called at the top of `main` after the entries are
 //! registered. A child whose program forgot the guard never starts processes of its own (no
 //! fork bomb), and the parent's `start()` fails with [`Error::NoMainGuard`].
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +27,7 @@ static REGISTRY: Mutex<BTreeMap<String, EntryFn>> = Mutex::new(BTreeMap::new());
 static GUARD_RAN: AtomicBool = AtomicBool::new(false);
 
 /// Registers `f` under `name` as a target for any start method. Register every entry before
-/// [`main_guard`]: a spawned child only knows what its `main` registered before the guard.
+/// `main_guard`: a spawned child only knows what its `main` registered before the guard.
 pub fn register<A, T, F>(name: &str, f: F)
 where
     A: Message,
@@ -39,25 +39,11 @@ where
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), entry);
 }
 
-/// Entry points pifork itself provides, registered before the first lookup.
-fn register_builtins() {
+/// The one entry point the library itself provides, registered before the first lookup.
+pub(crate) fn register_builtins() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        register_module_entries();
-        register(NOOP_ENTRY, |(): ()| ());
-    });
+    ONCE.call_once(|| register(NOOP_ENTRY, |(): ()| ()));
 }
-
-/// The entry points of pifork's pi engine and race, which exist on Linux only.
-#[cfg(unix)]
-fn register_module_entries() {
-    crate::engine::register_entries();
-    crate::race::register_entries();
-}
-
-/// Windows has neither the pi engine nor the race: no entries of theirs to register.
-#[cfg(not(unix))]
-fn register_module_entries() {}
 
 /// An entry point that does nothing (for round-trip measurements).
 pub const NOOP_ENTRY: &str = "pifork.noop";
@@ -77,33 +63,40 @@ pub(crate) fn lookup(name: &str) -> Result<EntryFn> {
 pub(crate) struct SpawnSpec {
     /// The entry to run.
     pub entry: String,
-    /// Inherited descriptor (or handle) the arguments arrive on.
-    pub args: u64,
-    /// Inherited descriptor (or handle) the handshake and the result go to.
-    pub result: u64,
-    /// A descriptor the child only holds open until it exits (the pipe sentinel), or 0.
-    pub hold: u64,
+    /// Inherited descriptor (or handle value) the arguments arrive on.
+    pub args: WireFd,
+    /// Inherited descriptor (or handle value) the handshake and the result go to.
+    pub result: WireFd,
+    /// A descriptor the child only holds open until it exits (the pipe sentinel), or -1.
+    pub hold: WireFd,
     /// Whether the process is daemonic.
     pub daemon: bool,
+    /// The descriptors (handle values) listed with `inherit_fds`, claimable by the entry.
+    pub inherit: Vec<WireFd>,
 }
 
+/// A descriptor number on Linux, a handle's value on Windows: an integer either way.
+pub(crate) type WireFd = i64;
+
 impl SpawnSpec {
-    /// The variable's value: `v1;entry;args;result;hold;daemon`.
+    /// The variable's value: `v2;entry;args;result;hold;daemon;inherit,...`.
     pub fn encode(&self) -> String {
+        let inherit: Vec<String> = self.inherit.iter().map(i64::to_string).collect();
         format!(
-            "v1;{};{};{};{};{}",
+            "v2;{};{};{};{};{};{}",
             self.entry,
             self.args,
             self.result,
             self.hold,
-            u8::from(self.daemon)
+            u8::from(self.daemon),
+            inherit.join(",")
         )
     }
 
     /// Parses the variable's value.
     pub fn decode(text: &str) -> Option<SpawnSpec> {
         let mut parts = text.split(';');
-        if parts.next()? != "v1" {
+        if parts.next()? != "v2" {
             return None;
         }
         let entry = parts.next()?.to_string();
@@ -115,7 +108,11 @@ impl SpawnSpec {
             "1" => true,
             _ => return None,
         };
-        parts.next().is_none().then_some(SpawnSpec { entry, args, result, hold, daemon })
+        let inherit = match parts.next()? {
+            "" => Vec::new(),
+            list => list.split(',').map(|n| n.parse().ok()).collect::<Option<Vec<_>>>()?,
+        };
+        parts.next().is_none().then_some(SpawnSpec { entry, args, result, hold, daemon, inherit })
     }
 }
 
@@ -130,49 +127,15 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// True in a spawned child whose program never called [`main_guard`]: such a process must not
+/// Records that the program called `main_guard`; true if it had already.
+pub(crate) fn mark_guard_ran() -> bool {
+    GUARD_RAN.swap(true, Ordering::Relaxed)
+}
+
+/// True in a spawned child whose program never called `main_guard`: such a process must not
 /// start processes of its own.
 pub(crate) fn guard_missing() -> bool {
     !GUARD_RAN.load(Ordering::Relaxed) && std::env::var_os(SPAWN_ENV).is_some()
-}
-
-/// Turns a spawned child into its worker: runs the entry named in `PIFORK_SPAWN` with the
-/// arguments from its parent, sends the result back and exits. Does nothing in any other
-/// process. Call it at the top of `main`, after registering the entries.
-pub fn main_guard() {
-    if GUARD_RAN.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    register_builtins();
-    let Some(value) = std::env::var_os(SPAWN_ENV) else { return };
-    let Some(spec) = value.to_str().and_then(SpawnSpec::decode) else {
-        eprintln!("pifork: malformed {SPAWN_ENV} in the environment: {value:?}");
-        std::process::exit(2);
-    };
-    let mut result = crate::sys::inherited_file(spec.result);
-    let mut args_file = crate::sys::inherited_file(spec.args);
-    // This process's own children must not hold these open.
-    super::imp::adopt_inherited(spec.result, spec.hold);
-    if result.write_all(&[HANDSHAKE]).is_err() {
-        // The parent is gone; nobody wants the work.
-        crate::sys::exit_now(1);
-    }
-    let mut args = Vec::new();
-    let read = args_file.read_to_end(&mut args);
-    drop(args_file);
-    super::set_in_daemon(spec.daemon);
-    let (code, frame) = match (read, lookup(&spec.entry)) {
-        (Ok(_), Ok(entry)) => {
-            super::run_target(Vec::new(), |out| super::run_entry(&entry, &args, out))
-        }
-        (Err(e), _) => super::panic_frame(format!("cannot read the arguments: {e}")),
-        (_, Err(e)) => super::panic_frame(e.to_string()),
-    };
-    let _ = result.write_all(&frame);
-    drop(result);
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    crate::sys::exit_now(code)
 }
 
 #[cfg(test)]
@@ -181,12 +144,26 @@ mod tests {
 
     #[test]
     fn spec_round_trips_and_rejects_garbage() {
-        let spec =
-            SpawnSpec { entry: "pi.worker".into(), args: 5, result: 7, hold: 0, daemon: true };
-        assert_eq!(SpawnSpec::decode(&spec.encode()), Some(spec));
-        for bad in
-            ["", "v2;a;1;2;0;0", "v1;a;x;2;0;0", "v1;a;1;2;0;2", "v1;a;1;2;0;0;extra", "v1;a;1;2;0"]
-        {
+        let spec = SpawnSpec {
+            entry: "pi.worker".into(),
+            args: 5,
+            result: 7,
+            hold: -1,
+            daemon: true,
+            inherit: vec![9, 12],
+        };
+        assert_eq!(SpawnSpec::decode(&spec.encode()), Some(spec.clone()));
+        let none = SpawnSpec { inherit: Vec::new(), ..spec };
+        assert_eq!(SpawnSpec::decode(&none.encode()), Some(none));
+        for bad in [
+            "",
+            "v1;a;1;2;0;0",
+            "v2;a;x;2;0;0;",
+            "v2;a;1;2;0;2;",
+            "v2;a;1;2;0;0;;extra",
+            "v2;a;1;2;0;0",
+            "v2;a;1;2;0;0;3,x",
+        ] {
             assert_eq!(SpawnSpec::decode(bad), None, "{bad}");
         }
     }

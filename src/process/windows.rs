@@ -17,15 +17,16 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
+use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec};
-use super::{ExitCode, Pid, StartMethod};
+use super::spec::ChildSpec;
 use crate::error::{Error, Result};
-use crate::sys;
-use crate::wait::remaining_ms;
+use crate::status::{ExitCode, Pid, StartMethod};
+use crate::sys::{self, RawInherit};
+use crate::wait::{remaining_ms, timeout_ms};
 
 /// The start method of processes that choose none: spawn, the only one there is here.
 pub(crate) const DEFAULT_METHOD: StartMethod = StartMethod::Spawn;
@@ -51,168 +52,38 @@ pub fn backend() -> Backend {
     Backend::Handles
 }
 
-/// A sentinel: a handle that becomes signaled when its process ends (any waitable handle can
-/// be waited on with it).
-pub type Sentinel<'a> = BorrowedHandle<'a>;
-
-/// A handle a child can inherit: made inheritable and listed to the child, which finds it under
-/// the same value.
-pub type RawInherit = RawHandle;
-
-/// Handles one waiter thread watches, beside the event that stops it.
-const GROUP: usize = sys::MAX_WAIT_OBJECTS - 1;
-
-/// `wait()` on Windows: the indices of the signaled handles, ascending, once at least one is
-/// signaled or `deadline` passes (then empty). Up to 64 distinct handles are waited on with one
-/// `WaitForMultipleObjects`; more are split into groups of 63, each watched by a thread that
-/// also waits on a shared event, set by the first group to see a handle signaled (or at the
-/// deadline) to stop the others.
-pub(crate) fn wait_any(
-    sentinels: &[Sentinel<'_>],
-    deadline: Option<Instant>,
-) -> Result<Vec<usize>> {
-    // The same handle twice is not allowed in one wait: wait on each once.
-    let mut unique: Vec<Sentinel<'_>> = Vec::with_capacity(sentinels.len());
-    for s in sentinels {
-        if !unique.iter().any(|u| u.as_raw_handle() == s.as_raw_handle()) {
-            unique.push(*s);
-        }
-    }
-    let ready = ready_now(sentinels)?;
-    if !ready.is_empty() || remaining_ms(deadline) == Some(0) {
-        return Ok(ready);
-    }
-    let fired = if unique.is_empty() {
-        // Nothing can become ready: only the deadline ends the wait.
-        loop {
-            match remaining_ms(deadline) {
-                Some(0) => break None,
-                Some(ms) => std::thread::sleep(Duration::from_millis(ms as u64)),
-                None => std::thread::park(),
-            }
-        }
-    } else if unique.len() <= sys::MAX_WAIT_OBJECTS {
-        wait_few(&unique, deadline)?
-    } else {
-        wait_many(&unique, deadline)?
-    };
-    let mut ready = ready_now(sentinels)?;
-    // An auto-reset object is reset by the wait that saw it: count it even if the scan
-    // cannot see it any more.
-    if let Some(hit) = fired {
-        let raw = unique[hit].as_raw_handle();
-        for (i, s) in sentinels.iter().enumerate() {
-            if s.as_raw_handle() == raw && !ready.contains(&i) {
-                ready.push(i);
-            }
-        }
-        ready.sort_unstable();
-    }
-    Ok(ready)
-}
-
-/// The indices of the handles signaled right now.
-fn ready_now(sentinels: &[Sentinel<'_>]) -> Result<Vec<usize>> {
-    let mut ready = Vec::new();
-    for (i, s) in sentinels.iter().enumerate() {
-        if sys::wait_one(*s, 0).map_err(Error::sys("WaitForSingleObject"))? {
-            ready.push(i);
-        }
-    }
-    Ok(ready)
-}
-
-/// The timeout of one wait call until `deadline` (`INFINITE` without one).
-fn timeout_ms(deadline: Option<Instant>) -> u32 {
-    remaining_ms(deadline).map_or(sys::INFINITE, |ms| ms as u32)
-}
-
-/// One `WaitForMultipleObjects` over at most 64 handles, repeated until one is signaled or the
-/// deadline has passed by the monotonic clock.
-fn wait_few(handles: &[Sentinel<'_>], deadline: Option<Instant>) -> Result<Option<usize>> {
-    loop {
-        let hit = sys::wait_multiple(handles, timeout_ms(deadline))
-            .map_err(Error::sys("WaitForMultipleObjects"))?;
-        if hit.is_some() || remaining_ms(deadline) == Some(0) {
-            return Ok(hit);
-        }
-    }
-}
-
-/// More than 64 handles: one waiter thread per group of 63, stopped through a shared event.
-fn wait_many(handles: &[Sentinel<'_>], deadline: Option<Instant>) -> Result<Option<usize>> {
-    let stop = sys::event().map_err(Error::sys("CreateEventW"))?;
-    let stop = stop.as_handle();
-    let hit: Mutex<Option<usize>> = Mutex::new(None);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|scope| -> Result<()> {
-        for (g, group) in handles.chunks(GROUP).enumerate() {
-            let (hit, failed) = (&hit, &failed);
-            let spawned = std::thread::Builder::new()
-                .name("pifork-wait".into())
-                .stack_size(64 * 1024)
-                .spawn_scoped(scope, move || {
-                    let mut set = Vec::with_capacity(group.len() + 1);
-                    set.push(stop);
-                    set.extend_from_slice(group);
-                    match sys::wait_multiple(&set, sys::INFINITE) {
-                        Ok(Some(0)) | Ok(None) => {}
-                        Ok(Some(i)) => {
-                            let mut hit = hit.lock().unwrap_or_else(|e| e.into_inner());
-                            hit.get_or_insert(g * GROUP + i - 1);
-                        }
-                        Err(e) => {
-                            let e = Error::sys("WaitForMultipleObjects")(e);
-                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                        }
-                    }
-                    // The first to return releases the others (and the caller).
-                    let _ = sys::set_event(stop);
-                });
-            if let Err(e) = spawned {
-                let _ = sys::set_event(stop);
-                return Err(Error::sys("CreateThread")(e));
-            }
-        }
-        // The caller keeps the deadline; the threads wait without one until released.
-        let waited = loop {
-            match sys::wait_one(stop, timeout_ms(deadline)) {
-                Ok(true) => break Ok(()),
-                Ok(false) if remaining_ms(deadline) == Some(0) => break Ok(()),
-                Ok(false) => {}
-                Err(e) => break Err(Error::sys("WaitForSingleObject")(e)),
-            }
-        };
-        let _ = sys::set_event(stop);
-        waited
-    })?;
-    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    Ok(hit.into_inner().unwrap_or_else(|e| e.into_inner()))
-}
-
 /// In a spawned child: the result handle its parent handed down stays out of this process's
 /// own children (made non-inheritable, so that not even a child created with blanket handle
 /// inheritance holds the parent's pipe open). `hold` is unused on Windows (0): the process
 /// handle itself is the sentinel.
-pub(crate) fn adopt_inherited(result: u64, hold: u64) {
-    for handle in [result, hold] {
-        if handle != 0 {
+pub(crate) fn adopt_inherited(spec: &SpawnSpec) {
+    for handle in [spec.result, spec.hold] {
+        if handle > 0 {
             let _ = sys::set_inheritable_value(handle, false);
         }
     }
 }
 
-/// What the child needs to know, fixed before it is created.
-pub(crate) struct Spawn<'a> {
-    pub name: &'a str,
-    pub daemon: bool,
-    pub cpus: Option<&'a [usize]>,
-    /// No meaning here: nothing is forked, so no thread is copied half-way.
-    #[allow(dead_code, reason = "the Linux backend's fork check; spawn copies no threads")]
-    pub allow_threads: bool,
-    pub inherit: &'a [RawHandle],
+/// Handles listed with `inherit_fds` are found under the same values in the child; Windows has
+/// no registry of them to claim from (channels are Linux's).
+pub(crate) fn set_inherited(_handles: &[RawInherit]) {}
+
+/// Windows has no fork start method.
+pub(crate) fn start_fork<B: FnOnce(&mut Vec<u8>)>(
+    spec: &ChildSpec<'_>,
+    body: impl FnOnce() -> Result<B>,
+) -> Result<Child> {
+    Child::start_fork(spec, body)
+}
+
+/// Nor the forkserver one.
+pub(crate) fn start_forkserver(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+    Child::start_forkserver(spec, entry, args)
+}
+
+/// The spawn start method (see [`Child::spawn`]).
+pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+    Child::spawn(spec, entry, args)
 }
 
 /// The exit code `terminate()` gives (read back as `-SIGTERM`).
@@ -336,14 +207,18 @@ fn start_reader(mut pipe: File) -> Result<Receiver<Vec<u8>>> {
 impl Child {
     /// The fork start method does not exist on Windows.
     pub(crate) fn start_fork<B: FnOnce(&mut Vec<u8>)>(
-        _spec: &Spawn<'_>,
+        _spec: &ChildSpec<'_>,
         _body: impl FnOnce() -> Result<B>,
     ) -> Result<Child> {
         Err(Error::Unsupported { method: "fork" })
     }
 
     /// Neither does the forkserver start method.
-    pub(crate) fn start_forkserver(_spec: &Spawn<'_>, _entry: &str, _args: &[u8]) -> Result<Child> {
+    pub(crate) fn start_forkserver(
+        _spec: &ChildSpec<'_>,
+        _entry: &str,
+        _args: &[u8],
+    ) -> Result<Child> {
         Err(Error::Unsupported { method: "forkserver" })
     }
 
@@ -351,7 +226,7 @@ impl Child {
     /// `PIFORK_SPAWN` naming the entry and the two inherited pipe handles; puts it in the
     /// daemon job and pins it if asked; lets it run; waits for its guard's handshake and sends
     /// the arguments.
-    pub(crate) fn spawn(spec: &Spawn<'_>, entry: &str, args: &[u8]) -> Result<Child> {
+    pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
         let mask = spec.cpus.map(affinity_mask).transpose()?;
         let job = if spec.daemon { Some(daemon_job()?) } else { None };
         let (args_r, args_w) = sys::pipe(PIPE_BUFFER).map_err(Error::sys("CreatePipe"))?;
@@ -360,8 +235,9 @@ impl Child {
             entry: entry.to_string(),
             args: sys::handle_value(args_r.as_raw_handle()),
             result: sys::handle_value(result_w.as_raw_handle()),
-            hold: 0,
+            hold: -1,
             daemon: spec.daemon,
+            inherit: spec.inherit.iter().map(|&h| sys::handle_value(h)).collect(),
         }
         .encode();
         let environment = environment_block(&env_value);

@@ -1,7 +1,8 @@
 //! Thin wrappers over the Linux syscalls pifork needs, one per syscall, each returning
-//! `Result<_, Errno>` with the raw call checked right where it is made.
+//! `Result<_, Errno>` with the raw call checked right where it is made. Whatever takes over or
+//! closes a descriptor by number is `unsafe` and says what the caller must guarantee.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CString, c_char};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -11,6 +12,12 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 pub use nix::unistd::ForkResult;
+
+/// A sentinel: a descriptor that becomes readable (or hangs up) when its process ends.
+pub type Sentinel<'a> = BorrowedFd<'a>;
+
+/// A descriptor a child can inherit, named by its number.
+pub type RawInherit = RawFd;
 
 /// Forks the calling process.
 ///
@@ -167,57 +174,50 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// [`write_all`] on a raw descriptor the caller owns (a forked child's own pipe end).
-pub fn write_all_raw(fd: RawFd, buf: &[u8]) -> Result<(), Errno> {
-    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
-    write_all(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
-}
-
-/// [`read`] on a raw descriptor the caller owns.
-pub fn read_raw(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
-    read(unsafe { BorrowedFd::borrow_raw(fd) }, buf)
-}
-
-/// Sets or clears `FD_CLOEXEC` on a raw descriptor the caller owns.
-pub fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
-    use nix::fcntl::{F_GETFD, F_SETFD, FdFlag, fcntl};
-    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let mut flags = FdFlag::from_bits_truncate(fcntl(fd, F_GETFD)?);
-    flags.set(FdFlag::FD_CLOEXEC, on);
-    fcntl(fd, F_SETFD(flags)).map(drop)
-}
-
-/// `dup2(2)`: makes `to` a copy of `from` (closing what `to` was), without close-on-exec.
-pub fn dup2_raw(from: RawFd, to: RawFd) -> Result<(), Errno> {
-    // SAFETY: plain syscall on integers; `to` is replaced atomically by the kernel, and the
-    // caller (a freshly forked child placing its inherited descriptors) owns both numbers.
-    let res = unsafe { libc::dup2(from, to) };
+/// `dup2(2)`: makes descriptor number `to` a copy of `from` (closing what `to` was), without
+/// close-on-exec.
+///
+/// # Safety
+/// Whatever `to` referred to is closed: no live `OwnedFd` (or other owner) in this process may
+/// refer to the number `to`, and the caller takes ownership of the new descriptor.
+pub unsafe fn dup2_onto(from: BorrowedFd<'_>, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain syscall on integers; `from` is open for the call, and the caller vouches
+    // that nothing else owns `to`.
+    let res = unsafe { libc::dup2(from.as_raw_fd(), to) };
     Errno::result(res).map(drop)
 }
 
-/// `fcntl(F_DUPFD_CLOEXEC, min)`: a copy of `fd` numbered at least `min`.
-pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
-    // SAFETY: the caller owns `fd` and keeps it open for the duration of the call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    nix::fcntl::fcntl(fd, nix::fcntl::F_DUPFD_CLOEXEC(min))
+/// `fcntl(F_DUPFD_CLOEXEC, min)`: an owned copy of `fd` numbered at least `min`.
+pub fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<OwnedFd, Errno> {
+    let new = nix::fcntl::fcntl(fd, nix::fcntl::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// `execve(2)`; returns only on failure, with the reason.
-pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> Errno {
-    match nix::unistd::execve(path, argv, envp) {
-        Err(errno) => errno,
-        Ok(never) => match never {},
-    }
+/// Takes ownership of the descriptor numbered `fd`.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process (for example, handed down by the
+/// parent for this process to own), and nothing may close it behind the returned `OwnedFd`.
+pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: forwarded to the caller (see above).
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// A descriptor handed down by a parent across `exec` (its number travelled in the
-/// environment), as a `File`. The child takes ownership of it.
-pub fn inherited_file(fd: u64) -> std::fs::File {
-    // SAFETY: the parent passed this descriptor for this process to own; nothing else in this
-    // process refers to it, and a bad number only makes later reads and writes fail.
-    unsafe { std::fs::File::from_raw_fd(fd as RawFd) }
+/// environment), as a `File`.
+///
+/// # Safety
+/// As for [`own_fd`]: `fd` must be open and owned by nobody else in this process.
+pub unsafe fn inherited_file(fd: i64) -> std::fs::File {
+    // SAFETY: forwarded to the caller (see above).
+    std::fs::File::from(unsafe { own_fd(fd as RawFd) })
+}
+
+/// Whether `fd` is an open descriptor in this process (`fcntl(F_GETFD)`); touches nothing.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
 /// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
@@ -289,12 +289,14 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, E
     }
 }
 
-/// `close(2)` of a raw descriptor the caller knows it owns (used in a freshly forked child to
-/// drop copies of the parent's bookkeeping descriptors). Async-signal-safe.
-pub fn close_raw(fd: RawFd) {
-    // SAFETY: closing an integer descriptor has no memory-safety effect; the caller guarantees
-    // that no live `OwnedFd` in this process refers to it afterwards (the forked child never
-    // drops the parent's copies: it leaves only through `exit_now`).
+/// `close(2)` of a descriptor by number. Async-signal-safe.
+///
+/// # Safety
+/// No owner (`OwnedFd`, `File`, ...) of `fd` in this process may use or close it afterwards:
+/// used in a freshly forked child on copies of the parent's bookkeeping descriptors, whose
+/// owners the child never drops (it leaves only through [`exit_now`]).
+pub unsafe fn close_raw(fd: RawFd) {
+    // SAFETY: forwarded to the caller (see above); closing a number touches no memory.
     unsafe {
         libc::close(fd);
     }
@@ -336,11 +338,6 @@ pub fn set_affinity(cpus: &[usize]) -> Result<(), Errno> {
 pub fn get_affinity() -> Result<Vec<usize>, Errno> {
     let set = nix::sched::sched_getaffinity(Pid::from_raw(0))?;
     Ok((0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
-}
-
-/// `sched_getcpu(3)`: the CPU the caller is running on right now.
-pub fn current_cpu() -> Result<usize, Errno> {
-    nix::sched::sched_getcpu()
 }
 
 /// Signals a supervising parent typically catches for its own shutdown or housekeeping.
@@ -421,12 +418,148 @@ pub fn threads() -> std::io::Result<(usize, usize)> {
     Ok((now, now.saturating_sub(baseline)))
 }
 
-/// `uname(2)`: (sysname, release, machine).
-pub fn uname() -> Result<(String, String, String), Errno> {
-    let u = nix::sys::utsname::uname()?;
-    Ok((
-        u.sysname().to_string_lossy().into_owned(),
-        u.release().to_string_lossy().into_owned(),
-        u.machine().to_string_lossy().into_owned(),
-    ))
+/// Marks a frame in which a child reports that it could not get from `fork` to `execve`: the
+/// tag, the [`ExecStep`] that failed, then its errno (4 bytes, little-endian).
+pub const EXEC_FAILED: u8 = 0xEE;
+
+/// The steps a spawned child takes between `fork` and `execve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExecStep {
+    /// `prctl(PR_SET_PDEATHSIG)`, or the parent was gone already.
+    ParentDeathSignal = 1,
+    /// `sched_setaffinity`.
+    Affinity = 2,
+    /// Clearing close-on-exec on a kept descriptor.
+    KeepDescriptor = 3,
+    /// `execve` itself.
+    Execve = 4,
+}
+
+impl ExecStep {
+    /// The system call behind the step, for error messages.
+    pub fn call(self) -> &'static str {
+        match self {
+            ExecStep::ParentDeathSignal => "prctl(PR_SET_PDEATHSIG)",
+            ExecStep::Affinity => "sched_setaffinity",
+            ExecStep::KeepDescriptor => "fcntl(F_SETFD)",
+            ExecStep::Execve => "execve",
+        }
+    }
+
+    /// Reads an [`EXEC_FAILED`] frame: the step and its errno.
+    pub fn from_frame(frame: &[u8]) -> Option<(ExecStep, i32)> {
+        let [EXEC_FAILED, step, a, b, c, d, ..] = *frame else { return None };
+        let step = [
+            ExecStep::ParentDeathSignal,
+            ExecStep::Affinity,
+            ExecStep::KeepDescriptor,
+            ExecStep::Execve,
+        ]
+        .into_iter()
+        .find(|s| *s as u8 == step)?;
+        Some((step, i32::from_le_bytes([a, b, c, d])))
+    }
+}
+
+/// Everything a child needs between `fork` and `execve`, built before the fork: the program,
+/// its argument and environment arrays (NULL-terminated pointer arrays into owned strings), the
+/// descriptors it keeps, its CPU set and whether it dies with its parent. With all of it ready,
+/// the child neither allocates, frees nor takes a lock, so [`fork_exec`] is safe from a
+/// multi-threaded parent.
+pub struct ExecPlan {
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    keep: Vec<RawFd>,
+    cpus: Option<nix::sched::CpuSet>,
+    parent: Option<Pid>,
+}
+
+impl ExecPlan {
+    /// A plan to run `path` with `argv` and exactly the environment `envp` (`KEY=value`).
+    pub fn new(path: CString, argv: Vec<CString>, envp: Vec<CString>) -> ExecPlan {
+        let argv_count = argv.len();
+        let strings: Vec<CString> = argv.into_iter().chain(envp).collect();
+        // The pointers stay valid: the strings' heap buffers do not move with the vector.
+        let mut pointers = strings.iter().map(|s| s.as_ptr());
+        let mut argv: Vec<*const c_char> = pointers.by_ref().take(argv_count).collect();
+        let mut envp: Vec<*const c_char> = pointers.collect();
+        argv.push(std::ptr::null());
+        envp.push(std::ptr::null());
+        ExecPlan { path, _strings: strings, argv, envp, keep: Vec::new(), cpus: None, parent: None }
+    }
+
+    /// The child keeps `fd`, under the same number, across `execve`.
+    pub fn keep(&mut self, fd: RawFd) {
+        self.keep.push(fd);
+    }
+
+    /// Pins the child to `cpus` before `execve`.
+    pub fn pin(&mut self, cpus: &[usize]) -> Result<(), Errno> {
+        let mut set = nix::sched::CpuSet::new();
+        for &cpu in cpus {
+            set.set(cpu)?;
+        }
+        self.cpus = Some(set);
+        Ok(())
+    }
+
+    /// The child gets SIGKILL when this process dies (`PR_SET_PDEATHSIG`).
+    pub fn die_with_parent(&mut self) {
+        self.parent = Some(getpid());
+    }
+}
+
+/// Forks and, in the child, runs `plan` up to `execve`; returns the child's pid. Only
+/// async-signal-safe system calls run in the child: it resets caught signals and the signal
+/// mask, applies the plan and execs. If a step fails it writes an [`EXEC_FAILED`] frame to
+/// `report` (one of the kept descriptors) and exits with status 1.
+pub fn fork_exec(plan: &ExecPlan, report: BorrowedFd<'_>) -> Result<Pid, Errno> {
+    let report = report.as_raw_fd();
+    // SAFETY: the child below makes only async-signal-safe system calls on data prepared before
+    // the fork (no allocation, no lock), then execs or `_exit`s: sound in a threaded parent.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let failed = exec_in_child(plan);
+            let (step, errno) = failed;
+            let e = (errno as i32).to_le_bytes();
+            let frame = [EXEC_FAILED, step as u8, e[0], e[1], e[2], e[3]];
+            // SAFETY: `report` is the plan's kept descriptor, open in this child; `frame` is a
+            // stack array.
+            unsafe { libc::write(report, frame.as_ptr().cast(), frame.len()) };
+            exit_now(1)
+        }
+    }
+}
+
+/// The child's side of [`fork_exec`]; returns only on failure.
+fn exec_in_child(plan: &ExecPlan) -> (ExecStep, Errno) {
+    reset_signal_handlers();
+    if let Some(parent) = plan.parent {
+        // Checked again afterwards: the parent may have died before the request took effect.
+        if let Err(errno) = set_parent_death_signal(Signal::SIGKILL) {
+            return (ExecStep::ParentDeathSignal, errno);
+        }
+        if getppid() != parent {
+            return (ExecStep::ParentDeathSignal, Errno::ESRCH);
+        }
+    }
+    if let Some(set) = &plan.cpus
+        && let Err(errno) = nix::sched::sched_setaffinity(Pid::from_raw(0), set)
+    {
+        return (ExecStep::Affinity, errno);
+    }
+    for &fd in &plan.keep {
+        // SAFETY: F_SETFD on a number only changes that descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return (ExecStep::KeepDescriptor, Errno::last());
+        }
+    }
+    // SAFETY: the path and both arrays are NULL-terminated and point into strings the plan
+    // owns, which outlive this call (it returns only on failure).
+    unsafe { libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
+    (ExecStep::Execve, Errno::last())
 }

@@ -50,10 +50,18 @@ fn owned(handle: HANDLE) -> io::Result<OwnedHandle> {
     Ok(unsafe { OwnedHandle::from_raw_handle(handle) })
 }
 
+/// A sentinel: a handle that becomes signaled when its process ends (any waitable handle can
+/// be waited on with it).
+pub type Sentinel<'a> = BorrowedHandle<'a>;
+
+/// A handle a child can inherit: made inheritable and listed to the child, which finds it under
+/// the same value.
+pub type RawInherit = RawHandle;
+
 /// A handle's value as a number, as it travels in `PIFORK_SPAWN` (an inherited handle has
 /// the same value in the child).
-pub fn handle_value(handle: RawHandle) -> u64 {
-    handle.addr() as u64
+pub fn handle_value(handle: RawHandle) -> i64 {
+    handle.addr() as i64
 }
 
 /// `GetModuleFileNameW(NULL)`: the full path of the running executable, NUL-terminated.
@@ -360,16 +368,18 @@ pub fn set_event(event: BorrowedHandle<'_>) -> io::Result<()> {
 }
 
 /// A handle handed down by a parent (its value travelled in the environment), as a `File`.
-/// The child takes ownership of it.
-pub fn inherited_file(handle: u64) -> File {
+///
+/// # Safety
+/// The parent must have passed this handle for this process to own, and nothing else in this
+/// process may refer to it.
+pub unsafe fn inherited_file(handle: i64) -> File {
     let raw = ptr::without_provenance_mut::<c_void>(handle as usize);
-    // SAFETY: the parent passed this handle for this process to own; nothing else in this
-    // process refers to it, and a bad value only makes later reads and writes fail.
+    // SAFETY: forwarded to the caller (see above).
     unsafe { File::from_raw_handle(raw) }
 }
 
 /// [`set_inheritable`] on a handle value that travelled in the environment.
-pub fn set_inheritable_value(handle: u64, on: bool) -> io::Result<()> {
+pub fn set_inheritable_value(handle: i64, on: bool) -> io::Result<()> {
     set_inheritable(ptr::without_provenance_mut::<c_void>(handle as usize), on)
 }
 

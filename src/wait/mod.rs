@@ -1,29 +1,25 @@
 //! `wait()`: block until the first of several sentinels (or any readable descriptors) is
 //! ready — the equivalent of `multiprocessing.connection.wait`, on `poll(2)`.
 
-use std::time::{Duration, Instant};
+mod deadline;
+#[cfg(unix)]
+mod unix;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(unix)]
+use unix as imp;
+#[cfg(windows)]
+use windows as imp;
+
+use std::time::Duration;
+
+pub(crate) use deadline::{deadline_after, remaining_ms};
+#[cfg(windows)]
+pub(crate) use windows::timeout_ms;
 
 use crate::error::Result;
-use crate::process::Sentinel;
-
-/// Milliseconds left until `deadline`, rounded up so a wait never ends early; `None` for no
-/// deadline, `Some(0)` once it has passed.
-pub(crate) fn remaining_ms(deadline: Option<Instant>) -> Option<i32> {
-    deadline.map(|d| {
-        let left = d.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            0
-        } else {
-            let ms = left.as_micros().div_ceil(1000);
-            i32::try_from(ms).unwrap_or(i32::MAX)
-        }
-    })
-}
-
-/// The deadline `timeout` from now (monotonic clock); `None` waits forever.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
+use crate::sys::Sentinel;
 
 /// Waits until at least one of `sentinels` is ready or `timeout` passes, and returns the
 /// indices of the ready ones, ascending (empty on timeout).
@@ -33,7 +29,7 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// or hung up; on Windows any waitable handle. Signals that interrupt the wait are absorbed:
 /// the wait resumes with the time that is left.
 pub fn wait(sentinels: &[Sentinel<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let ready = crate::process::wait_any(sentinels, deadline_after(timeout))?;
+    let ready = imp::wait_any(sentinels, deadline_after(timeout))?;
     log::debug!("wait: ready {ready:?} of {}", sentinels.len());
     Ok(ready)
 }
@@ -43,6 +39,7 @@ mod tests {
     use super::*;
     use crate::sys;
     use std::os::fd::AsFd;
+    use std::time::Instant;
 
     #[test]
     fn times_out_with_nothing_ready() {

@@ -4,18 +4,18 @@
 //! chunks are redone (a bounded number of times). Progress survives stops, crashes and
 //! reboots, and is reported to systemd.
 
+pub mod notify;
+pub mod state;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Crew, PiJob, Worker};
-use crate::error::{Error, Result};
-use crate::notify::{Notifier, watchdog_interval};
-use crate::process::{self, StartMethod};
-use crate::signals::SignalPipe;
-use crate::state::State;
-use crate::wait::wait;
+use super::error::{Error, Result};
+use super::pool::{DEPTH, Event, Pool, PoolSpec};
+use crate::{SignalPipe, StartMethod, signal_name};
+use notify::{Notifier, watchdog_interval};
+use state::{FILE, State, StateError};
 
 /// Where the state lives unless told otherwise and not run by systemd.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pifork";
@@ -84,9 +84,7 @@ pub fn progress_line(state: &State, rate: Option<f64>) -> String {
 struct Service<'a> {
     cfg: &'a ServeConfig,
     state: State,
-    job: PiJob,
-    cpus: Vec<usize>,
-    crew: Crew,
+    pool: Option<Pool>,
     pending: VecDeque<u64>,
     retries: BTreeMap<u64, u32>,
     notifier: Option<Notifier>,
@@ -99,28 +97,24 @@ struct Service<'a> {
 pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     let dir = &cfg.state_dir;
     std::fs::create_dir_all(dir).map_err(|e| state_error(dir, "create", e))?;
-    let state = State::load_for(dir, cfg.terms, cfg.chunk).map_err(Error::State)?;
+    let state = State::load_for(dir, cfg.terms, cfg.chunk)?;
     // Writing at once also proves the directory is writable before any work is done.
-    state.save(dir).map_err(Error::State)?;
+    state.save(dir)?;
     if !state.done.is_empty() {
         log::warn!(
             "pifork serve: resumed from {}: {} of {} chunks done",
-            dir.join(crate::state::FILE).display(),
+            dir.join(FILE).display(),
             state.done.len(),
             state.chunks()
         );
     }
     let pending = (0..state.chunks()).filter(|i| !state.done.contains_key(i)).collect();
-    let mut job = PiJob::new(cfg.terms, cfg.workers);
-    job.start = cfg.start;
     let mut service = Service {
         cfg,
         base_elapsed: state.elapsed,
         base_done: state.terms_done(),
         state,
-        job,
-        cpus: process::available_cpus(),
-        crew: Crew(Vec::new()),
+        pool: None,
         pending,
         retries: BTreeMap::new(),
         notifier: Notifier::from_env(),
@@ -130,11 +124,7 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
 }
 
 fn state_error(dir: &Path, op: &'static str, e: std::io::Error) -> Error {
-    Error::State(crate::state::StateError::Io {
-        path: dir.to_path_buf(),
-        op,
-        reason: e.to_string(),
-    })
+    Error::State(StateError::Io { path: dir.to_path_buf(), op, reason: e.to_string() })
 }
 
 impl Service<'_> {
@@ -160,28 +150,31 @@ impl Service<'_> {
 
     fn save(&mut self) -> Result<()> {
         self.state.elapsed = self.base_elapsed + self.session.elapsed().as_secs_f64();
-        self.state.save(&self.cfg.state_dir).map_err(Error::State)
+        Ok(self.state.save(&self.cfg.state_dir)?)
     }
 
     fn run(&mut self, signals: &SignalPipe) -> Result<Stopped> {
         if !self.state.complete() {
-            let workers = self.cfg.workers.clamp(1, self.pending.len().max(1));
-            for index in 0..workers {
-                let worker = self.start_worker(index)?;
-                self.crew.0.push(worker);
-            }
+            let spec = PoolSpec {
+                workers: self.cfg.workers.clamp(1, self.pending.len().max(1)),
+                pin: true,
+                start: self.cfg.start,
+                kernel: None,
+            };
+            let mut pool = Pool::start(&spec)?;
             log::info!(
                 "pifork serve: {} workers on {} chunks of {} terms ({} left)",
-                self.crew.0.len(),
+                pool.len(),
                 self.state.chunks(),
                 self.cfg.chunk,
                 self.pending.len()
             );
-            for _ in 0..2 {
-                for index in 0..self.crew.0.len() {
-                    self.hand_out(index)?;
+            for _ in 0..DEPTH {
+                for worker in 0..pool.len() {
+                    self.hand_out(&mut pool, worker);
                 }
             }
+            self.pool = Some(pool);
         }
         self.notify("READY=1");
         self.notify(&format!("STATUS={}", self.status()));
@@ -192,7 +185,9 @@ impl Service<'_> {
         loop {
             if self.state.complete() && !announced_done {
                 announced_done = true;
-                self.finish_workers();
+                if let Some(pool) = self.pool.take() {
+                    pool.wind_down(Duration::from_secs(2));
+                }
                 let result = self.state.estimate().unwrap_or(f64::NAN);
                 log::warn!(
                     "pifork serve: done: {} terms, pi ~ {result:.15} (error {:+.3e})",
@@ -211,38 +206,28 @@ impl Service<'_> {
                 deadline = deadline.min(w);
             }
             let timeout = deadline.saturating_duration_since(now);
-            // Workers holding chunks: their results first, then their sentinels, then signals.
-            let active: Vec<usize> =
-                (0..self.crew.0.len()).filter(|&i| !self.crew.0[i].in_flight.is_empty()).collect();
-            let ready = {
-                let mut fds: Vec<BorrowedFd<'_>> =
-                    active.iter().map(|&i| self.crew.0[i].results.as_fd()).collect();
-                for &i in &active {
-                    fds.push(self.crew.0[i].process.sentinel()?);
-                }
-                fds.push(signals.fd());
-                wait(&fds, Some(timeout))?
+            let events = match &mut self.pool {
+                Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
+                None => crate::wait(&[signals.fd()], Some(timeout))?
+                    .into_iter()
+                    .map(Event::Ready)
+                    .collect(),
             };
-            let n = active.len();
-            if ready.contains(&(2 * n)) {
-                match signals.take() {
-                    Some(signal_hook::consts::SIGHUP) => {
-                        log::warn!("pifork serve: status: {}", self.status());
+            for event in events {
+                match event {
+                    Event::Ready(_) => match signals.take() {
+                        Some(signal_hook::consts::SIGHUP) => {
+                            log::warn!("pifork serve: status: {}", self.status());
+                        }
+                        Some(sig) => return self.stop(sig),
+                        None => {}
+                    },
+                    Event::Reported { worker, chunk, sum } => {
+                        self.state.done.insert(chunk as u64, sum);
+                        self.save()?;
+                        self.with_pool(|s, pool| s.hand_out(pool, worker));
                     }
-                    Some(sig) => return self.stop(sig),
-                    None => {}
-                }
-            }
-            for &k in ready.iter().filter(|&&k| k < n) {
-                self.take_result(active[k])?;
-            }
-            for &k in ready.iter().filter(|&&k| k >= n && k < 2 * n) {
-                let index = active[k - n];
-                // A worker that reported everything it held may end; one holding chunks may not.
-                if !self.crew.0[index].in_flight.is_empty()
-                    && !self.crew.0[index].process.is_alive()?
-                {
-                    self.restart(index)?;
+                    Event::Ended { worker, lost, error } => self.restart(worker, lost, error)?,
                 }
             }
             let now = Instant::now();
@@ -260,43 +245,27 @@ impl Service<'_> {
         }
     }
 
-    fn start_worker(&self, index: usize) -> Result<Worker> {
-        let pinned = self.cpus.get(index % self.cpus.len().max(1)).copied();
-        Worker::start(index, pinned, &self.job)
+    /// Runs `f` with the pool taken out of `self` (there is one while chunks are pending).
+    fn with_pool<R>(&mut self, f: impl FnOnce(&mut Self, &mut Pool) -> R) -> Option<R> {
+        let mut pool = self.pool.take()?;
+        let out = f(self, &mut pool);
+        self.pool = Some(pool);
+        Some(out)
     }
 
-    /// Gives worker `index` the next pending chunk, if any.
-    fn hand_out(&mut self, index: usize) -> Result<()> {
-        let Some(chunk) = self.pending.pop_front() else { return Ok(()) };
-        let bounds = self.state.bounds(chunk);
-        let w = &mut self.crew.0[index];
-        let sent = w.tasks.as_ref().map(|t| t.send(&bounds));
-        w.in_flight.push_back(chunk as usize);
-        if !matches!(sent, Some(Ok(()))) {
-            // Its death shows on the sentinel; the chunk is redone then.
-            log::debug!("worker-{index} did not take chunk {chunk}");
+    /// Gives worker `worker` the next pending chunk, if any.
+    fn hand_out(&mut self, pool: &mut Pool, worker: usize) {
+        if let Some(chunk) = self.pending.pop_front() {
+            pool.assign(worker, chunk as usize, self.state.bounds(chunk));
         }
-        Ok(())
-    }
-
-    fn take_result(&mut self, index: usize) -> Result<()> {
-        let w = &mut self.crew.0[index];
-        let Ok(Some((sum, _ns))) = w.results.recv() else { return Ok(()) };
-        let Some(chunk) = w.in_flight.pop_front() else { return Ok(()) };
-        self.state.done.insert(chunk as u64, sum);
-        self.save()?;
-        log::debug!("worker-{index} finished chunk {chunk}");
-        self.hand_out(index)
     }
 
     /// A worker died: its chunks go back to the front of the queue (at most [`MAX_RETRIES`]
     /// times each) and a new worker takes its place.
-    fn restart(&mut self, index: usize) -> Result<()> {
-        let w = &mut self.crew.0[index];
-        let err = w.died(index);
+    fn restart(&mut self, worker: usize, lost: Vec<usize>, err: Error) -> Result<()> {
         log::error!("pifork serve: {err}; restarting it");
-        let lost: Vec<u64> = w.in_flight.drain(..).map(|c| c as u64).collect();
         for &chunk in lost.iter().rev() {
+            let chunk = chunk as u64;
             let tries = self.retries.entry(chunk).or_insert(0);
             *tries += 1;
             if *tries > MAX_RETRIES {
@@ -304,23 +273,14 @@ impl Service<'_> {
             }
             self.pending.push_front(chunk);
         }
-        let fresh = self.start_worker(index)?;
-        self.crew.0[index] = fresh;
-        for _ in 0..2 {
-            self.hand_out(index)?;
-        }
-        Ok(())
-    }
-
-    /// All chunks are done: close the task channels and reap the workers.
-    fn finish_workers(&mut self) {
-        for w in &mut self.crew.0 {
-            w.tasks = None;
-        }
-        for w in &mut self.crew.0 {
-            let _ = w.process.join_timeout(Duration::from_secs(2));
-        }
-        self.crew.0.clear();
+        self.with_pool(|s, pool| -> Result<()> {
+            pool.replace(worker)?;
+            for _ in 0..DEPTH {
+                s.hand_out(pool, worker);
+            }
+            Ok(())
+        })
+        .unwrap_or(Ok(()))
     }
 
     /// SIGTERM/SIGINT: stop handing out work, end the workers, flush the state.
@@ -328,13 +288,10 @@ impl Service<'_> {
         self.notify("STOPPING=1");
         log::warn!(
             "pifork serve: stopping on {}: {}",
-            process::signal_name(signal).unwrap_or("a signal"),
+            signal_name(signal).unwrap_or("a signal"),
             self.status()
         );
-        for w in &mut self.crew.0 {
-            let _ = w.process.terminate();
-        }
-        self.crew.0.clear(); // reaps them
+        drop(self.pool.take()); // terminates and reaps the workers
         self.save()?;
         Ok(Stopped::Signal(signal))
     }

@@ -23,7 +23,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::pi;
+use crate::app::pi::MAX_TERMS;
+use crate::app::plan::combine;
 
 /// The first line of a state file of this version.
 pub const MAGIC: &str = "pifork-state v1";
@@ -161,7 +162,7 @@ impl State {
     /// bits however the work was interrupted and resumed.
     pub fn estimate(&self) -> Option<f64> {
         let prefix: Vec<f64> = (0..).map_while(|i| self.done.get(&i).copied()).collect();
-        (!prefix.is_empty()).then(|| 4.0 * pi::combine(&prefix))
+        (!prefix.is_empty()).then(|| 4.0 * combine(&prefix))
     }
 
     /// Terms covered by [`State::estimate`].
@@ -218,7 +219,7 @@ impl State {
             |(n, v): (usize, String)| v.parse::<u64>().map_err(|_| corrupt(n, "bad number"));
         let terms = number(field("terms")?)?;
         let chunk = number(field("chunk")?)?;
-        if terms == 0 || chunk == 0 || terms > pi::MAX_TERMS {
+        if terms == 0 || chunk == 0 || terms > MAX_TERMS {
             return Err(corrupt(2, "terms and chunk must be positive"));
         }
         let (n, elapsed) = field("elapsed")?;
@@ -320,6 +321,7 @@ fn parse_bits(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::pi;
 
     fn sample() -> State {
         let mut s = State::new(10, 4);

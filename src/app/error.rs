@@ -1,0 +1,89 @@
+//! The appliance's errors: the library's, and what goes wrong in a parallel job or the service.
+
+use std::fmt;
+
+use super::service::state::StateError;
+use crate::{ExitCode, signal_name};
+
+/// Everything that can stop a `pifork` command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The process library failed.
+    Process(crate::Error),
+    /// A worker of a parallel job ended before its work was done.
+    WorkerDied {
+        /// The worker's index.
+        worker: usize,
+        /// Its pid.
+        pid: i32,
+        /// How it ended.
+        exitcode: ExitCode,
+        /// Its panic message, if it panicked.
+        panic: Option<String>,
+    },
+    /// A job was stopped by a signal (SIGINT, SIGTERM).
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The service's state directory or file is unusable.
+    State(StateError),
+    /// A chunk failed too often: the service gives up.
+    ServiceFailed {
+        /// The chunk.
+        chunk: u64,
+        /// How many times it was tried.
+        tries: u32,
+        /// Why the last try failed.
+        last: Box<Error>,
+    },
+}
+
+/// Result alias for the appliance.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::Error> for Error {
+    fn from(e: crate::Error) -> Error {
+        Error::Process(e)
+    }
+}
+
+impl From<StateError> for Error {
+    fn from(e: StateError) -> Error {
+        Error::State(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Process(e) => e.fmt(f),
+            Error::WorkerDied { worker, pid, exitcode, panic } => {
+                write!(f, "worker {worker} (pid {pid}) died with exit code {exitcode}")?;
+                match panic {
+                    Some(message) => write!(f, ": panicked: {message}"),
+                    None => Ok(()),
+                }
+            }
+            Error::Interrupted { signal } => match signal_name(*signal) {
+                Some(name) => write!(f, "interrupted by {name}"),
+                None => write!(f, "interrupted by signal {signal}"),
+            },
+            Error::State(e) => e.fmt(f),
+            Error::ServiceFailed { chunk, tries, last } => {
+                write!(f, "chunk {chunk} failed {tries} times, giving up; last: {last}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Process(e) => Some(e),
+            Error::State(e) => Some(e),
+            Error::ServiceFailed { last, .. } => Some(last.as_ref()),
+            Error::WorkerDied { .. } | Error::Interrupted { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! `pifork info`: what the system offers, as the library sees it.
+
+use crate::{Backend, available_cpus, backend, probe_pidfd};
+
+/// Facts about the system as pifork sees it.
+#[derive(Debug, Clone)]
+pub struct SystemInfo {
+    /// Kernel name, release and machine, as `uname` gives them.
+    pub kernel: (String, String, String),
+    /// `Ok` if pidfd works here, else why not.
+    pub pidfd: std::result::Result<(), String>,
+    /// CPUs this process may use.
+    pub cpus: Vec<usize>,
+    /// The backend chosen.
+    pub backend: Backend,
+}
+
+/// Gathers [`SystemInfo`].
+pub fn system_info() -> SystemInfo {
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| {
+            let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+            (text(u.sysname()), text(u.release()), text(u.machine()))
+        })
+        .unwrap_or_default();
+    SystemInfo {
+        kernel,
+        pidfd: probe_pidfd().map_err(|e| format!("{e}")),
+        cpus: available_cpus(),
+        backend: backend(),
+    }
+}
+
+/// Formats a CPU list compactly: `0-3`, `0,2,4-5`.
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// The text `pifork info` prints.
+pub fn info_text(info: &SystemInfo) -> String {
+    let (sysname, release, machine) = &info.kernel;
+    let pidfd = match &info.pidfd {
+        Ok(()) => "works".to_string(),
+        Err(why) => format!("unavailable ({why})"),
+    };
+    format!(
+        "pifork {}\nkernel: {sysname} {release} {machine}\npidfd: {pidfd}\ncpus: {} ({})\nbackend: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        info.cpus.len(),
+        format_cpu_list(&info.cpus),
+        info.backend.as_str()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_compact() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(format_cpu_list(&[0, 2, 4, 5]), "0,2,4-5");
+        assert_eq!(format_cpu_list(&[]), "");
+    }
+}

@@ -1,0 +1,34 @@
+//! The pi appliance, built only on the library's public API: the Leibniz kernel and the chunk
+//! plan, a pool of pinned worker processes, the engine and the race on top of it, the systemd
+//! service with its durable state, the benchmarks, and the reports the `pifork` program prints.
+//!
+//! ```text
+//! pi, plan        the series: kernel, remainder, chunks, combination
+//! pool            pinned worker processes that sum chunks, as typed events
+//! engine, race    one run over the series; the first of several runners
+//! service/        `pifork serve`: state file, systemd notification, retries
+//! bench, report   measurements; text and JSON reports; count parsing
+//! info, logging   `pifork info`; env_logger set up for a terminal or the journal
+//! ```
+
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod info;
+pub mod logging;
+pub mod pi;
+pub mod plan;
+pub mod pool;
+pub mod race;
+pub mod report;
+pub mod service;
+
+pub use error::{Error, Result};
+
+/// Registers the appliance's entry points (the pool's worker and the race's runner). A program
+/// calls it at the top of `main`, before `main_guard`, so that spawned and forkserver children
+/// know them.
+pub fn register_entries() {
+    pool::register_entries();
+    race::register_entries();
+}

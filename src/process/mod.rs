@@ -1,0 +1,37 @@
+//! The process model: `Process` and its start methods, `Supervisor`, entry points, and the
+//! per-OS backends beneath them.
+//!
+//! Front: `lifecycle` (Process), `context`, `supervisor`, `guard` (main_guard), `method`
+//! (default start method, CPUs). Beneath: `entry` (registry), `target` (what a child runs),
+//! `spec` (what a child knows), and the backend of this OS (`unix`: fork, spawn, forkserver,
+//! reaping; `windows`: spawn).
+
+mod context;
+mod entry;
+mod guard;
+mod lifecycle;
+mod method;
+mod spec;
+mod supervisor;
+mod target;
+#[cfg(unix)]
+mod unix;
+#[cfg(windows)]
+mod windows;
+
+// The platform backend: every OS module offers the same `Child`, `Backend`, `backend`,
+// `DEFAULT_METHOD`, `adopt_inherited` and start functions.
+#[cfg(unix)]
+use unix as imp;
+#[cfg(windows)]
+use windows as imp;
+
+pub use context::{Context, get_context};
+pub use entry::{NOOP_ENTRY, register};
+pub use guard::main_guard;
+pub use imp::{Backend, backend};
+#[cfg(unix)]
+pub use imp::{forkserver, probe_pidfd};
+pub use lifecycle::Process;
+pub use method::{available_cpus, cpu_count, get_start_method, set_start_method};
+pub use supervisor::{Supervisor, wait_all, wait_first};

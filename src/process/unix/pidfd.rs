@@ -1,0 +1,44 @@
+//! `PidFd`: an owned pidfd and its verbs. Signals and waits through it cannot hit a recycled
+//! pid.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+
+use crate::fdtable::Tracked;
+use crate::status::Pid;
+use crate::sys;
+
+/// A pidfd, recorded in the descriptor table (no other child inherits it).
+#[derive(Debug)]
+pub(crate) struct PidFd(Tracked);
+
+impl PidFd {
+    /// `pidfd_open` of `pid`.
+    pub(crate) fn open(pid: Pid) -> Result<PidFd, Errno> {
+        sys::pidfd_open(nix::unistd::Pid::from_raw(pid.as_raw())).map(PidFd::from_owned)
+    }
+
+    /// Takes over a pidfd received from elsewhere (the fork server).
+    pub(crate) fn from_owned(fd: OwnedFd) -> PidFd {
+        PidFd(Tracked::new(fd))
+    }
+
+    /// `pidfd_send_signal`.
+    pub(crate) fn send_signal(&self, signal: Signal) -> Result<(), Errno> {
+        sys::pidfd_send_signal(self.0.as_fd(), Some(signal))
+    }
+
+    /// `waitid(P_PIDFD)`: reaps the process if it has ended (`block`: waits for it to end).
+    pub(crate) fn wait(&self, block: bool) -> Result<Option<WaitStatus>, Errno> {
+        sys::waitid_pidfd(self.0.as_fd(), block)
+    }
+}
+
+impl AsFd for PidFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
