@@ -1,8 +1,8 @@
 # pifork — build, test, benchmark, cross-build for the Raspberry Pi 4.
 #
 #   make run            static release build, then `pifork pi` with the defaults
-#   make test           everything CI checks: format, lints, host tests on both process
-#                       backends, the aarch64 suite under qemu-user, the 4-core VM test,
+#   make test           everything CI checks: format, lints, the library's layering (built
+#                       alone, no import circles), host tests on both process backends, the aarch64 suite under qemu-user, the 4-core VM test,
 #                       the Windows spawn backend's tests under Wine, the systemd unit, and
 #                       the service deployed on an emulated Pi 4 running Debian with systemd
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
@@ -16,7 +16,7 @@ STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build setup-static run test test-host check-tools fmt-check clippy bench clean
+.PHONY: all build setup-static run test test-host check-tools fmt-check clippy layers bench clean
 
 all: build
 
@@ -45,6 +45,19 @@ fmt-check: check-tools
 clippy: check-tools
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# The library without the appliance: it must build and lint alone, pull in neither argh nor
+# env_logger, have no import circles, and the appliance must use only its public API.
+layers: check-tools
+	$(CARGO) check --lib --no-default-features
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
+	@deps=$$($(CARGO) tree -e normal --no-default-features --prefix none | awk '{ print $$1 }' | sort -u); \
+	for dep in argh env_logger; do \
+	    if printf '%s\n' "$$deps" | grep -qx "$$dep"; then \
+	        echo "layers: the library without the app feature depends on $$dep" >&2; exit 1; \
+	    fi; \
+	done; echo "layers: the library alone depends on: $$(printf '%s ' $$deps)"
+	python3 scripts/check-layers.py
+
 # The suite runs twice: once on the backend the kernel offers (pidfd here), once with the
 # pipe fallback forced, so both stay tested wherever the suite runs; then once more on the
 # static build that `make run` and `make bench` use.
@@ -53,7 +66,7 @@ test-host: setup-static
 	PIFORK_BACKEND=pipe $(CARGO) test
 	$(CARGO) test --target $(STATIC_TARGET)
 
-test: fmt-check clippy test-host test-aarch64 test-vm test-windows verify-unit test-system
+test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit test-system
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
