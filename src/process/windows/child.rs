@@ -1,90 +1,21 @@
-//! The Windows backend: spawn only. A child is a fresh run of the current executable
-//! (`CreateProcessW`) that inherits exactly its two pipe ends (and the handles the caller
-//! listed); its process handle is the sentinel; `TerminateProcess` stands in for signals.
-//!
-//! How it maps CPython's model:
-//! - `terminate()` and `kill()` end the child with `TerminateProcess` and a distinctive exit
-//!   code, read back as `-SIGTERM` and `-SIGKILL` (CPython reports `-SIGTERM` for both).
-//! - A daemonic child is put, before it runs, into one job object per parent process with
-//!   `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; only the parent holds the job's handle, so the
-//!   system kills the child when the parent dies, however it dies (Linux: `PR_SET_PDEATHSIG`).
-//! - Pinning sets the suspended child's process affinity mask before its first instruction.
-//! - A thread per child reads its result pipe as the bytes arrive, so a large result never
-//!   blocks the child on a full pipe, whatever the parent is waiting on.
+//! A spawned child on Windows as its parent sees it: created suspended, put in the daemon job,
+//! pinned, resumed; its process handle is the sentinel; a thread reads its result pipe.
 
+use super::backend::backend;
+use super::command::{affinity_mask, environment_block, push_quoted};
+use crate::error::{Error, Result};
+use crate::process::entry::{HANDSHAKE, SpawnSpec};
+use crate::process::spec::ChildSpec;
+use crate::status::{ExitCode, Pid};
+use crate::sys;
+use crate::wait::{remaining_ms, timeout_ms};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle, RawHandle};
 use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
-
-use super::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec};
-use super::spec::ChildSpec;
-use crate::error::{Error, Result};
-use crate::status::{ExitCode, Pid, StartMethod};
-use crate::sys::{self, RawInherit};
-use crate::wait::{remaining_ms, timeout_ms};
-
-/// The start method of processes that choose none: spawn, the only one there is here.
-pub(crate) const DEFAULT_METHOD: StartMethod = StartMethod::Spawn;
-
-/// How children are watched and ended on this system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Process handles: `WaitForMultipleObjects` to wait, `TerminateProcess` to end.
-    Handles,
-}
-
-impl Backend {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Handles => "handles",
-        }
-    }
-}
-
-/// The backend in use: there is only one on Windows.
-pub fn backend() -> Backend {
-    Backend::Handles
-}
-
-/// In a spawned child: the result handle its parent handed down stays out of this process's
-/// own children (made non-inheritable, so that not even a child created with blanket handle
-/// inheritance holds the parent's pipe open). `hold` is unused on Windows (0): the process
-/// handle itself is the sentinel.
-pub(crate) fn adopt_inherited(spec: &SpawnSpec) {
-    for handle in [spec.result, spec.hold] {
-        if handle > 0 {
-            let _ = sys::set_inheritable_value(handle, false);
-        }
-    }
-}
-
-/// Handles listed with `inherit_fds` are found under the same values in the child; Windows has
-/// no registry of them to claim from (channels are Linux's).
-pub(crate) fn set_inherited(_handles: &[RawInherit]) {}
-
-/// Windows has no fork start method.
-pub(crate) fn start_fork<B: FnOnce(&mut Vec<u8>)>(
-    spec: &ChildSpec<'_>,
-    body: impl FnOnce() -> Result<B>,
-) -> Result<Child> {
-    Child::start_fork(spec, body)
-}
-
-/// Nor the forkserver one.
-pub(crate) fn start_forkserver(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
-    Child::start_forkserver(spec, entry, args)
-}
-
-/// The spawn start method (see [`Child::spawn`]).
-pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
-    Child::spawn(spec, entry, args)
-}
 
 /// The exit code `terminate()` gives (read back as `-SIGTERM`).
 const TERMINATE_CODE: u32 = 0x1_0000 | 15;
@@ -122,66 +53,6 @@ fn daemon_job() -> Result<BorrowedHandle<'static>> {
         Ok(job) => Ok(job.as_handle()),
         Err(e) => Err(e.clone()),
     }
-}
-
-/// The affinity mask of `cpus` (bit `n` for CPU `n`).
-fn affinity_mask(cpus: &[usize]) -> Result<usize> {
-    cpus.iter().try_fold(0usize, |mask, &cpu| {
-        1usize.checked_shl(cpu as u32).map(|bit| mask | bit).ok_or(Error::CpuUnavailable { cpu })
-    })
-}
-
-/// Appends `arg` to a command line, quoted the way the C runtime's `argv` parser (and
-/// `CommandLineToArgvW`) reads it back: bare when it has no blank or quote, else in quotes
-/// with backslashes doubled where they precede a quote.
-pub(crate) fn push_quoted(line: &mut Vec<u16>, arg: &OsStr) {
-    let units: Vec<u16> = arg.encode_wide().collect();
-    let (quote, backslash) = (u16::from(b'"'), u16::from(b'\\'));
-    let plain = !units.is_empty()
-        && !units.iter().any(|&c| c == u16::from(b' ') || c == u16::from(b'\t') || c == quote);
-    if plain {
-        line.extend_from_slice(&units);
-        return;
-    }
-    line.push(quote);
-    let mut backslashes = 0;
-    for &c in &units {
-        if c == backslash {
-            backslashes += 1;
-        } else {
-            if c == quote {
-                // Each backslash before a quote doubles, and the quote gets its own.
-                line.extend(std::iter::repeat_n(backslash, backslashes + 1));
-            }
-            backslashes = 0;
-        }
-        line.push(c);
-    }
-    // Backslashes before the closing quote double too.
-    line.extend(std::iter::repeat_n(backslash, backslashes));
-    line.push(quote);
-}
-
-/// The child's environment block: this process's variables without any old `PIFORK_SPAWN`,
-/// plus `PIFORK_SPAWN=spec`, sorted by name without regard to case as Windows expects,
-/// as NUL-terminated UTF-16 strings closed by one more NUL.
-pub(crate) fn environment_block(spec: &str) -> Vec<u16> {
-    let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> =
-        std::env::vars_os().filter(|(k, _)| !k.eq_ignore_ascii_case(SPAWN_ENV)).collect();
-    vars.push((SPAWN_ENV.into(), spec.into()));
-    vars.sort_by_cached_key(|(k, _)| k.to_string_lossy().to_uppercase());
-    let mut block = Vec::new();
-    for (k, v) in &vars {
-        block.extend(k.encode_wide());
-        block.push(u16::from(b'='));
-        block.extend(v.encode_wide());
-        block.push(0);
-    }
-    block.push(0);
-    if block.len() == 1 {
-        block.push(0);
-    }
-    block
 }
 
 /// Starts the thread that reads the child's result pipe to its end, passing the bytes on as
@@ -464,47 +335,5 @@ impl Child {
             Err(_) if sys::wait_one(self.process.as_handle(), 0).unwrap_or(false) => Ok(()),
             Err(e) => Err(Error::sys("TerminateProcess")(e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn quoted(arg: &str) -> String {
-        let mut line = Vec::new();
-        push_quoted(&mut line, OsStr::new(arg));
-        String::from_utf16(&line).unwrap()
-    }
-
-    #[test]
-    fn arguments_are_quoted_for_the_c_runtime() {
-        assert_eq!(quoted(r"C:\pifork\pifork.exe"), r"C:\pifork\pifork.exe");
-        assert_eq!(quoted(r"C:\Program Files\p.exe"), r#""C:\Program Files\p.exe""#);
-        assert_eq!(quoted(""), r#""""#);
-        assert_eq!(quoted(r#"say "hi""#), r#""say \"hi\"""#);
-        assert_eq!(quoted(r#"a\"b c"#), r#""a\\\"b c""#);
-        assert_eq!(quoted(r"dir with space\"), r#""dir with space\\""#);
-        assert_eq!(quoted(r"a\\b c"), r#""a\\b c""#);
-    }
-
-    #[test]
-    fn environment_block_replaces_the_spec_and_ends_with_two_nuls() {
-        let block = environment_block("v1;x;1;2;0;0");
-        assert!(block.ends_with(&[0, 0]));
-        let text = String::from_utf16_lossy(&block);
-        let entries: Vec<&str> = text.split('\0').filter(|s| !s.is_empty()).collect();
-        let specs: Vec<&&str> = entries.iter().filter(|e| e.starts_with("PIFORK_SPAWN=")).collect();
-        assert_eq!(specs, [&"PIFORK_SPAWN=v1;x;1;2;0;0"]);
-        let names: Vec<String> =
-            entries.iter().map(|e| e.split('=').next().unwrap_or("").to_uppercase()).collect();
-        assert!(names.windows(2).all(|w| w[0] <= w[1]), "sorted: {names:?}");
-    }
-
-    #[test]
-    fn masks_name_the_cpus() {
-        assert_eq!(affinity_mask(&[0]).unwrap(), 1);
-        assert_eq!(affinity_mask(&[1, 3]).unwrap(), 0b1010);
-        assert_eq!(affinity_mask(&[usize::BITS as usize]), Err(Error::CpuUnavailable { cpu: 64 }));
     }
 }

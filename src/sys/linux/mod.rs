@@ -1,0 +1,13 @@
+//! Thin wrappers over the Linux syscalls pifork needs, one per syscall, each returning
+//! `Result<_, Errno>` with the raw call checked right where it is made. Whatever takes over or
+//! closes a descriptor by number is `unsafe` and says what the caller must guarantee.
+
+mod exec;
+mod fd;
+mod process;
+mod socket;
+
+pub use exec::*;
+pub use fd::*;
+pub use process::*;
+pub use socket::*;
