@@ -113,7 +113,7 @@ impl<T> FromRawFd for Sender<T> {
     /// `fd` must be an open pipe write end that nothing else in this process owns.
     unsafe fn from_raw_fd(fd: RawFd) -> Sender<T> {
         // SAFETY: forwarded to the caller (see above).
-        Sender::from(unsafe { OwnedFd::from_raw_fd(fd) })
+        Sender::from(unsafe { sys::own_fd(fd) })
     }
 }
 
@@ -122,7 +122,7 @@ impl<T> FromRawFd for Receiver<T> {
     /// `fd` must be an open pipe read end that nothing else in this process owns.
     unsafe fn from_raw_fd(fd: RawFd) -> Receiver<T> {
         // SAFETY: forwarded to the caller (see above).
-        Receiver::from(unsafe { OwnedFd::from_raw_fd(fd) })
+        Receiver::from(unsafe { sys::own_fd(fd) })
     }
 }
 

@@ -35,7 +35,7 @@
 //! (`examples/entries.rs` shows the whole pattern).
 //!
 //! # Layers
-//! `sys` (the system calls, the only `unsafe`) → [`status`] types (`Pid`, `ExitCode`,
+//! `sys` (the system calls: the `unsafe` functions live there) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! [`channel`] and [`signals`] → [`process`]. Nothing here knows the pi appliance built on it.
 //!
