@@ -1,8 +1,25 @@
-# Shared by the set-up and test scripts: messages, privileges, Debian packages, Rust targets.
+# Shared by the set-up and test scripts: messages, paths, privileges, Debian packages,
+# QEMU system emulation, Rust targets.
 # Source it after setting PROG (the name messages start with).
 
 log() { printf '%s: %s\n' "$PROG" "$*"; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+# pifork_paths: sets ROOT to the repository and TARGET_DIR to cargo's target directory
+# ($CARGO_TARGET_DIR, taken relative to ROOT, else ROOT/target), both absolute.
+pifork_paths() {
+    ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+    case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+}
+
+# aarch64_bin [BINARY]: sets BIN to the static aarch64 pifork binary: BINARY, else $AARCH64_BIN,
+# else TARGET_DIR/aarch64-unknown-linux-musl/release/pifork (so pifork_paths comes first);
+# a relative path is taken from the current directory and made absolute.
+aarch64_bin() {
+    BIN=${1:-${AARCH64_BIN:-$TARGET_DIR/aarch64-unknown-linux-musl/release/pifork}}
+    case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+}
 
 # Sets SUDO to what runs a command as root: nothing as root, `sudo -n` with passwordless sudo;
 # dies otherwise, naming what needed root ($*).
@@ -47,6 +64,39 @@ need_packages() {
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" </dev/null
+}
+
+# need_qemu_system [MIRROR]: installs qemu-system-arm when qemu-system-aarch64 is missing.
+# On Debian bookworm it comes from bookworm-backports at MIRROR (default deb.debian.org),
+# through a source list that is removed right after: bookworm's own qemu-system-arm (7.2)
+# conflicts with the backported qemu-utils (10.x) some bookworm machines carry; the backported
+# qemu-system-arm fits both. Elsewhere it is the distribution's own package.
+need_qemu_system() {
+    local mirror=${1:-http://deb.debian.org/debian} codename='' list saved rc=0
+    command -v qemu-system-aarch64 >/dev/null 2>&1 && return 0
+    # shellcheck disable=SC1091
+    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    if [[ $codename != bookworm ]]; then
+        need_packages qemu-system-arm
+    else
+        need_root "install qemu-system-arm"
+        list=/etc/apt/sources.list.d/pifork-bookworm-backports.list
+        log "installing qemu-system-arm from bookworm-backports"
+        # The source list is removed even if the script ends early; the caller's EXIT
+        # trap is put back afterwards.
+        saved=$(trap -p EXIT)
+        trap '"${SUDO[@]}" rm -f '"$list" EXIT
+        echo "deb $mirror bookworm-backports main" | "${SUDO[@]}" tee "$list" >/dev/null
+        { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null &&
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends -t bookworm-backports qemu-system-arm </dev/null; } || rc=$?
+        "${SUDO[@]}" rm -f "$list"
+        "${SUDO[@]}" apt-get update -qq </dev/null || true
+        if [[ -n $saved ]]; then eval "$saved"; else trap - EXIT; fi
+        [[ $rc -eq 0 ]] || die "installing qemu-system-arm from bookworm-backports failed (status $rc)"
+    fi
+    command -v qemu-system-aarch64 >/dev/null 2>&1 ||
+        die "qemu-system-aarch64 not on PATH after installing qemu-system-arm"
 }
 
 # fetch_arm64_debs APT_DIR MIRROR SUITE KEYRING: downloads Debian's current arm64 kernel package

@@ -9,21 +9,20 @@
 # (CI=true, no stdin), as root or through passwordless sudo.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+PROG=setup-windows
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+pifork_paths
+cd "$ROOT"
 
 TARGET="${WINDOWS_TARGET:-x86_64-pc-windows-gnu}"
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 APT_PACKAGES=(wine64 gcc-mingw-w64-x86-64)
 WINE="${WINE:-/usr/lib/wine/wine64}"
 MINGW_GCC=x86_64-w64-mingw32-gcc
 SHIM_SRC=scripts/wine-shim/bcryptprimitives.c
 SHIM_DLL="$TARGET_DIR/wine-shim/bcryptprimitives.dll"
-PREFIX="${WINEPREFIX:-$PWD/$TARGET_DIR/wine-prefix}"
+PREFIX="${WINEPREFIX:-$TARGET_DIR/wine-prefix}"
 PREFIX_TIMEOUT="${WINE_PREFIX_TIMEOUT:-180}"
-
-PROG=setup-windows
-# shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
 
 # ---- Rust target -------------------------------------------------------------
 need_rust_target "$TARGET"

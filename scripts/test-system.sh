@@ -32,12 +32,8 @@ shopt -s extglob
 PROG=test-system
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-BIN=${1:-${AARCH64_BIN:-$TARGET_DIR/aarch64-unknown-linux-musl/release/pifork}}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+pifork_paths
+aarch64_bin "${1:-}"
 SYS_DIR=${PIFORK_SYSTEM_DIR:-$TARGET_DIR/system}
 QEMU_TIMEOUT=${PIFORK_SYSTEM_TIMEOUT:-900}
 TERMS=${PIFORK_SYSTEM_TERMS:-2e11}
@@ -54,29 +50,8 @@ secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 T_START=$(now)
 
 # ---- host tools -------------------------------------------------------------------
-# On bookworm, qemu-system-arm comes from bookworm-backports (through a temporary
-# source list) so that it matches the backported qemu-user-static and qemu-utils
-# that the aarch64 set-up may have installed.
-install_qemu_system() {
-    local codename=
-    # shellcheck disable=SC1091
-    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-    need_root "install qemu-system-arm"
-    if [[ $codename != bookworm ]]; then
-        need_packages qemu-system-arm
-        return
-    fi
-    local list=/etc/apt/sources.list.d/pifork-system-bookworm-backports.list rc=0
-    log "installing qemu-system-arm from bookworm-backports"
-    echo "deb $PIFORK_SYSTEM_MIRROR bookworm-backports main" | "${SUDO[@]}" tee "$list" >/dev/null
-    { "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null &&
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends -t bookworm-backports qemu-system-arm </dev/null; } || rc=$?
-    "${SUDO[@]}" rm -f "$list"
-    "${SUDO[@]}" apt-get update -qq </dev/null || true
-    [[ $rc -eq 0 ]] || die "installing qemu-system-arm from bookworm-backports failed (status $rc)"
-}
-command -v qemu-system-aarch64 >/dev/null 2>&1 || install_qemu_system
+# qemu-system-arm: on bookworm from bookworm-backports (see need_qemu_system in lib.sh).
+need_qemu_system "$PIFORK_SYSTEM_MIRROR"
 need_packages mmdebstrap arch-test e2fsprogs openssh-client cpio debian-archive-keyring
 for tool in qemu-system-aarch64 mmdebstrap mkfs.ext4 ssh scp ssh-keygen cpio dpkg-deb timeout; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not on PATH after installing the host packages"

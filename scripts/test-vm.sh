@@ -15,7 +15,8 @@
 # under target/vm/apt; the host's apt setup is not touched) and unpacked with
 # dpkg-deb. qemu-system-arm and cpio are installed with apt when missing (on
 # Debian bookworm qemu-system-arm comes from bookworm-backports, through a
-# temporary source list, so that it matches the backported qemu-utils).
+# temporary source list, so that it matches the backported qemu-utils; see
+# need_qemu_system in scripts/lib.sh).
 #
 # Environment:
 #   PIFORK_VM_DIR       cache and work directory (default: <target dir>/vm)
@@ -26,10 +27,11 @@
 #   PIFORK_VM_SUITE     Debian suite of the kernel and busybox (default bookworm)
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
-BIN=${1:-${AARCH64_BIN:-$TARGET_DIR/aarch64-unknown-linux-musl/release/pifork}}
+PROG=test-vm
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+pifork_paths
+aarch64_bin "${1:-}"
 VM_DIR=${PIFORK_VM_DIR:-$TARGET_DIR/vm}
 MIRROR=${PIFORK_VM_MIRROR:-http://deb.debian.org/debian}
 SUITE=${PIFORK_VM_SUITE:-bookworm}
@@ -38,54 +40,14 @@ PI_TERMS=${PIFORK_VM_PI_TERMS:-600000000}
 NCPUS=4
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
-PROG=test-vm
-# shellcheck source=scripts/lib.sh
-source "$ROOT/scripts/lib.sh"
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 T_START=$(now)
 
-# ---- privileges for apt ---------------------------------------------------------
-apt_install() { # apt_install [apt-get options] PACKAGE...
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "$@" </dev/null
-}
-
 # ---- host tools -----------------------------------------------------------------
-install_host_packages() { # install_host_packages PACKAGE...
-    need_root "install $*"
-    command -v apt-get >/dev/null 2>&1 ||
-        die "apt-get not found: install $* (QEMU aarch64 system emulation, cpio) yourself"
-    local codename=
-    # shellcheck disable=SC1091
-    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-    if [[ $codename == bookworm && " $* " == *" qemu-system-arm "* ]]; then
-        # bookworm's own qemu-system-arm (7.2) conflicts with the backported
-        # qemu-utils (10.x) some bookworm machines carry; the backported
-        # qemu-system-arm fits both. The source list is removed right after.
-        local list=/etc/apt/sources.list.d/pifork-vm-bookworm-backports.list
-        log "installing $* (qemu-system-arm from bookworm-backports)"
-        trap '"${SUDO[@]}" rm -f '"$list" EXIT
-        echo "deb $MIRROR bookworm-backports main" | "${SUDO[@]}" tee "$list" >/dev/null
-        local rc=0
-        { "${SUDO[@]}" apt-get update -qq </dev/null &&
-            apt_install -t bookworm-backports "$@"; } || rc=$?
-        "${SUDO[@]}" rm -f "$list"
-        trap - EXIT
-        [[ $rc -eq 0 ]] || die "installing $* with bookworm-backports failed (status $rc)"
-    else
-        log "installing $*"
-        "${SUDO[@]}" apt-get update -qq </dev/null
-        apt_install "$@"
-    fi
-}
-
-missing=()
-command -v qemu-system-aarch64 >/dev/null 2>&1 || missing+=(qemu-system-arm)
-command -v cpio >/dev/null 2>&1 || missing+=(cpio)
-((${#missing[@]} == 0)) || install_host_packages "${missing[@]}"
-command -v qemu-system-aarch64 >/dev/null 2>&1 || die "qemu-system-aarch64 not on PATH after install"
+need_qemu_system "$MIRROR"
+command -v cpio >/dev/null 2>&1 || need_packages cpio
 for tool in dpkg-deb gzip timeout python3 awk; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found on PATH"
 done

@@ -16,8 +16,7 @@ set -euo pipefail
 PROG=verify-unit
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
-
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+pifork_paths
 UNIT=${1:-$ROOT/systemd/pifork.service}
 MAX_EXPOSURE=${PIFORK_UNIT_MAX_EXPOSURE:-1.0}
 [[ -f $UNIT ]] || die "no unit file at $UNIT"

@@ -11,11 +11,12 @@ set -euo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: $0 program.exe [args...]" >&2; exit 2; }
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-[[ $target_dir = /* ]] || target_dir="$root/$target_dir"
+PROG="wine-run"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+pifork_paths
 wine="${WINE:-/usr/lib/wine/wine64}"
-shim="$target_dir/wine-shim/bcryptprimitives.dll"
+shim="$TARGET_DIR/wine-shim/bcryptprimitives.dll"
 
 [[ -x $wine ]] || { echo "wine-run: $wine not found; run 'make setup-windows'" >&2; exit 2; }
 
@@ -26,7 +27,7 @@ if [[ -f $shim ]] && ! cmp -s "$shim" "$exe_dir/bcryptprimitives.dll"; then
     cp "$shim" "$exe_dir/bcryptprimitives.dll"
 fi
 
-export WINEPREFIX="${WINEPREFIX:-$target_dir/wine-prefix}"
+export WINEPREFIX="${WINEPREFIX:-$TARGET_DIR/wine-prefix}"
 export WINEDEBUG=-all
 # The shim beside the executable, not a builtin of the same name; no Gecko or Mono
 # download prompts; no display needed.
