@@ -1,7 +1,7 @@
 //! A started child as its parent sees it: its pid, how it is reaped (pidfd, pipe sentinel, or
 //! the fork server's status pipe), its result pipe, and the verbs join, poll and signal.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -9,6 +9,7 @@ use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
+use super::backend::{Backend, backend};
 use super::pidfd::PidFd;
 use crate::error::{Error, Result};
 use crate::fdtable::Tracked;
@@ -25,6 +26,45 @@ pub(super) enum Reaper {
     Pipe(Tracked),
     /// The fork server's child: the server reaps it and writes its status into `status`.
     Server { status: Tracked, pidfd: Option<PidFd> },
+}
+
+/// How a child about to be started will be watched: with the pipe backend, a pipe whose write
+/// end only the child keeps; with pidfd, nothing until the child exists.
+pub(super) struct SentinelPipe(Option<(Tracked, Tracked)>);
+
+impl SentinelPipe {
+    /// The pipe, if the backend in use needs one.
+    pub(super) fn new() -> Result<SentinelPipe> {
+        Ok(SentinelPipe(match backend() {
+            Backend::Pipe => {
+                let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
+                Some((Tracked::new(r), Tracked::new(w)))
+            }
+            Backend::Pidfd => None,
+        }))
+    }
+
+    /// The end the child keeps open until it exits, if there is a pipe.
+    pub(super) fn child_end(&self) -> Option<RawFd> {
+        self.0.as_ref().map(|(_, w)| w.as_raw_fd())
+    }
+
+    /// Once the child `pid` exists: the parent's way to watch and reap it. Should its pidfd
+    /// not open, the child is killed and reaped (it would have no handle) and that is the error.
+    pub(super) fn into_reaper(self, pid: Pid) -> Result<Reaper> {
+        match self.0 {
+            Some((r, w)) => {
+                drop(w);
+                Ok(Reaper::Pipe(r))
+            }
+            None => PidFd::open(pid).map(Reaper::Pidfd).map_err(|errno| {
+                let raw = nix::unistd::Pid::from_raw(pid.as_raw());
+                let _ = sys::kill(raw, Signal::SIGKILL);
+                let _ = sys::waitpid(raw, true);
+                Error::sys("pidfd_open")(errno)
+            }),
+        }
+    }
 }
 
 /// A started child as the parent sees it.

@@ -6,11 +6,8 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
-
-use super::backend::{Backend, backend};
-use super::child::{Child, Reaper};
-use super::pidfd::PidFd;
+use super::backend::backend;
+use super::child::{Child, SentinelPipe};
 use super::setup::{child_setup, single_threaded};
 use crate::error::{Error, Result};
 use crate::fdtable::Tracked;
@@ -21,10 +18,9 @@ use crate::sys;
 
 /// The descriptors of a child about to be forked.
 pub(super) struct Prepared {
-    backend: Backend,
     result_r: Option<Tracked>,
     result_w: Tracked,
-    sentinel_pipe: Option<(Tracked, Tracked)>,
+    sentinel: SentinelPipe,
     /// Allocated before the fork and used on both sides of it: the child builds its frame in
     /// its copy, the parent reads the result into its own; neither allocates or frees it then.
     buffer: Vec<u8>,
@@ -43,15 +39,8 @@ pub(super) fn prepare(spec: &ChildSpec<'_>) -> Result<Prepared> {
 
 /// The sentinel for a child whose result goes to `result_w` (read by `result_r`, if here).
 pub(super) fn prepare_with(result_r: Option<Tracked>, result_w: Tracked) -> Result<Prepared> {
-    let backend = backend();
-    let sentinel_pipe = match backend {
-        Backend::Pipe => {
-            let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
-            Some((Tracked::new(r), Tracked::new(w)))
-        }
-        Backend::Pidfd => None,
-    };
-    Ok(Prepared { backend, result_r, result_w, sentinel_pipe, buffer: Vec::with_capacity(256) })
+    let sentinel = SentinelPipe::new()?;
+    Ok(Prepared { result_r, result_w, sentinel, buffer: Vec::with_capacity(256) })
 }
 
 /// Forks; the child runs `in_child` (given its result pipe end and the prepared buffer), which
@@ -61,7 +50,7 @@ pub(super) fn fork(
     prepared: Prepared,
     in_child: impl FnOnce(BorrowedFd<'_>, Vec<u8>),
 ) -> Result<Child> {
-    let Prepared { backend, result_r, result_w, sentinel_pipe, buffer } = prepared;
+    let Prepared { result_r, result_w, sentinel, buffer } = prepared;
     // Anything buffered now would otherwise be written twice, once by each process
     // (stderr is unbuffered).
     let _ = std::io::stdout().flush();
@@ -73,7 +62,7 @@ pub(super) fn fork(
     // take any lock, or the caller opted in knowing the child's code is fork-safe.
     match unsafe { sys::fork() }.map_err(Error::sys("fork"))? {
         sys::ForkResult::Child => {
-            let hold = sentinel_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
+            let hold = sentinel.child_end().unwrap_or(-1);
             child_setup(spec, parent, &[result_w.as_raw_fd(), hold]);
             in_child(result_w.as_fd(), buffer);
             // `in_child` leaves through `_exit`; should it ever return, so do we.
@@ -82,25 +71,11 @@ pub(super) fn fork(
         sys::ForkResult::Parent { child } => {
             let pid = Pid(child.as_raw());
             drop(result_w);
-            let reaper = match sentinel_pipe {
-                Some((r, w)) => {
-                    drop(w);
-                    Reaper::Pipe(r)
-                }
-                None => match PidFd::open(pid) {
-                    Ok(fd) => Reaper::Pidfd(fd),
-                    Err(errno) => {
-                        // Do not leave the child behind: it never gets a handle.
-                        let _ = sys::kill(child, Signal::SIGKILL);
-                        let _ = sys::waitpid(child, true);
-                        return Err(Error::sys("pidfd_open")(errno));
-                    }
-                },
-            };
+            let reaper = sentinel.into_reaper(pid)?;
             log::debug!(
                 "forked {} pid {pid} ({}{})",
                 spec.name,
-                backend.as_str(),
+                backend().as_str(),
                 if spec.daemon { ", daemon" } else { "" }
             );
             let output_done = result_r.is_none();

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::Signal;
 
-use super::backend::{Backend, backend};
-use super::child::{Child, Reaper};
-use super::pidfd::PidFd;
+use super::backend::backend;
+use super::child::{Child, SentinelPipe};
 use crate::error::{Error, Result};
 use crate::fdtable::{self, Tracked};
 use crate::process::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec};
@@ -28,19 +26,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Starts a spawned child running entry `entry` on `args`. No thread check: the child only
 /// makes system calls on prepared data until it execs.
 pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
-    let backend = backend();
     let (result_r, result_w) = sys::pipe_nonblocking_read().map_err(Error::sys("pipe"))?;
     let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));
     let (args_r, args_w) = sys::pipe().map_err(Error::sys("pipe"))?;
     let (args_r, args_w) = (Tracked::new(args_r), Tracked::new(args_w));
-    let sentinel_pipe = match backend {
-        Backend::Pipe => {
-            let (r, w) = sys::pipe().map_err(Error::sys("pipe"))?;
-            Some((Tracked::new(r), Tracked::new(w)))
-        }
-        Backend::Pidfd => None,
-    };
-    let hold = sentinel_pipe.as_ref().map(|(_, w)| w.as_raw_fd());
+    let sentinel = SentinelPipe::new()?;
+    let hold = sentinel.child_end();
     let env_value = SpawnSpec {
         entry: entry.to_string(),
         args: args_r.as_raw_fd().into(),
@@ -71,21 +62,8 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Ch
     let child = sys::fork_exec(&plan, result_w.as_fd()).map_err(Error::sys("fork"))?;
     let pid = Pid(child.as_raw());
     drop((args_r, result_w));
-    let reaper = match sentinel_pipe {
-        Some((r, w)) => {
-            drop(w);
-            Reaper::Pipe(r)
-        }
-        None => match PidFd::open(pid) {
-            Ok(fd) => Reaper::Pidfd(fd),
-            Err(errno) => {
-                let _ = sys::kill(child, Signal::SIGKILL);
-                let _ = sys::waitpid(child, true);
-                return Err(Error::sys("pidfd_open")(errno));
-            }
-        },
-    };
-    log::debug!("spawned {} pid {pid} ({})", spec.name, backend.as_str());
+    let reaper = sentinel.into_reaper(pid)?;
+    log::debug!("spawned {} pid {pid} ({})", spec.name, backend().as_str());
     let mut child = Child {
         pid,
         reaper,
