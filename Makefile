@@ -46,7 +46,8 @@ clippy: check-tools
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # The library without the appliance: it must build and lint alone, pull in neither argh nor
-# env_logger, have no import circles, and the appliance must use only its public API.
+# env_logger, have no import circles, and the appliance must use only its public API. The
+# docs of both builds have no broken links.
 layers: check-tools
 	$(CARGO) check --lib --no-default-features
 	$(CARGO) clippy --lib --no-default-features -- -D warnings
@@ -57,6 +58,8 @@ layers: check-tools
 	    fi; \
 	done; echo "layers: the library alone depends on: $$(printf '%s ' $$deps)"
 	python3 scripts/check-layers.py
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps --lib --no-default-features
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps --lib
 
 # The suite runs twice: once on the backend the kernel offers (pidfd here), once with the
 # pipe fallback forced, so both stay tested wherever the suite runs; then once more on the

@@ -253,7 +253,7 @@ const BLOCK: usize = 25;
 
 /// Round trips measured per start method (`runs` each, a quarter of that for spawn), and a
 /// bare fork (no pipe, no pidfd, a blocking `waitpid`). The bare fork and the fork method
-/// take turns in blocks of [`BLOCK`], so that both see the machine in the same states while
+/// take turns in blocks of `BLOCK`, so that both see the machine in the same states while
 /// neither runs right after the other's children.
 pub fn round_trips(runs: usize) -> Result<RoundTrips> {
     let runs = runs.max(1);

@@ -14,7 +14,7 @@ pub const MAX_TERMS: u64 = 1 << 50;
 ///
 /// Consecutive terms are taken in pairs, 1/(2k-1) - 1/(2k+1) = 2/((2k-1)(2k+1)) for odd k:
 /// one division per two terms and no per-term sign. The pairs are summed from the smallest
-/// up in [`LANES`] independent accumulators (which the compiler vectorizes), so rounding errors
+/// up in `LANES` independent accumulators (which the compiler vectorizes), so rounding errors
 /// stay a few ulps even over 10^10 terms.
 ///
 /// # Panics

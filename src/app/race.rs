@@ -93,25 +93,32 @@ pub fn race(
         if running.is_empty() || (winner.is_some() && !join_all) {
             break;
         }
+        // Each descriptor waited on, with what its readiness means.
         let procs = sup.processes();
-        let mut fds =
-            running.iter().map(|&i| procs[i].sentinel()).collect::<crate::Result<Vec<_>>>()?;
+        let mut watched: Vec<(Option<usize>, crate::Sentinel<'_>)> = Vec::new();
+        for &i in &running {
+            watched.push((Some(i), procs[i].sentinel()?));
+        }
         if let Some((fd, _)) = &cancel {
-            fds.push(*fd);
+            watched.push((None, *fd));
         }
-        let ready = wait(&fds, None)?;
+        let fds: Vec<_> = watched.iter().map(|&(_, fd)| fd).collect();
+        let ready: Vec<Option<usize>> =
+            wait(&fds, None)?.into_iter().map(|k| watched[k].0).collect();
         let now = start.elapsed();
-        if let Some((_, on_cancel)) = &cancel
-            && ready.contains(&running.len())
-            && let Some(err) = on_cancel()
-        {
-            return Err(err);
-        }
-        for &k in ready.iter().filter(|&&k| k < running.len()) {
-            let i = running[k];
-            finished[i] = Some(now);
-            winner.get_or_insert(i);
-            log::debug!("runner-{i} finished after {now:?}");
+        for runner in ready {
+            match runner {
+                Some(i) => {
+                    finished[i] = Some(now);
+                    winner.get_or_insert(i);
+                    log::debug!("runner-{i} finished after {now:?}");
+                }
+                None => {
+                    if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
+                        return Err(err);
+                    }
+                }
+            }
         }
     }
     // The losers: terminated (not joined) unless asked to join all.

@@ -92,7 +92,7 @@ impl<T: Message + 'static> Process<T> {
         Self::from_target(Target::Closure(Box::new(target)))
     }
 
-    /// A process that will run the entry point registered under `name` (see [`register`])
+    /// A process that will run the entry point registered under `name` (see [`crate::register`])
     /// with `args`; works with every start method.
     pub fn entry<A: Message>(name: &str, args: &A) -> Self {
         Self::from_target(Target::Entry { name: name.to_string(), args: message::to_bytes(args) })
@@ -304,7 +304,7 @@ impl<T: Message> Process<T> {
     }
 
     /// A descriptor (on Windows the process handle) that becomes ready when the child ends,
-    /// for [`wait`].
+    /// for [`crate::wait()`].
     pub fn sentinel(&self) -> Result<Sentinel<'_>> {
         Ok(self.child()?.sentinel())
     }
