@@ -32,8 +32,8 @@ WINDOWS_ENV = CARGO_TARGET_$(WINDOWS_TRIPLE_ENV)_LINKER=$(WINDOWS_LINKER) \
               CARGO_TARGET_$(WINDOWS_TRIPLE_ENV)_RUNNER=$(WINDOWS_RUNNER) \
               WINE=$(WINDOWS_WINE)
 WINDOWS_PREFIX = $(abspath $(WINDOWS_TARGET_DIR))/wine-prefix
-# The test targets that exist for Windows: the Linux-only suites (tests/process.rs,
-# tests/cli.rs) are not built for it.
+# The test targets that exist for Windows: the Linux-only suites (tests/process/, tests/cli.rs,
+# ...) are not built for it; tests/windows.rs includes the portable ones of tests/process/.
 WINDOWS_TEST_TARGETS = --lib --bins --test windows
 
 .PHONY: setup-windows build-windows test-windows

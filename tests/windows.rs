@@ -1,9 +1,20 @@
 //! The process model on Windows (spawn only), run for real: on Windows, or under Wine with
-//! `make test-windows`. A plain `main` registers the entry points, calls `main_guard` (a
-//! spawned child runs its entry there and exits), then runs the tests one after the other and
-//! exits non-zero if any failed. Elsewhere this test only says it is skipped.
+//! `make test-windows`. The portable behaviour tests of tests/process (`lifecycle`, `wait`:
+//! start, join, result, exit codes, terminate and kill, close, panics, daemons, pinning,
+//! `wait`, `Supervisor`) run here for spawn; this file adds what is Windows' own: the defaults,
+//! waits on more than 64 handles, job objects for daemonic children, handle inheritance, a
+//! result read while only the sentinel is waited on. A plain `main` registers the entry points,
+//! calls `main_guard` (a spawned child runs its entry there and exits), then runs the tests one
+//! after the other and exits non-zero if any failed. Elsewhere this test only says it is
+//! skipped.
 
 mod common;
+#[cfg(windows)]
+#[path = "process/lifecycle.rs"]
+mod lifecycle;
+#[cfg(windows)]
+#[path = "process/wait.rs"]
+mod wait;
 
 #[cfg(not(windows))]
 fn main() {
@@ -20,34 +31,24 @@ mod suite {
     use std::fs::File;
     use std::io::{Read, Write};
     use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle};
-    use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::time::{Duration, Instant};
 
     use pifork::{
-        Backend, Error, ExitCode, NOOP_ENTRY, Process, StartMethod, Supervisor, get_context,
-        get_start_method, wait, wait_first,
+        Backend, Error, ExitCode, NOOP_ENTRY, Process, StartMethod, get_context, get_start_method,
+        wait, wait_first,
     };
 
-    fn sleep_ms(ms: u64) {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
+    use crate::common::{Case, Test, cases, sleep_ms};
 
-    /// 1 MiB of a pattern a truncated or reordered copy would not match.
+    /// `len` bytes of a pattern a truncated or reordered copy would not match.
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
+    /// The entries of this file's tests; the shared modules register their own.
     fn register_entries() {
-        pifork::register("w.mul", |(a, b): (f64, f64)| a * b);
         pifork::register("w.bytes", pattern);
         pifork::register("w.sleep", sleep_ms);
-        pifork::register("w.panic", |message: String| -> () { panic!("{message}") });
-        pifork::register("w.cpus", |(): ()| pifork::available_cpus());
-        pifork::register("w.pid", |(): ()| std::process::id());
-        pifork::register("w.spawn_from_daemon", |(): ()| {
-            let mut p = Process::<()>::entry(NOOP_ENTRY, &());
-            p.start().err().map(|e| e.to_string()).unwrap_or_default()
-        });
         pifork::register("w.middle", middle);
         pifork::register("w.write_handle", write_handle);
     }
@@ -91,127 +92,19 @@ mod suite {
 
     fn defaults_are_spawn() {
         assert_eq!(get_start_method(), StartMethod::Spawn);
+        assert_eq!(Process::<()>::entry(NOOP_ENTRY, &()).get_start_method(), StartMethod::Spawn);
         assert_eq!(pifork::backend(), Backend::Handles);
         assert_eq!(pifork::backend().as_str(), "handles");
         assert!(pifork::cpu_count() >= 1);
     }
 
-    fn start_join_and_result() {
-        let mut p = Process::<f64>::entry("w.mul", &(1.5f64, 4.0f64));
-        assert_eq!(p.get_start_method(), StartMethod::Spawn);
-        crate::common::assert_lifecycle(&mut p, 6.0);
-    }
-
-    fn large_result_does_not_block() {
+    fn a_sentinel_wait_alone_does_not_block_a_large_result() {
         let len = 1 << 20;
         let mut p = Process::<Vec<u8>>::entry("w.bytes", &len);
         p.start().unwrap();
         // Waiting on the sentinel alone must not deadlock: the result is read meanwhile.
         assert_eq!(wait(&[p.sentinel().unwrap()], Some(Duration::from_secs(60))).unwrap(), [0]);
         assert_eq!(p.result().unwrap(), pattern(len));
-    }
-
-    fn exitcode_is_none_while_running() {
-        let mut p = Process::<()>::entry("w.sleep", &400u64);
-        p.start().unwrap();
-        assert!(p.is_alive().unwrap());
-        assert_eq!(p.exitcode().unwrap(), None);
-        p.join().unwrap();
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
-        assert!(!p.is_alive().unwrap());
-    }
-
-    fn panic_travels_back() {
-        let mut p = Process::<()>::entry("w.panic", &"boom at 42".to_string()).name("panicker");
-        p.start().unwrap();
-        p.join().unwrap();
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(1)));
-        match p.result() {
-            Err(Error::ChildPanicked { name, message, pid }) => {
-                assert_eq!(name, "panicker");
-                assert_eq!(message, "boom at 42");
-                assert_eq!(Some(pid), p.pid().unwrap().map(|p| p.as_raw()));
-            }
-            other => panic!("expected ChildPanicked, got {other:?}"),
-        }
-    }
-
-    fn unknown_entry_fails_in_the_child() {
-        let mut p = Process::<()>::entry("w.nobody", &());
-        p.start().unwrap();
-        match p.result() {
-            Err(Error::ChildPanicked { message, .. }) => {
-                assert!(message.contains("w.nobody"), "{message}");
-            }
-            other => panic!("expected ChildPanicked, got {other:?}"),
-        }
-    }
-
-    fn terminate_gives_minus_sigterm() {
-        let mut p = Process::<()>::entry("w.sleep", &60_000u64).daemon(true).name("sleeper");
-        p.start().unwrap();
-        crate::common::assert_terminated(&mut p, "sleeper");
-    }
-
-    fn ending_an_ended_child_changes_nothing() {
-        let mut p = Process::<()>::entry(NOOP_ENTRY, &());
-        p.start().unwrap();
-        // Ended, but not yet seen by the process object.
-        assert_eq!(wait(&[p.sentinel().unwrap()], Some(Duration::from_secs(30))).unwrap(), [0]);
-        p.terminate().unwrap();
-        p.kill().unwrap();
-        p.join().unwrap();
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
-    }
-
-    fn kill_gives_minus_sigkill() {
-        let mut p = Process::<()>::entry("w.sleep", &60_000u64).daemon(true);
-        p.start().unwrap();
-        p.kill().unwrap();
-        p.join().unwrap();
-        let code = p.exitcode().unwrap().unwrap();
-        assert_eq!(code, ExitCode::Signaled(9));
-        assert_eq!(code.to_string(), "-SIGKILL");
-    }
-
-    fn join_timeout() {
-        let mut p = Process::<()>::entry("w.sleep", &600u64);
-        p.start().unwrap();
-        let t = Instant::now();
-        assert!(!p.join_timeout(Duration::from_millis(100)).unwrap());
-        assert!(t.elapsed() >= Duration::from_millis(100));
-        assert!(p.join_timeout(Duration::from_secs(30)).unwrap());
-        assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
-    }
-
-    fn start_twice_is_an_error() {
-        let mut p = Process::<()>::entry(NOOP_ENTRY, &());
-        p.start().unwrap();
-        assert_eq!(p.start(), Err(Error::AlreadyStarted));
-        p.join().unwrap();
-        assert_eq!(p.start(), Err(Error::AlreadyStarted));
-    }
-
-    fn calls_before_start_are_errors() {
-        let mut p = Process::<()>::entry(NOOP_ENTRY, &());
-        assert_eq!(p.join(), Err(Error::NotStarted));
-        assert_eq!(p.terminate(), Err(Error::NotStarted));
-        assert_eq!(p.sentinel().err(), Some(Error::NotStarted));
-    }
-
-    fn close_rules() {
-        let mut p = Process::<()>::entry("w.sleep", &60_000u64).daemon(true);
-        p.start().unwrap();
-        assert_eq!(p.close(), Err(Error::StillRunning));
-        p.kill().unwrap();
-        p.join().unwrap();
-        p.close().unwrap();
-        p.close().unwrap();
-        crate::common::assert_closed(&mut p);
-        // Closing an unstarted process is allowed too.
-        let mut q = Process::<()>::entry(NOOP_ENTRY, &());
-        q.close().unwrap();
-        assert_eq!(q.start(), Err(Error::Closed));
     }
 
     fn closures_need_an_entry() {
@@ -273,16 +166,6 @@ mod suite {
         }
     }
 
-    fn supervisor_reports_each_once() {
-        let mut sup = Supervisor::<()>::new();
-        sup.start(Process::entry("w.sleep", &60_000u64).daemon(true)).unwrap();
-        sup.start(Process::entry("w.sleep", &100u64)).unwrap();
-        assert_eq!(sup.wait_first(Some(Duration::from_secs(30))).unwrap(), Some(1));
-        assert_eq!(sup.wait_first(Some(Duration::from_millis(50))).unwrap(), None);
-        sup.shutdown();
-        assert_eq!(sup.processes_mut()[0].exitcode().unwrap(), Some(ExitCode::Signaled(15)));
-    }
-
     /// Starts a middle process whose child is (or is not) daemonic; returns the middle and a
     /// handle to wait for its child.
     fn middle_and_grandchild(daemon: bool) -> (Process<()>, OwnedHandle) {
@@ -328,29 +211,6 @@ mod suite {
         assert_eq!(wait(&[grandchild.as_handle()], Some(Duration::from_millis(300))).unwrap(), []);
         // It ends by itself, later.
         assert_eq!(wait(&[grandchild.as_handle()], Some(Duration::from_secs(30))).unwrap(), [0]);
-    }
-
-    fn daemons_cannot_have_children() {
-        let mut p = Process::<String>::entry("w.spawn_from_daemon", &()).daemon(true);
-        p.start().unwrap();
-        assert_eq!(p.result().unwrap(), Error::DaemonChildren.to_string());
-    }
-
-    fn pinning_sets_the_affinity() {
-        let cpus = pifork::available_cpus();
-        let cpu = *cpus.last().unwrap();
-        let mut p = Process::<Vec<usize>>::entry("w.cpus", &()).cpus([cpu]);
-        p.start().unwrap();
-        assert_eq!(p.result().unwrap(), [cpu]);
-        let mut q = Process::<()>::entry(NOOP_ENTRY, &()).cpus([4096]);
-        assert_eq!(q.start(), Err(Error::CpuUnavailable { cpu: 4096 }));
-    }
-
-    fn pid_is_the_childs() {
-        let mut p = Process::<u32>::entry("w.pid", &());
-        p.start().unwrap();
-        let pid = p.pid().unwrap().unwrap().as_raw() as u32;
-        assert_eq!(p.result().unwrap(), pid);
     }
 
     fn inherited_handles_reach_the_child() {
@@ -418,39 +278,6 @@ mod suite {
         );
     }
 
-    type Test = (&'static str, fn());
-
-    const TESTS: &[Test] = &[
-        ("defaults_are_spawn", defaults_are_spawn),
-        ("start_join_and_result", start_join_and_result),
-        ("large_result_does_not_block", large_result_does_not_block),
-        ("exitcode_is_none_while_running", exitcode_is_none_while_running),
-        ("panic_travels_back", panic_travels_back),
-        ("unknown_entry_fails_in_the_child", unknown_entry_fails_in_the_child),
-        ("terminate_gives_minus_sigterm", terminate_gives_minus_sigterm),
-        ("ending_an_ended_child_changes_nothing", ending_an_ended_child_changes_nothing),
-        ("kill_gives_minus_sigkill", kill_gives_minus_sigkill),
-        ("join_timeout", join_timeout),
-        ("start_twice_is_an_error", start_twice_is_an_error),
-        ("calls_before_start_are_errors", calls_before_start_are_errors),
-        ("close_rules", close_rules),
-        ("closures_need_an_entry", closures_need_an_entry),
-        ("wait_on_more_than_64", wait_on_more_than_64),
-        ("supervisor_reports_each_once", supervisor_reports_each_once),
-        ("daemonic_child_dies_with_its_owner", daemonic_child_dies_with_its_owner),
-        ("other_children_outlive_their_owner", other_children_outlive_their_owner),
-        ("daemons_cannot_have_children", daemons_cannot_have_children),
-        ("pinning_sets_the_affinity", pinning_sets_the_affinity),
-        ("pid_is_the_childs", pid_is_the_childs),
-        ("inherited_handles_reach_the_child", inherited_handles_reach_the_child),
-        ("unlisted_handles_stay_home", unlisted_handles_stay_home),
-        (
-            "a_program_without_main_guard_gets_a_clear_error",
-            a_program_without_main_guard_gets_a_clear_error,
-        ),
-        ("measure_round_trip", measure_round_trip),
-    ];
-
     fn a_program_without_main_guard_gets_a_clear_error() {
         // main() skips the guard for this entry, as a program that forgot it would.
         let started = Instant::now();
@@ -459,9 +286,40 @@ mod suite {
         assert!(started.elapsed() < Duration::from_secs(20), "the child ended; no time-out needed");
     }
 
+    /// This file's tests, all run once (spawn being the only method).
+    const TESTS: &[Test] = &[
+        Test::Once("defaults_are_spawn", defaults_are_spawn),
+        Test::Once(
+            "a_sentinel_wait_alone_does_not_block_a_large_result",
+            a_sentinel_wait_alone_does_not_block_a_large_result,
+        ),
+        Test::Once("closures_need_an_entry", closures_need_an_entry),
+        Test::Once("wait_on_more_than_64", wait_on_more_than_64),
+        Test::Once("daemonic_child_dies_with_its_owner", daemonic_child_dies_with_its_owner),
+        Test::Once("other_children_outlive_their_owner", other_children_outlive_their_owner),
+        Test::Once("inherited_handles_reach_the_child", inherited_handles_reach_the_child),
+        Test::Once("unlisted_handles_stay_home", unlisted_handles_stay_home),
+        Test::Once(
+            "a_program_without_main_guard_gets_a_clear_error",
+            a_program_without_main_guard_gets_a_clear_error,
+        ),
+        Test::Once("measure_round_trip", measure_round_trip),
+    ];
+
+    /// The shared behaviour tests (for spawn), then this file's.
+    fn all_cases() -> Vec<Case> {
+        let spawn = [StartMethod::Spawn];
+        let mut all = cases("lifecycle", &crate::lifecycle::tests(), &spawn);
+        all.extend(cases("wait", &crate::wait::tests(), &spawn));
+        all.extend(cases("windows", TESTS, &spawn));
+        all
+    }
+
     pub fn main() {
         register_entries();
-        if std::env::var("PIFORK_SPAWN").is_ok_and(|v| v.starts_with("v1;w.unguarded;")) {
+        crate::lifecycle::register_entries();
+        crate::wait::register_entries();
+        if crate::common::spawned_entry().as_deref() == Some("w.unguarded") {
             // Play a program whose main forgot the guard: its own start is refused (no process
             // explosion) and it exits without running an entry.
             let mut p = Process::<()>::entry(NOOP_ENTRY, &());
@@ -471,22 +329,19 @@ mod suite {
         let filter: Vec<String> =
             std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
         let (mut passed, mut failed) = (0, 0);
-        for &(name, test) in TESTS {
-            if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+        for case in all_cases() {
+            if !filter.is_empty() && !filter.iter().any(|f| case.name.contains(f.as_str())) {
                 continue;
             }
             let t = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(test));
+            let ok = case.passes();
             let ms = t.elapsed().as_secs_f64() * 1e3;
-            match outcome {
-                Ok(()) => {
-                    passed += 1;
-                    println!("test {name} ... ok ({ms:.0} ms)");
-                }
-                Err(_) => {
-                    failed += 1;
-                    println!("test {name} ... FAILED ({ms:.0} ms)");
-                }
+            if ok {
+                passed += 1;
+                println!("test {} ... ok ({ms:.0} ms)", case.name);
+            } else {
+                failed += 1;
+                println!("test {} ... FAILED ({ms:.0} ms)", case.name);
             }
             let _ = std::io::stdout().flush();
         }

@@ -1,8 +1,64 @@
-//! Helpers shared by the integration tests: process-table inspection.
+//! Helpers shared by the integration tests: process-table inspection, assertions on a
+//! process's life, and the test table of the single-threaded suites (tests/process,
+//! tests/windows).
 #![allow(dead_code)]
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use pifork::StartMethod;
+
+/// A test of the single-threaded suites.
+#[derive(Clone, Copy)]
+pub enum Test {
+    /// Runs once.
+    Once(&'static str, fn()),
+    /// Runs once for each start method the suite covers, as `name[method]`.
+    EachMethod(&'static str, fn(StartMethod)),
+}
+
+/// One run of a test: its full name (`group::name` or `group::name[method]`) and its body.
+pub struct Case {
+    /// The name the suite prints and filters on.
+    pub name: String,
+    run: Box<dyn Fn()>,
+}
+
+impl Case {
+    /// Runs the test; false if it panicked.
+    pub fn passes(&self) -> bool {
+        catch_unwind(AssertUnwindSafe(&self.run)).is_ok()
+    }
+}
+
+/// The runs of `tests`, named under `group`: one per test, or one per method of `methods`
+/// for a test that runs for each start method.
+pub fn cases(group: &str, tests: &[Test], methods: &[StartMethod]) -> Vec<Case> {
+    let mut out = Vec::new();
+    for test in tests {
+        match *test {
+            Test::Once(name, f) => {
+                out.push(Case { name: format!("{group}::{name}"), run: Box::new(f) })
+            }
+            Test::EachMethod(name, f) => out.extend(methods.iter().map(|&m| Case {
+                name: format!("{group}::{name}[{m}]"),
+                run: Box::new(move || f(m)),
+            })),
+        }
+    }
+    out
+}
+
+/// In a spawned child: the entry named in its `PIFORK_SPAWN` (`v2;entry;...`).
+pub fn spawned_entry() -> Option<String> {
+    std::env::var("PIFORK_SPAWN").ok()?.split(';').nth(1).map(str::to_string)
+}
+
+/// Sleeps `ms` milliseconds.
+pub fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
 
 /// Pids whose parent is `ppid`, from /proc/*/stat.
 pub fn children_of(ppid: i32) -> Vec<i32> {
