@@ -1,7 +1,7 @@
 //! pifork: Python's `multiprocessing.Process` model for Linux, natively — fork, a pidfd
 //! sentinel, `wait()` for the first of many processes, pinning, results back to the parent.
 //!
-//! ```
+//! ```standalone_crate
 //! use pifork::{Process, wait_first};
 //! use std::time::Duration;
 //!
