@@ -127,7 +127,13 @@ fn sigterm_then_restart_resumes_to_the_same_bits() {
     let child = spawn(serve(&dir));
     let pid = child.id() as i32;
     let tree = workers_of(pid);
-    std::thread::sleep(Duration::from_millis(150));
+    // Stopped once a chunk is recorded (however slow the machine), well before the last.
+    let state = dir.join("state");
+    assert!(
+        eventually(Duration::from_secs(60), || std::fs::read_to_string(&state)
+            .is_ok_and(|t| t.contains("\ndone "))),
+        "no chunk recorded"
+    );
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
