@@ -110,6 +110,11 @@ pub enum Error {
         /// What was wrong with the bytes.
         reason: &'static str,
     },
+    /// The platform has no such thing.
+    Unavailable {
+        /// What is missing.
+        what: &'static str,
+    },
     /// The descriptor was not handed to this process by its parent, or was claimed already.
     NotInherited {
         /// The descriptor's number.
@@ -173,6 +178,7 @@ impl fmt::Display for Error {
             }
             Error::Forkserver { reason } => write!(f, "fork server: {reason}"),
             Error::Decode { reason } => write!(f, "cannot decode the child's result: {reason}"),
+            Error::Unavailable { what } => write!(f, "{what} is not available on this platform"),
             Error::NotInherited { fd } => write!(
                 f,
                 "descriptor {fd} was not handed to this process by its parent (or was taken \

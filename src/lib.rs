@@ -68,8 +68,9 @@ pub use error::{Error, OsError, Result};
 pub use fdtable::take_inherited;
 pub use message::Message;
 pub use process::{
-    Backend, Context, NOOP_ENTRY, Process, Supervisor, available_cpus, backend, cpu_count,
-    get_context, get_start_method, main_guard, register, set_start_method, wait_all, wait_first,
+    ActiveChild, Backend, Context, NOOP_ENTRY, ParentProcess, ParentSentinel, Process, ProcessInfo,
+    Supervisor, active_children, available_cpus, backend, cpu_count, current_process, get_context,
+    get_start_method, main_guard, parent_process, register, set_start_method, wait_all, wait_first,
 };
 #[cfg(unix)]
 pub use process::{forkserver, probe_pidfd};

@@ -73,23 +73,30 @@ pub(crate) struct SpawnSpec {
     pub daemon: bool,
     /// The descriptors (handle values) listed with `inherit_fds`, claimable by the entry.
     pub inherit: Vec<WireFd>,
+    /// The parent's pid.
+    pub parent: i32,
+    /// The process's name.
+    pub name: String,
 }
 
 /// A descriptor number on Linux, a handle's value on Windows: an integer either way.
 pub(crate) type WireFd = i64;
 
 impl SpawnSpec {
-    /// The variable's value: `v2;entry;args;result;hold;daemon;inherit,...`.
+    /// The variable's value: `v2;entry;args;result;hold;daemon;inherit,...;parent;name`, the
+    /// name in hexadecimal (it may hold any character).
     pub fn encode(&self) -> String {
         let inherit: Vec<String> = self.inherit.iter().map(i64::to_string).collect();
+        let name: String = self.name.bytes().map(|b| format!("{b:02x}")).collect();
         format!(
-            "v2;{};{};{};{};{};{}",
+            "v2;{};{};{};{};{};{};{};{name}",
             self.entry,
             self.args,
             self.result,
             self.hold,
             u8::from(self.daemon),
-            inherit.join(",")
+            inherit.join(","),
+            self.parent,
         )
     }
 
@@ -112,7 +119,26 @@ impl SpawnSpec {
             "" => Vec::new(),
             list => list.split(',').map(|n| n.parse().ok()).collect::<Option<Vec<_>>>()?,
         };
-        parts.next().is_none().then_some(SpawnSpec { entry, args, result, hold, daemon, inherit })
+        let parent = parts.next()?.parse().ok()?;
+        let hex = parts.next()?;
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let name = String::from_utf8(bytes).ok()?;
+        parts.next().is_none().then_some(SpawnSpec {
+            entry,
+            args,
+            result,
+            hold,
+            daemon,
+            inherit,
+            parent,
+            name,
+        })
     }
 }
 
@@ -151,6 +177,8 @@ mod tests {
             hold: -1,
             daemon: true,
             inherit: vec![9, 12],
+            parent: 77,
+            name: "worker; 1 ✓".into(),
         };
         assert_eq!(SpawnSpec::decode(&spec.encode()), Some(spec.clone()));
         let none = SpawnSpec { inherit: Vec::new(), ..spec };
@@ -158,11 +186,13 @@ mod tests {
         for bad in [
             "",
             "v1;a;1;2;0;0",
-            "v2;a;x;2;0;0;",
-            "v2;a;1;2;0;2;",
-            "v2;a;1;2;0;0;;extra",
-            "v2;a;1;2;0;0",
-            "v2;a;1;2;0;0;3,x",
+            "v2;a;x;2;0;0;;7;61",
+            "v2;a;1;2;0;2;;7;61",
+            "v2;a;1;2;0;0;;7;61;extra",
+            "v2;a;1;2;0;0;;7",
+            "v2;a;1;2;0;0;3,x;7;61",
+            "v2;a;1;2;0;0;;7;6",
+            "v2;a;1;2;0;0;;7;zz",
         ] {
             assert_eq!(SpawnSpec::decode(bad), None, "{bad}");
         }

@@ -4,8 +4,11 @@
 use std::io::{Read, Write};
 
 use super::entry::{HANDSHAKE, SPAWN_ENV, SpawnSpec, lookup, mark_guard_ran, register_builtins};
+use super::identity::become_child;
 use super::imp::adopt_inherited;
+use super::method::set_own_method;
 use super::target::{panic_frame, run_entry, run_target, set_in_daemon};
+use crate::status::{Pid, StartMethod};
 use crate::sys;
 
 /// Turns a spawned child into its worker: runs the entry named in `PIFORK_SPAWN` with the
@@ -36,6 +39,8 @@ pub fn main_guard() {
     let read = args_file.read_to_end(&mut args);
     drop(args_file);
     set_in_daemon(spec.daemon);
+    become_child(&spec.name, Pid(spec.parent), StartMethod::Spawn);
+    set_own_method(StartMethod::Spawn);
     let (code, frame) = match (read, lookup(&spec.entry)) {
         (Ok(_), Ok(entry)) => run_target(Vec::new(), |out| run_entry(&entry, &args, out)),
         (Err(e), _) => panic_frame(format!("cannot read the arguments: {e}")),

@@ -260,6 +260,8 @@ impl<T: Message> Process<T> {
         if let Some(cpus) = &self.cpus {
             log::debug!("{} pid {} pinned to cpus {cpus:?}", self.name, child.pid());
         }
+        let mut child = child;
+        child.register(&self.name);
         self.target = None;
         self.state = Lifecycle::Started(child);
         Ok(())
@@ -319,6 +321,18 @@ impl<T: Message> Process<T> {
     /// read back as `-SIGKILL`.
     pub fn kill(&mut self) -> Result<()> {
         self.child()?.kill()
+    }
+
+    /// Sends signal number `signal` (no-op once the child has been reaped): through the pidfd
+    /// where there is one, so a recycled pid is never hit. On Windows only SIGTERM (15) and
+    /// SIGKILL (9) exist, as `terminate()` and `kill()`.
+    pub fn send_signal(&mut self, signal: i32) -> Result<()> {
+        self.child()?.send_signal(signal)
+    }
+
+    /// Sends SIGINT, like CPython's `interrupt()`.
+    pub fn interrupt(&mut self) -> Result<()> {
+        self.send_signal(2)
     }
 
     /// Releases the process's resources. Errors while the child runs; afterwards every call

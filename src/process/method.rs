@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::imp::DEFAULT_METHOD;
+use super::imp::backend::DEFAULT_METHOD;
 use crate::status::StartMethod;
 use crate::sys;
 
@@ -18,6 +18,14 @@ pub fn set_start_method(method: StartMethod) {
 /// The start method used by processes that do not choose one.
 pub fn get_start_method() -> StartMethod {
     StartMethod::ALL[START_METHOD.load(Ordering::Relaxed) as usize]
+}
+
+/// In a new child: its default start method is the one it was started with, as in CPython
+/// (written only on change: a forked child that keeps its parent's value leaves the page shared).
+pub(crate) fn set_own_method(method: StartMethod) {
+    if START_METHOD.load(Ordering::Relaxed) != method as u8 {
+        START_METHOD.store(method as u8, Ordering::Relaxed);
+    }
 }
 
 /// The number of CPUs this process may run on (its affinity set), not the machine's total.

@@ -9,8 +9,10 @@
 mod context;
 mod entry;
 mod guard;
+mod identity;
 mod lifecycle;
 mod method;
+mod parent;
 mod spec;
 mod supervisor;
 mod target;
@@ -29,9 +31,11 @@ use windows as imp;
 pub use context::{Context, get_context};
 pub use entry::{NOOP_ENTRY, register};
 pub use guard::main_guard;
+pub use identity::{ProcessInfo, current_process};
 pub use imp::{Backend, backend};
 #[cfg(unix)]
 pub use imp::{forkserver, probe_pidfd};
 pub use lifecycle::Process;
 pub use method::{available_cpus, cpu_count, get_start_method, set_start_method};
+pub use parent::{ActiveChild, ParentProcess, ParentSentinel, active_children, parent_process};
 pub use supervisor::{Supervisor, wait_all, wait_first};

@@ -6,7 +6,11 @@ use std::sync::OnceLock;
 
 use nix::errno::Errno;
 
+use crate::status::StartMethod;
 use crate::sys;
+
+/// The start method of processes that choose none: fork, as in CPython on Linux.
+pub(crate) const DEFAULT_METHOD: StartMethod = StartMethod::Fork;
 
 /// How children are watched and reaped on this system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
 use super::backend::{Backend, backend};
+use super::children;
 use super::pidfd::PidFd;
 use crate::error::{Error, Result};
 use crate::fdtable::Tracked;
@@ -79,6 +80,8 @@ pub(crate) struct Child {
     pub(super) status: Option<ExitCode>,
     /// When the parent started it (see [`EAGER`]).
     pub(super) started: Instant,
+    /// Its number in the list of `active_children()` (0: not listed).
+    pub(super) serial: u64,
 }
 
 /// How long a join watches only the sentinel before it also reads the result pipe as data
@@ -110,7 +113,14 @@ impl Child {
             output_done: false,
             status: None,
             started: Instant::now(),
+            serial: 0,
         })
+    }
+
+    /// Lists the child in `active_children()` under `name`, until it is reaped.
+    pub(crate) fn register(&mut self, name: &str) {
+        let direct = !matches!(self.reaper, Reaper::Server { .. });
+        self.serial = children::register(self.pid, name, self.sentinel(), direct);
     }
 
     /// The child's pid.
@@ -163,6 +173,14 @@ impl Child {
             Reaper::Pipe(_) => sys::waitpid(nix::unistd::Pid::from_raw(self.pid.0), block),
             Reaper::Server { .. } => return self.read_server_status(block),
         };
+        let waited = match waited {
+            // Reaped already, by `active_children()`, which kept the exit code.
+            Err(Errno::ECHILD) => match children::take_reaped(self.serial) {
+                Some(code) => return self.reaped(code),
+                None => Err(Errno::ECHILD),
+            },
+            other => other,
+        };
         let status = match waited.map_err(Error::sys("waitid"))? {
             None => return Ok(None),
             Some(WaitStatus::Exited(_, code)) => ExitCode::Exited(code),
@@ -178,22 +196,24 @@ impl Child {
     fn reaped(&mut self, status: ExitCode) -> Result<Option<ExitCode>> {
         log::debug!("reaped pid {} with exit code {status}", self.pid);
         self.status = Some(status);
+        children::forget(self.serial);
         // The child is gone; the pipe holds everything it wrote.
         self.drain()?;
         Ok(self.status)
     }
 
     /// The fork server writes a child's status (its `ExitCode::code()`, 4 bytes) once it has
-    /// reaped it, then closes the pipe.
+    /// reaped it, then closes the pipe; end-of-file without a status means the server died
+    /// first.
     fn read_server_status(&mut self, block: bool) -> Result<Option<ExitCode>> {
         loop {
             let mut buf = [0u8; 4];
             match sys::read(self.sentinel(), &mut buf) {
                 Ok(4) => return self.reaped(ExitCode::from_code(i32::from_le_bytes(buf))),
                 Ok(0) => {
-                    return Err(Error::Forkserver {
-                        reason: format!("lost track of pid {}", self.pid),
-                    });
+                    // The server died before it could report: like CPython, exit code 255.
+                    log::debug!("fork server gone before reporting pid {}", self.pid);
+                    return self.reaped(ExitCode::Exited(255));
                 }
                 Ok(_) => return Err(Error::Forkserver { reason: "short status".into() }),
                 Err(Errno::EAGAIN) if block => {
@@ -271,6 +291,12 @@ impl Child {
     /// SIGKILL.
     pub(crate) fn kill(&self) -> Result<()> {
         self.signal(Signal::SIGKILL)
+    }
+
+    /// Sends signal number `signal` (an unknown number is `EINVAL`).
+    pub(crate) fn send_signal(&self, signal: i32) -> Result<()> {
+        let signal = Signal::try_from(signal).map_err(Error::sys("signal"))?;
+        self.signal(signal)
     }
 
     /// Sends `signal` unless the child has already been reaped (then there is nobody to signal,

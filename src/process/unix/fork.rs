@@ -3,7 +3,7 @@
 //! touches as few pages as it can (see the README's notes on the round trip).
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Instant;
 
 use super::backend::backend;
@@ -43,28 +43,35 @@ pub(super) fn prepare_with(result_r: Option<Tracked>, result_w: Tracked) -> Resu
     Ok(Prepared { result_r, result_w, sentinel, buffer: Vec::with_capacity(256) })
 }
 
-/// Forks; the child runs `in_child` (given its result pipe end and the prepared buffer), which
+/// Forks; the child runs `in_child` (given its result pipe end, its own pipe ends — the result
+/// pipe's and, with the pipe backend, the sentinel's, or -1 — and the prepared buffer), which
 /// leaves through `_exit`. Returns the parent's view.
 pub(super) fn fork(
     spec: &ChildSpec<'_>,
     prepared: Prepared,
-    in_child: impl FnOnce(BorrowedFd<'_>, Vec<u8>),
+    in_child: impl FnOnce(BorrowedFd<'_>, [RawFd; 2], Vec<u8>),
 ) -> Result<Child> {
     let Prepared { result_r, result_w, sentinel, buffer } = prepared;
     // Anything buffered now would otherwise be written twice, once by each process
     // (stderr is unbuffered).
     let _ = std::io::stdout().flush();
     let started = Instant::now();
-    // Only a daemonic child checks that its parent is still there.
-    let parent = spec.daemon.then(sys::getpid);
+    let parent = sys::getpid();
 
+    // Signals sent to the child before it has reset the parent's handlers wait for it (see
+    // `block_all_signals`); the child's mask is cleared in `child_setup`.
+    let mask = sys::block_all_signals().map_err(Error::sys("sigprocmask"))?;
     // SAFETY: either the process is single-threaded (checked in `prepare`), so the child can
     // take any lock, or the caller opted in knowing the child's code is fork-safe.
-    match unsafe { sys::fork() }.map_err(Error::sys("fork"))? {
+    let forked = unsafe { sys::fork() };
+    if !matches!(forked, Ok(sys::ForkResult::Child)) {
+        sys::restore_signal_mask(&mask);
+    }
+    match forked.map_err(Error::sys("fork"))? {
         sys::ForkResult::Child => {
-            let hold = sentinel.child_end().unwrap_or(-1);
-            child_setup(spec, parent, &[result_w.as_raw_fd(), hold]);
-            in_child(result_w.as_fd(), buffer);
+            let own = [result_w.as_raw_fd(), sentinel.child_end().unwrap_or(-1)];
+            child_setup(spec, parent, &own);
+            in_child(result_w.as_fd(), own, buffer);
             // `in_child` leaves through `_exit`; should it ever return, so do we.
             sys::exit_now(1)
         }
@@ -87,6 +94,7 @@ pub(super) fn fork(
                 output_done,
                 status: None,
                 started,
+                serial: 0,
             })
         }
     }
@@ -111,7 +119,7 @@ fn fork_body(
     prepared: Prepared,
     body: &mut dyn FnMut(&mut Vec<u8>),
 ) -> Result<Child> {
-    fork(spec, prepared, move |result_w, frame| {
+    fork(spec, prepared, move |result_w, _, frame| {
         let (code, frame) = run_target(frame, body);
         let _ = sys::write_all(result_w, &frame);
         let _ = std::io::stdout().flush();

@@ -5,8 +5,9 @@
 //! `backend` decides pidfd or pipe; `child` is a started child as its parent sees it; `setup`
 //! runs around a fork; `fork`, `spawn` and `forkserver` are the three start methods.
 
-mod backend;
+pub(crate) mod backend;
 pub(crate) mod child;
+mod children;
 pub(crate) mod fork;
 pub mod forkserver;
 mod pidfd;
@@ -15,11 +16,10 @@ mod spawn;
 
 pub use backend::{Backend, backend, probe_pidfd};
 pub(crate) use child::Child;
+pub(crate) use children::active as active_children;
 pub(crate) use fork::start_fork;
 pub(crate) use forkserver::launch as start_forkserver;
+pub(crate) use pidfd::{ProcessWatch, watch_process, watched};
 pub(crate) use spawn::{adopt_inherited, spawn};
 
 pub(crate) use crate::fdtable::set_inherited;
-
-/// The start method of processes that choose none: fork, as in CPython on Linux.
-pub(crate) const DEFAULT_METHOD: crate::status::StartMethod = crate::status::StartMethod::Fork;

@@ -7,6 +7,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
+use crate::error::{Error, Result};
 use crate::fdtable::Tracked;
 use crate::status::Pid;
 use crate::sys;
@@ -41,4 +42,25 @@ impl AsFd for PidFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// What watches a process that is not necessarily ours: its pidfd, or, if it has ended
+/// already, the read end of a pipe whose write end is closed (ready at once).
+pub(crate) type ProcessWatch = Tracked;
+
+/// A [`ProcessWatch`] on `pid`.
+pub(crate) fn watch_process(pid: Pid) -> Result<ProcessWatch> {
+    match sys::pidfd_open(nix::unistd::Pid::from_raw(pid.as_raw())) {
+        Ok(fd) => Ok(Tracked::new(fd)),
+        Err(Errno::ESRCH) => {
+            let (r, _w) = sys::pipe().map_err(Error::sys("pipe"))?;
+            Ok(Tracked::new(r))
+        }
+        Err(errno) => Err(Error::sys("pidfd_open")(errno)),
+    }
+}
+
+/// The sentinel of a [`ProcessWatch`].
+pub(crate) fn watched(watch: &ProcessWatch) -> BorrowedFd<'_> {
+    watch.as_fd()
 }

@@ -10,8 +10,11 @@ use nix::sys::signal::Signal;
 use super::forkserver::slot::forget_server_in_child;
 use crate::error::{Error, Result};
 use crate::fdtable;
+use crate::process::identity::become_child;
+use crate::process::method::set_own_method;
 use crate::process::spec::ChildSpec;
 use crate::process::target::set_in_daemon;
+use crate::status::{Pid, StartMethod};
 use crate::sys;
 
 /// How long a thread that has been joined may still be counted among the process's threads.
@@ -39,14 +42,17 @@ pub(super) fn single_threaded() -> Result<()> {
 
 /// Runs in the child right after `fork`, before the target: only async-signal-safe calls, then
 /// (the parent having been single-threaded) plain code. `own` lists the child's own pipe ends
-/// (-1 for none); `parent` is the parent's pid, known for a daemonic child.
-pub(super) fn child_setup(spec: &ChildSpec<'_>, parent: Option<nix::unistd::Pid>, own: &[RawFd]) {
+/// (-1 for none); `parent` is the parent's pid, taken before the fork (the child's `getppid()`
+/// is not its parent's any more if the parent has died meanwhile).
+pub(super) fn child_setup(spec: &ChildSpec<'_>, parent: nix::unistd::Pid, own: &[RawFd]) {
     sys::reset_signal_handlers();
     fdtable::close_others_in_child(|fd| own.contains(&fd) || spec.inherit.contains(&fd));
     forget_server_in_child();
     // A worker of the (daemonic) fork server is daemonic only if it was asked to be.
     set_in_daemon(spec.daemon);
-    if let Some(parent) = parent {
+    become_child(spec.name, Pid(parent.as_raw()), StartMethod::Fork);
+    set_own_method(StartMethod::Fork);
+    if spec.daemon {
         // A daemonic child dies with its parent, even if the parent is SIGKILLed. Check again
         // afterwards: the parent may have died before the request took effect.
         if sys::set_parent_death_signal(Signal::SIGKILL).is_err() || sys::getppid() != parent {

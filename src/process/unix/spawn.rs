@@ -39,6 +39,8 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Ch
         hold: hold.map_or(-1, i64::from),
         daemon: spec.daemon,
         inherit: spec.inherit.iter().map(|&fd| fd.into()).collect(),
+        parent: std::process::id() as i32,
+        name: spec.name.to_string(),
     }
     .encode();
     let mut plan = exec_plan(&env_value);
@@ -72,6 +74,7 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Ch
         output_done: false,
         status: None,
         started,
+        serial: 0,
     };
     await_handshake(&mut child)?;
     // The guard reads the arguments right after its handshake.

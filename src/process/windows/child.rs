@@ -109,6 +109,8 @@ impl Child {
             hold: -1,
             daemon: spec.daemon,
             inherit: spec.inherit.iter().map(|&h| sys::handle_value(h)).collect(),
+            parent: std::process::id() as i32,
+            name: spec.name.to_string(),
         }
         .encode();
         let environment = environment_block(&env_value);
@@ -311,6 +313,18 @@ impl Child {
     }
 
     /// `TerminateProcess`, read back as `-SIGTERM`.
+    /// Not listed anywhere: Windows keeps no list of live children.
+    pub(crate) fn register(&mut self, _name: &str) {}
+
+    /// SIGTERM (15) and SIGKILL (9) are `terminate()` and `kill()`; no other signal exists.
+    pub(crate) fn send_signal(&self, signal: i32) -> Result<()> {
+        match signal {
+            15 => self.terminate(),
+            9 => self.kill(),
+            _ => Err(Error::Unavailable { what: "signals other than SIGTERM and SIGKILL" }),
+        }
+    }
+
     pub(crate) fn terminate(&self) -> Result<()> {
         self.end(TERMINATE_CODE)
     }

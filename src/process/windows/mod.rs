@@ -12,7 +12,7 @@
 //! - A thread per child reads its result pipe as the bytes arrive, so a large result never
 //!   blocks the child on a full pipe, whatever the parent is waiting on.
 
-mod backend;
+pub(crate) mod backend;
 mod child;
 mod command;
 
@@ -22,11 +22,7 @@ pub(crate) use child::Child;
 use super::entry::SpawnSpec;
 use super::spec::ChildSpec;
 use crate::error::Result;
-use crate::status::StartMethod;
 use crate::sys::{self, RawInherit};
-
-/// The start method of processes that choose none: spawn, the only one there is here.
-pub(crate) const DEFAULT_METHOD: StartMethod = StartMethod::Spawn;
 
 /// In a spawned child: the result handle its parent handed down stays out of this process's
 /// own children (made non-inheritable, so that not even a child created with blanket handle
@@ -60,4 +56,22 @@ pub(crate) fn start_forkserver(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -
 /// The spawn start method (see [`Child::spawn`]).
 pub(crate) fn spawn(spec: &ChildSpec<'_>, entry: &str, args: &[u8]) -> Result<Child> {
     Child::spawn(spec, entry, args)
+}
+
+/// Windows keeps no list of live children (`active_children()` is empty there).
+pub(crate) fn active_children() -> Vec<(crate::status::Pid, String)> {
+    Vec::new()
+}
+
+/// What would watch another process: a handle (there is no parent sentinel on Windows).
+pub(crate) type ProcessWatch = std::os::windows::io::OwnedHandle;
+
+/// A parent sentinel is not available on Windows.
+pub(crate) fn watch_process(_pid: crate::status::Pid) -> Result<ProcessWatch> {
+    Err(crate::error::Error::Unavailable { what: "a parent sentinel" })
+}
+
+/// The sentinel of a [`ProcessWatch`].
+pub(crate) fn watched(watch: &ProcessWatch) -> sys::Sentinel<'_> {
+    std::os::windows::io::AsHandle::as_handle(watch)
 }

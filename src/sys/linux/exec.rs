@@ -8,8 +8,10 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::fd::close_all_except;
 use super::process::{
-    ForkResult, exit_now, fork, getpid, getppid, reset_signal_handlers, set_parent_death_signal,
+    ForkResult, block_all_signals, exit_now, fork, getpid, getppid, reset_signal_handlers,
+    restore_signal_mask, set_parent_death_signal,
 };
 
 /// Marks a frame in which a child reports that it could not get from `fork` to `execve`: the
@@ -66,7 +68,10 @@ pub struct ExecPlan {
     _strings: Vec<CString>,
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
+    /// Sorted before the fork.
     keep: Vec<RawFd>,
+    /// Where a descriptor-by-descriptor sweep stops, should `close_range` be missing.
+    limit: RawFd,
     cpus: Option<nix::sched::CpuSet>,
     parent: Option<Pid>,
 }
@@ -82,12 +87,24 @@ impl ExecPlan {
         let mut envp: Vec<*const c_char> = pointers.collect();
         argv.push(std::ptr::null());
         envp.push(std::ptr::null());
-        ExecPlan { path, _strings: strings, argv, envp, keep: Vec::new(), cpus: None, parent: None }
+        ExecPlan {
+            path,
+            _strings: strings,
+            argv,
+            envp,
+            keep: Vec::new(),
+            limit: super::fd::descriptor_limit(),
+            cpus: None,
+            parent: None,
+        }
     }
 
-    /// The child keeps `fd`, under the same number, across `execve`.
+    /// The child keeps `fd`, under the same number, across `execve`; every other descriptor
+    /// but stdin, stdout and stderr is closed there.
     pub fn keep(&mut self, fd: RawFd) {
-        self.keep.push(fd);
+        if let Err(i) = self.keep.binary_search(&fd) {
+            self.keep.insert(i, fd);
+        }
     }
 
     /// Pins the child to `cpus` before `execve`.
@@ -112,9 +129,14 @@ impl ExecPlan {
 /// `report` (one of the kept descriptors) and exits with status 1.
 pub fn fork_exec(plan: &ExecPlan, report: BorrowedFd<'_>) -> Result<Pid, Errno> {
     let report = report.as_raw_fd();
+    let mask = block_all_signals()?;
     // SAFETY: the child below makes only async-signal-safe system calls on data prepared before
     // the fork (no allocation, no lock), then execs or `_exit`s: sound in a threaded parent.
-    match unsafe { fork() }? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        restore_signal_mask(&mask);
+    }
+    match forked? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             let failed = exec_in_child(plan);
@@ -146,6 +168,11 @@ fn exec_in_child(plan: &ExecPlan) -> (ExecStep, Errno) {
     {
         return (ExecStep::Affinity, errno);
     }
+    // Nothing but stdio and the kept descriptors crosses `execve`, even descriptors the parent
+    // opened without close-on-exec.
+    // SAFETY: the marked descriptors stay open until `execve`, which closes them; nothing in
+    // this child uses them before.
+    unsafe { close_all_except(&plan.keep, plan.limit, true) };
     for &fd in &plan.keep {
         // SAFETY: F_SETFD on a number only changes that descriptor's flags.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {

@@ -140,3 +140,56 @@ pub fn poll(fds: &mut [nix::poll::PollFd<'_>], timeout_ms: i32) -> Result<usize,
         nix::poll::PollTimeout::try_from(timeout_ms).unwrap_or(nix::poll::PollTimeout::NONE);
     nix::poll::poll(fds, timeout).map(|n| n as usize)
 }
+
+/// `close_range(2)` over `first..=last` (`cloexec`: mark them close-on-exec instead of closing).
+fn close_range(first: RawFd, last: RawFd, cloexec: bool) -> Result<(), Errno> {
+    let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
+    // SAFETY: a plain syscall on integers; what it closes is the caller's contract (see
+    // `close_all_except`).
+    let res = unsafe {
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, flags)
+    };
+    Errno::result(res).map(drop)
+}
+
+/// Closes (`cloexec`: marks close-on-exec) every descriptor from 3 up that is not in `keep`,
+/// which must be sorted: `close_range(2)` over the gaps, or, on kernels without it (before 5.9;
+/// 5.11 for `cloexec`), `close(2)` of each number below `limit`. Async-signal-safe: no
+/// allocation, no lock.
+///
+/// # Safety
+/// Whatever the closed numbers referred to is gone: no owner of them in this process may use or
+/// close them afterwards (a freshly forked child that leaves only through `exit_now` or
+/// `execve` never does).
+pub unsafe fn close_all_except(keep: &[RawFd], limit: RawFd, cloexec: bool) {
+    let mut first = 3;
+    let mut ranges_work = true;
+    for &fd in keep.iter().filter(|&&fd| fd >= 3).chain(std::iter::once(&RawFd::MAX)) {
+        if fd > first {
+            let last = if fd == RawFd::MAX { RawFd::MAX } else { fd - 1 };
+            if ranges_work && close_range(first, last, cloexec).is_err() {
+                ranges_work = false;
+            }
+            if !ranges_work {
+                for n in first..=last.min(limit - 1) {
+                    if cloexec {
+                        // SAFETY: F_SETFD on a number only changes that descriptor's flags.
+                        unsafe { libc::fcntl(n, libc::F_SETFD, libc::FD_CLOEXEC) };
+                    } else {
+                        // SAFETY: forwarded to the caller (see above).
+                        unsafe { libc::close(n) };
+                    }
+                }
+            }
+        }
+        first = first.max(fd.saturating_add(1));
+    }
+}
+
+/// One past the highest descriptor number this process may open (`RLIMIT_NOFILE`, at most
+/// 2^16): where a descriptor-by-descriptor sweep stops.
+pub fn descriptor_limit() -> RawFd {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    RawFd::try_from(limit.min(1 << 16)).unwrap_or(1 << 16)
+}

@@ -207,3 +207,31 @@ pub fn threads() -> std::io::Result<(usize, usize)> {
     let now = thread_count()?;
     Ok((now, now.saturating_sub(baseline)))
 }
+
+/// Blocks `signal` in this process: it stays pending, and a child forked from here gets it
+/// (its pending set starts empty) only once the child unblocks it.
+pub fn block_signal(signal: Signal) -> Result<(), Errno> {
+    let mut set = SigSet::empty();
+    set.add(signal);
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
+}
+
+/// Blocks every signal in the calling thread; returns the mask to give back to
+/// [`restore_signal_mask`]. Held across a `fork`, so that a signal sent to the child before it
+/// has reset the parent's handlers stays pending and then acts with its default disposition,
+/// instead of running a parent's handler in the child.
+pub fn block_all_signals() -> Result<SigSet, Errno> {
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    Ok(old)
+}
+
+/// Gives the calling thread back the mask [`block_all_signals`] returned.
+pub fn restore_signal_mask(mask: &SigSet) {
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(mask), None);
+}

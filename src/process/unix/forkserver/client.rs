@@ -1,6 +1,6 @@
 //! The parent's side of the fork server: start it, ask it for workers, stop it.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::protocol::{MAX_MESSAGE, Reply, Request};
@@ -16,29 +16,55 @@ use crate::process::unix::pidfd::PidFd;
 use crate::status::Pid;
 use crate::sys;
 
-/// Starts the fork server if it is not running. Call it early, while the program is still
-/// single-threaded and after registering the entry points (the server knows those registered
-/// before it started); the first forkserver process starts it otherwise.
+/// Starts the fork server if it is not running (or starts a new one if the last one died).
+/// Call it early, while the program is still single-threaded and after registering the entry
+/// points (the server knows those registered before it started); the first forkserver process
+/// starts it otherwise.
 pub fn start() -> Result<()> {
-    let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    if server.is_none() {
-        *server = Some(Server::start()?);
+    {
+        let mut slot = lock();
+        match slot.as_mut().map(Server::running) {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                let dead = slot.take();
+                drop(slot);
+                log::warn!("the fork server died; starting a new one");
+                if let Some(dead) = dead {
+                    dead.stop();
+                }
+            }
+            None => {}
+        }
+    }
+    // Forked with the slot unlocked: the server, and every worker it forks, must not carry a
+    // lock that nobody there would release.
+    let fresh = Server::start()?;
+    let mut slot = lock();
+    if slot.is_none() {
+        *slot = Some(fresh);
         EVER_STARTED.store(true, Ordering::Relaxed);
+    } else {
+        // Another thread started one meanwhile.
+        drop(slot);
+        fresh.stop();
     }
     Ok(())
 }
 
+fn lock() -> std::sync::MutexGuard<'static, Option<Server>> {
+    SERVER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The server's pid, if it is running.
 pub fn pid() -> Option<Pid> {
-    SERVER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.pid)
+    lock().as_ref().map(|s| s.pid)
 }
 
 /// Stops the server (its running workers carry on) and reaps it.
 pub fn stop() {
-    let server = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(Server { sock, mut process, .. }) = server {
-        drop(sock); // end-of-file: the server exits
-        let _ = process.wait_until(None);
+    let server = lock().take();
+    if let Some(server) = server {
+        server.stop();
     }
 }
 
@@ -46,7 +72,7 @@ pub fn stop() {
 /// refusal of strangers).
 #[doc(hidden)]
 pub fn socket_fd() -> Option<RawFd> {
-    SERVER.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|s| s.sock.as_raw_fd())
+    lock().as_ref().map(|s| s.sock.as_raw_fd())
 }
 
 impl Server {
@@ -67,42 +93,54 @@ impl Server {
         // The server sends no result: its "result pipe" is a pipe nobody reads from.
         let prepared = prepare(&spec)?;
         let sock = theirs.as_fd();
-        let process = fork(&spec, prepared, move |_, _| serve(sock))?;
+        let process = fork(&spec, prepared, move |_, own, _| serve(sock, own))?;
         drop(theirs);
         log::debug!("fork server started, pid {}", process.pid());
         Ok(Server { sock: ours, pid: process.pid(), process })
     }
 
-    fn request(&self, request: &Request, fds: &[RawFd]) -> Result<(Pid, Option<PidFd>)> {
-        let fail = |reason: String| Error::Forkserver { reason };
-        let bytes = message::to_bytes(request);
-        if bytes.len() > MAX_MESSAGE {
-            return Err(fail(format!(
-                "arguments too large ({} bytes, at most {MAX_MESSAGE})",
-                bytes.len()
-            )));
+    /// Whether the server is still there (a server found dead is reaped).
+    fn running(&mut self) -> bool {
+        matches!(self.process.try_wait(), Ok(None))
+    }
+
+    /// Closes the socket (end-of-file: the server exits; a dying one is killed) and reaps it.
+    fn stop(self) {
+        let Server { sock, mut process, .. } = self;
+        drop(sock);
+        if !matches!(process.wait_until(crate::wait::deadline_after(Some(STOP_GRACE))), Ok(Some(_)))
+        {
+            let _ = process.kill();
+            let _ = process.wait_until(None);
         }
-        sys::send_with_fds(self.sock.as_fd(), &bytes, fds)
-            .map_err(|e| fail(format!("cannot send: {e}")))?;
+    }
+
+    /// Asks for a worker. `Ok(Err(..))` is a refusal; `Err(Gone)` means the server is gone.
+    fn request(&self, bytes: &[u8], fds: &[RawFd]) -> std::result::Result<Result<Answer>, Gone> {
+        sys::send_with_fds(self.sock.as_fd(), bytes, fds).map_err(|_| Gone)?;
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf)
-            .map_err(|e| fail(format!("no reply: {e}")))?;
-        if got.len == 0 {
-            return Err(fail("the server is gone".into()));
+        match sys::recv_with_fds(self.sock.as_fd(), &mut buf) {
+            Ok(got) if got.len > 0 => {
+                let reply: Result<Reply> = message::from_bytes(&buf[..got.len]);
+                Ok(reply.map(|(pid, error)| (pid, error, got.fds.into_iter().next())))
+            }
+            _ => Err(Gone),
         }
-        let (pid, error): Reply = message::from_bytes(&buf[..got.len])?;
-        if pid <= 0 {
-            return Err(fail(error));
-        }
-        Ok((Pid(pid), got.fds.into_iter().next().map(PidFd::from_owned)))
     }
 }
 
-/// Starts a worker running entry `name` through the server (started here if need be).
+/// How long a stopped server may take to exit before it is killed.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The server went away (its socket was closed under us).
+struct Gone;
+
+/// A reply as received: the worker's pid or 0, why not, and the pidfd sent along.
+type Answer = (i32, String, Option<OwnedFd>);
+
+/// Starts a worker running entry `name` through the server (started here if need be, and
+/// started anew, once, if it turns out to have died).
 pub(crate) fn launch(spec: &ChildSpec<'_>, name: &str, args: &[u8]) -> Result<Child> {
-    start()?;
-    let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;
-    let (status_r, status_w) = sys::pipe().map_err(Error::sys("pipe"))?;
     let request: Request = (
         name.to_string(),
         args.to_vec(),
@@ -111,14 +149,46 @@ pub(crate) fn launch(spec: &ChildSpec<'_>, name: &str, args: &[u8]) -> Result<Ch
         spec.inherit.to_vec(),
         spec.name.to_string(),
     );
+    let bytes = message::to_bytes(&request);
+    if bytes.len() > MAX_MESSAGE {
+        return Err(Error::Forkserver {
+            reason: format!("arguments too large ({} bytes, at most {MAX_MESSAGE})", bytes.len()),
+        });
+    }
+    let (result_r, result_w) = sys::pipe().map_err(Error::sys("pipe"))?;
+    let (status_r, status_w) = sys::pipe().map_err(Error::sys("pipe"))?;
+    let (result_r, result_w) = (Tracked::new(result_r), Tracked::new(result_w));
+    let (status_r, status_w) = (Tracked::new(status_r), Tracked::new(status_w));
     let mut fds = vec![result_w.as_raw_fd(), status_w.as_raw_fd()];
     fds.extend_from_slice(spec.inherit);
-    let guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    let server =
-        guard.as_ref().ok_or_else(|| Error::Forkserver { reason: "not running".into() })?;
-    let (pid, pidfd) = server.request(&request, &fds)?;
-    drop(guard);
+    let mut retried = false;
+    let (pid, error, pidfd) = loop {
+        start()?;
+        let mut slot = lock();
+        let server =
+            slot.as_ref().ok_or_else(|| Error::Forkserver { reason: "not running".into() })?;
+        match server.request(&bytes, &fds) {
+            Ok(reply) => break reply?,
+            Err(Gone) if !retried => {
+                // Dead or dying: reaped (killed if need be) here; start() forks a new one.
+                retried = true;
+                log::warn!("the fork server is gone; starting a new one");
+                let dead = slot.take();
+                drop(slot);
+                if let Some(dead) = dead {
+                    dead.stop();
+                }
+            }
+            Err(Gone) => {
+                return Err(Error::Forkserver { reason: "the server is gone".into() });
+            }
+        }
+    };
+    if pid <= 0 {
+        return Err(Error::Forkserver { reason: error });
+    }
+    let pid = Pid(pid);
     drop((result_w, status_w));
     log::debug!("fork server forked {} pid {pid}", spec.name);
-    Child::from_server(pid, Tracked::new(status_r), pidfd, Tracked::new(result_r))
+    Child::from_server(pid, status_r, pidfd.map(PidFd::from_owned), result_r)
 }

@@ -4,7 +4,8 @@
 /// process name. Descriptors attached: result pipe, status pipe, then the inherited ones.
 pub(super) type Request = (String, Vec<u8>, bool, Option<Vec<usize>>, Vec<i32>, String);
 
-/// A reply: the worker's pid, or why there is none. A pidfd may be attached.
+/// A reply: the worker's pid, or why there is none. A pidfd may be attached (the client sees
+/// it as the third item).
 pub(super) type Reply = (i32, String);
 
 /// The largest message either side sends.
