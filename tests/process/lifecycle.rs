@@ -305,13 +305,11 @@ mod linux {
     }
 
     fn daemonic_grandchild_dies_with_its_parent(m: StartMethod) {
-        // The grandchild is started the middle's way, but with fork from a fork server's worker:
-        // a worker cannot start a fork server of its own (it blocks on the server slot's lock,
-        // copied held from the server).
-        let inner = if m == StartMethod::Forkserver { StartMethod::Fork } else { m };
+        // The grandchild is started the middle's way (a fork server's worker starts a fork
+        // server of its own).
         let (tx, rx) = channel::<i32>().unwrap();
         let keep = [tx.as_raw_fd()];
-        let mut middle = Process::<()>::entry(MIDDLE, &(keep[0], inner.to_string()))
+        let mut middle = Process::<()>::entry(MIDDLE, &(keep[0], m.to_string()))
             .start_method(m)
             .inherit_fds(keep);
         middle.start().unwrap();

@@ -13,6 +13,7 @@ mod descriptors;
 mod engine;
 mod forkserver;
 mod lifecycle;
+mod parity;
 mod start_methods;
 mod threads;
 mod wait;
@@ -22,7 +23,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 7] = [
+    let groups: [(&str, Vec<Test>); 8] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -30,6 +31,7 @@ fn all_cases() -> Vec<Case> {
         ("descriptors", descriptors::TESTS.to_vec()),
         ("threads", threads::TESTS.to_vec()),
         ("engine", engine::TESTS.to_vec()),
+        ("parity", parity::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -42,6 +44,7 @@ fn register_entries() {
     forkserver::register_entries();
     descriptors::register_entries();
     threads::register_entries();
+    parity::register_entries();
 }
 
 fn my_pid() -> i32 {
