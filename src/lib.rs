@@ -37,7 +37,7 @@
 //! # Layers
 //! `sys` (the system calls: the `unsafe` functions live there) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
-//! [`channel`](mod@channel) and [`signals`] → [`process`]. Nothing here knows the pi appliance built on it.
+//! the frames that carry messages → [`channel`](mod@channel) and [`signals`] → [`process`]. Nothing here knows the pi appliance built on it.
 //!
 //! # Before `main`
 //! On Linux the library registers one `.init_array` constructor: it counts the threads the
@@ -53,6 +53,8 @@ pub mod channel;
 mod error;
 #[cfg(unix)]
 mod fdtable;
+#[cfg(unix)]
+mod frame;
 pub mod message;
 pub mod process;
 #[cfg(unix)]
