@@ -76,6 +76,15 @@ pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
     }
 }
 
+/// In a freshly forked child: forgets and closes the recorded descriptor `fd`, whose owner the
+/// child never uses or drops (it leaves through `_exit`). Lock-free and allocation-free.
+pub(crate) fn close_in_child(fd: RawFd) {
+    unregister(fd);
+    // SAFETY: as in `close_others_in_child`: the owner of this copy is never used or dropped in
+    // the child, so closing the number leaves no owner behind.
+    unsafe { crate::sys::close_raw(fd) };
+}
+
 /// An owned descriptor recorded in the table for as long as it lives.
 #[derive(Debug)]
 pub(crate) struct Tracked(Option<OwnedFd>);

@@ -111,6 +111,13 @@ fn handle(
                 // are copies the worker never uses (it leaves through `_exit`).
                 unsafe { sys::dup2_onto(from.as_fd(), to)? };
             }
+            // Only the placed copies stay: a copy left open under another number would keep
+            // the pipe or socket open after the entry closes its end, hiding the end from the
+            // peer until the worker exits.
+            drop(high);
+            for source in sources.iter().filter(|fd| !inherit.contains(&fd.as_raw_fd())) {
+                fdtable::close_in_child(source.as_raw_fd());
+            }
             Ok(result)
         });
         let Ok(result) = placed else {
