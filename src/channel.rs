@@ -1,5 +1,5 @@
 //! One-way channels between processes: a pipe carrying length-prefixed [`Message`]s, CPython's
-//! `Pipe(duplex=False)`.
+//! `Pipe(duplex=False)` (for two-way traffic, [`connection::pipe`](crate::connection::pipe)).
 //! Both ends are pifork-owned descriptors: a child keeps one only if its `Process` inherits it.
 //! The direction is in the types: a [`Receiver`] has no `send`, a [`Sender`] no `recv`.
 
