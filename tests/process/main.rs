@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod connection;
 mod descriptors;
 mod engine;
 mod forkserver;
@@ -22,12 +23,13 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 7] = [
+    let groups: [(&str, Vec<Test>); 8] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
         ("forkserver", forkserver::TESTS.to_vec()),
         ("descriptors", descriptors::TESTS.to_vec()),
+        ("connection", connection::TESTS.to_vec()),
         ("threads", threads::TESTS.to_vec()),
         ("engine", engine::TESTS.to_vec()),
     ];
@@ -41,6 +43,7 @@ fn register_entries() {
     start_methods::register_entries();
     forkserver::register_entries();
     descriptors::register_entries();
+    connection::register_entries();
     threads::register_entries();
 }
 
