@@ -1,14 +1,16 @@
-//! One-way channels between processes: a pipe carrying length-prefixed [`Message`]s.
+//! One-way channels between processes: a pipe carrying length-prefixed [`Message`]s, CPython's
+//! `Pipe(duplex=False)` (for two-way traffic, [`connection::pipe`](crate::connection::pipe)).
 //! Both ends are pifork-owned descriptors: a child keeps one only if its `Process` inherits it.
+//! The direction is in the types: a [`Receiver`] has no `send`, a [`Sender`] no `recv`.
 
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-
-use nix::errno::Errno;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::fdtable::{Tracked, take_inherited};
-use crate::message::{self, Message};
+use crate::frame;
+use crate::message::Message;
 use crate::sys;
 
 /// The sending end of a channel.
@@ -34,47 +36,20 @@ pub fn channel<T: Message>() -> Result<(Sender<T>, Receiver<T>)> {
 impl<T: Message> Sender<T> {
     /// Sends one message (blocks while the pipe is full).
     pub fn send(&self, value: &T) -> Result<()> {
-        let body = message::to_bytes(value);
-        let len =
-            u32::try_from(body.len()).map_err(|_| Error::Decode { reason: "message too long" })?;
-        let mut frame = Vec::with_capacity(4 + body.len());
-        frame.extend_from_slice(&len.to_le_bytes());
-        frame.extend_from_slice(&body);
-        sys::write_all(self.fd.as_fd(), &frame).map_err(Error::sys("write"))
+        frame::send(self.fd.as_fd(), value, sys::write, "write")
     }
 }
 
 impl<T: Message> Receiver<T> {
     /// Receives one message; `None` once every sender is gone.
     pub fn recv(&self) -> Result<Option<T>> {
-        let mut len = [0u8; 4];
-        if !self.read_exact(&mut len, true)? {
-            return Ok(None);
-        }
-        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-        if !self.read_exact(&mut body, false)? {
-            return Err(Error::Decode { reason: "truncated" });
-        }
-        message::from_bytes(&body).map(Some)
+        frame::recv(self.fd.as_fd())
     }
 
-    /// Fills `buf`; false on end-of-file before the first byte (when `eof_ok`).
-    fn read_exact(&self, buf: &mut [u8], eof_ok: bool) -> Result<bool> {
-        let mut got = 0;
-        while got < buf.len() {
-            match sys::read(self.fd.as_fd(), &mut buf[got..]) {
-                Ok(0) if got == 0 && eof_ok => return Ok(false),
-                Ok(0) => {
-                    return Err(Error::Decode { reason: "truncated" });
-                }
-                Ok(n) => got += n,
-                Err(Errno::EAGAIN) => {
-                    crate::wait::wait(&[self.fd.as_fd()], None)?;
-                }
-                Err(errno) => return Err(Error::sys("read")(errno)),
-            }
-        }
-        Ok(true)
+    /// Whether a message (or the end) is waiting, waiting up to `timeout` for one (`None`:
+    /// as long as it takes); CPython's `Connection.poll`.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        frame::readable(self.fd.as_fd(), timeout)
     }
 }
 
@@ -163,5 +138,17 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), Some((1, 0.5)));
         assert_eq!(rx.recv().unwrap(), Some((2, -1.0)));
         assert_eq!(rx.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn poll_sees_a_message_without_taking_it() {
+        let (tx, rx) = channel::<u8>().unwrap();
+        assert!(!rx.poll(Some(Duration::ZERO)).unwrap());
+        tx.send(&7).unwrap();
+        assert!(rx.poll(None).unwrap());
+        assert!(rx.poll(Some(Duration::ZERO)).unwrap());
+        assert_eq!(rx.recv().unwrap(), Some(7));
+        drop(tx);
+        assert!(rx.poll(Some(Duration::ZERO)).unwrap(), "the end is something to read");
     }
 }

@@ -37,7 +37,8 @@
 //! # Layers
 //! `sys` (the system calls: the `unsafe` functions live there) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
-//! [`channel`](mod@channel) and [`signals`] → [`process`]. Nothing here knows the pi appliance built on it.
+//! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
+//! [`process`]. Nothing here knows the pi appliance built on it.
 //!
 //! # Before `main`
 //! On Linux the library registers one `.init_array` constructor: it counts the threads the
@@ -50,9 +51,13 @@
 
 #[cfg(unix)]
 pub mod channel;
+#[cfg(unix)]
+pub mod connection;
 mod error;
 #[cfg(unix)]
 mod fdtable;
+#[cfg(unix)]
+mod frame;
 pub mod message;
 pub mod process;
 #[cfg(unix)]
@@ -63,6 +68,8 @@ mod wait;
 
 #[cfg(unix)]
 pub use channel::{Receiver, Sender, channel};
+#[cfg(unix)]
+pub use connection::{Connection, pipe};
 pub use error::{Error, OsError, Result};
 #[cfg(unix)]
 pub use fdtable::take_inherited;

@@ -12,6 +12,7 @@ use crate::common::{Test, sleep_ms};
 
 const ECHO: &str = "descriptors.echo";
 const CLAIM: &str = "descriptors.claim";
+const DROP_END: &str = "descriptors.drop_end";
 
 /// Registers this module's entry points (before `main_guard`).
 pub fn register_entries() {
@@ -23,6 +24,13 @@ pub fn register_entries() {
         }
     });
     pifork::register(CLAIM, claim);
+    // Sends one number on its inherited end, closes it, then lives on for `ms` milliseconds.
+    pifork::register(DROP_END, |(fd, ms): (i32, u64)| {
+        let tx = Sender::<u64>::from_inherited(fd).unwrap();
+        tx.send(&1).unwrap();
+        drop(tx);
+        sleep_ms(ms);
+    });
 }
 
 pub const TESTS: &[Test] = &[
@@ -35,6 +43,10 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod(
         "inherited_descriptors_are_claimed_once",
         inherited_descriptors_are_claimed_once,
+    ),
+    Test::EachMethod(
+        "an_inherited_end_closes_when_the_child_drops_it",
+        an_inherited_end_closes_when_the_child_drops_it,
     ),
 ];
 
@@ -146,4 +158,21 @@ fn inherited_descriptors_are_claimed_once(m: StartMethod) {
         pifork::take_inherited(to_child.as_raw_fd()).err(),
         Some(Error::NotInherited { fd: to_child.as_raw_fd() })
     );
+}
+
+fn an_inherited_end_closes_when_the_child_drops_it(m: StartMethod) {
+    let (child_tx, from_child) = channel::<u64>().unwrap();
+    let fd = child_tx.as_raw_fd();
+    let mut p = Process::<()>::entry(DROP_END, &(fd, 60_000u64))
+        .start_method(m)
+        .daemon(true)
+        .inherit_fds([fd]);
+    p.start().unwrap();
+    drop(child_tx);
+    assert_eq!(from_child.recv().unwrap(), Some(1));
+    // No other copy of the end in the child (nor anywhere else) keeps the pipe open.
+    assert_eq!(from_child.recv().unwrap(), None);
+    assert!(p.is_alive().unwrap(), "the end came before the child did");
+    p.terminate().unwrap();
+    p.join().unwrap();
 }

@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod connection;
 mod descriptors;
 mod engine;
 mod forkserver;
@@ -29,6 +30,7 @@ fn all_cases() -> Vec<Case> {
         ("start_methods", start_methods::TESTS.to_vec()),
         ("forkserver", forkserver::TESTS.to_vec()),
         ("descriptors", descriptors::TESTS.to_vec()),
+        ("connection", connection::TESTS.to_vec()),
         ("threads", threads::TESTS.to_vec()),
         ("engine", engine::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
@@ -43,6 +45,7 @@ fn register_entries() {
     start_methods::register_entries();
     forkserver::register_entries();
     descriptors::register_entries();
+    connection::register_entries();
     threads::register_entries();
     parity::register_entries();
 }

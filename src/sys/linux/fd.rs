@@ -61,6 +61,16 @@ pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, grow: usize) -> Result
     }
 }
 
+/// `write(2)` once, retrying on EINTR. Returns the bytes written, which may be fewer than `buf`.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::unistd::write(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// `write(2)` of the whole buffer, retrying on EINTR and short writes.
 pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {

@@ -1,4 +1,5 @@
-//! The fork server's socket: a `SOCK_SEQPACKET` pair, credentials, descriptors passed along.
+//! Unix socket pairs: the fork server's `SOCK_SEQPACKET` pair (credentials, descriptors passed
+//! along) and the connections' `SOCK_STREAM` pairs.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -9,6 +10,24 @@ use nix::errno::Errno;
 pub fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+}
+
+/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`.
+pub fn stream_pair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+}
+
+/// `send(2)` with `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never `SIGPIPE`), retrying on
+/// EINTR. Returns the bytes sent, which may be fewer than `bytes`.
+pub fn send_nosignal(sock: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+    use nix::sys::socket::{MsgFlags, send};
+    loop {
+        match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// `setsockopt(SO_PASSCRED)`: every message received carries the sender's credentials, as
