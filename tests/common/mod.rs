@@ -124,6 +124,17 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// `native` rounds of a loop that hunts a race, or a tenth of them under an emulator
+/// (`PIFORK_RUNNER` set, as `make test-aarch64` does), where every spawned child is a new
+/// emulator and costs a hundred times more.
+pub fn rounds(native: u64) -> u64 {
+    if std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty()) {
+        native / 10
+    } else {
+        native
+    }
+}
+
 /// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
 pub fn pifork() -> Command {
     let bin = env!("CARGO_BIN_EXE_pifork");

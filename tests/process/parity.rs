@@ -12,7 +12,7 @@ use pifork::{
     forkserver, parent_process, wait,
 };
 
-use crate::common::{Test, alive, eventually, sleep_ms};
+use crate::common::{Test, alive, eventually, rounds, sleep_ms};
 
 const TREE: &str = "parity.tree";
 const NAP: &str = "parity.nap";
@@ -200,10 +200,10 @@ fn siblings_hold_the_same_descriptors(m: StartMethod) {
 }
 
 fn ended_sentinel_is_ready(m: StartMethod) {
-    // A sibling runs throughout; 1000 children come and go beside it.
+    // A sibling runs throughout; 1000 children come and go beside it (100 under an emulator).
     let mut slow = nap_with(m, 60_000);
     slow.start().unwrap();
-    for round in 0..1000 {
+    for round in 0..rounds(1000) {
         let mut quick = nap_with(m, 0);
         quick.start().unwrap();
         quick.join().unwrap();
