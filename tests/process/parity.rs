@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pifork::{
     Backend, ExitCode, Process, Sender, StartMethod, Supervisor, channel, current_process,
@@ -207,10 +207,8 @@ fn ended_sentinel_is_ready(m: StartMethod) {
         let mut quick = nap_with(m, 0);
         quick.start().unwrap();
         quick.join().unwrap();
-        let asked = Instant::now();
-        let ready = wait(&[quick.sentinel().unwrap()], Some(Duration::from_secs(1))).unwrap();
+        let ready = wait(&[quick.sentinel().unwrap()], Some(Duration::ZERO)).unwrap();
         assert_eq!(ready, vec![0], "{m}, round {round}: a joined child's sentinel is ready");
-        assert!(asked.elapsed() < Duration::from_millis(500), "{m}, round {round}: at once");
     }
     slow.terminate().unwrap();
     slow.join().unwrap();

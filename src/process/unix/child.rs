@@ -25,8 +25,9 @@ pub(super) enum Reaper {
     Pidfd(PidFd),
     /// Our child, watched through a pipe only it holds; reaped with `waitpid`.
     Pipe(Tracked),
-    /// The fork server's child: the server reaps it and writes its status into `status`.
-    Server { status: Tracked, pidfd: Option<PidFd> },
+    /// The fork server's child: the server reaps it, writes its status into `status` and closes
+    /// the pipe; `code` holds the status once read.
+    Server { status: Tracked, pidfd: Option<PidFd>, code: Option<i32> },
 }
 
 /// How a child about to be started will be watched: with the pipe backend, a pipe whose write
@@ -107,7 +108,7 @@ impl Child {
         sys::set_nonblocking(status.as_fd(), true).map_err(Error::sys("fcntl"))?;
         Ok(Child {
             pid,
-            reaper: Reaper::Server { status, pidfd },
+            reaper: Reaper::Server { status, pidfd, code: None },
             result: Some(result),
             output: Vec::new(),
             output_done: false,
@@ -203,19 +204,26 @@ impl Child {
     }
 
     /// The fork server writes a child's status (its `ExitCode::code()`, 4 bytes) once it has
-    /// reaped it, then closes the pipe; end-of-file without a status means the server died
-    /// first.
+    /// reaped it, then closes the pipe. The child counts as ended at the end-of-file, when its
+    /// sentinel becomes ready, not at the status, read a moment earlier; end-of-file without a
+    /// status means the server died first: exit code 255, as in CPython.
     fn read_server_status(&mut self, block: bool) -> Result<Option<ExitCode>> {
         loop {
             let mut buf = [0u8; 4];
-            match sys::read(self.sentinel(), &mut buf) {
-                Ok(4) => return self.reaped(ExitCode::from_code(i32::from_le_bytes(buf))),
+            let read = sys::read(self.sentinel(), &mut buf);
+            let Reaper::Server { code, .. } = &mut self.reaper else {
+                unreachable!("only the fork server's children have a status pipe")
+            };
+            match read {
+                Ok(4) if code.is_none() => *code = Some(i32::from_le_bytes(buf)),
                 Ok(0) => {
-                    // The server died before it could report: like CPython, exit code 255.
-                    log::debug!("fork server gone before reporting pid {}", self.pid);
-                    return self.reaped(ExitCode::Exited(255));
+                    let status = code.map_or(ExitCode::Exited(255), ExitCode::from_code);
+                    if code.is_none() {
+                        log::debug!("fork server gone before reporting pid {}", self.pid);
+                    }
+                    return self.reaped(status);
                 }
-                Ok(_) => return Err(Error::Forkserver { reason: "short status".into() }),
+                Ok(_) => return Err(Error::Forkserver { reason: "bad status".into() }),
                 Err(Errno::EAGAIN) if block => {
                     crate::wait::wait(&[self.sentinel()], None)?;
                 }
