@@ -27,7 +27,7 @@ fn job() -> (&'static str, &'static str) {
     if std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty()) {
         ("4e8", "4e6")
     } else {
-        ("4e9", "4e7")
+        ("4e10", "4e8")
     }
 }
 
