@@ -50,10 +50,11 @@ pub fn pi_text(report: &PiReport, correct: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "terms:            {}  ({} workers, {} backend)",
+        "terms:            {}  ({} workers, {} backend, {} kernel)",
         report.terms,
         report.workers.len(),
-        report.backend.as_str()
+        report.backend.as_str(),
+        report.kernel
     );
     let _ = writeln!(out, "wall time:        {:.1} ms", report.wall.as_secs_f64() * 1e3);
     for w in &report.workers {
@@ -77,13 +78,14 @@ pub fn pi_json(report: &PiReport, correct: bool) -> String {
     let error = report.estimate - std::f64::consts::PI;
     let mut out = format!(
         "{{\"terms\":{},\"workers\":{},\"backend\":\"{}\",\"estimate\":{:?},\"error\":{:?},\
-         \"correct_decimals\":{},\"wall_ms\":{:.3}",
+         \"correct_decimals\":{},\"kernel\":\"{}\",\"wall_ms\":{:.3}",
         report.terms,
         report.workers.len(),
         report.backend.as_str(),
         report.estimate,
         error,
         pi::correct_decimals(report.estimate),
+        report.kernel,
         report.wall.as_secs_f64() * 1e3
     );
     if correct {
@@ -351,6 +353,7 @@ mod tests {
                 busy: Duration::from_millis(2),
             }],
             backend: crate::Backend::Pipe,
+            kernel: crate::app::kernel::Path::Baseline,
         };
         let json = pi_json(&report, true);
         assert!(
@@ -359,7 +362,7 @@ mod tests {
             ),
             "{json}"
         );
-        assert!(json.contains("\"correct_decimals\":0,"));
+        assert!(json.contains("\"correct_decimals\":0,\"kernel\":\"baseline\","));
         assert!(json.contains("\"corrected\":"));
         assert!(json.ends_with(
             "\"per_worker\":[{\"index\":0,\"pid\":42,\"cpu\":null,\"pinned\":1,\"chunks\":1,\"terms\":1000,\"ms\":2.000}]}"
