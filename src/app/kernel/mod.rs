@@ -129,7 +129,8 @@ macro_rules! mix_loop {
     ($iterations:expr) => {{
         let iterations: u64 = $iterations;
         let (half, quarter, grow) = (splat(0.5), splat(0.25), splat(1.0 + f64::EPSILON));
-        let mut a = [splat(1.0); 15];
+        // Distinct starting values: identical chains could be merged by the compiler.
+        let mut a: [V; 15] = std::array::from_fn(|i| splat(1.0 + i as f64 / 16.0));
         for _ in 0..iterations {
             a[0] = seed(a[0]);
             a[1] = add(a[1], half);
