@@ -88,8 +88,11 @@ pub fn division_loop(count: u64) -> f64 {
 /// Single-core kernel figures, in ns.
 #[derive(Debug, Clone)]
 pub struct KernelFigures {
-    /// Terms per measurement.
+    /// Terms per measurement of the slow loops (plain, division kernel, division limit).
     pub terms: u64,
+    /// Terms per measurement of the fast ones (the kernel, its floor, the other vector paths):
+    /// [`FAST_FACTOR`] times as many, so that they run as long.
+    pub fast_terms: u64,
     /// The kernel path measured.
     pub path: Path,
     /// pifork's kernel, ns per term.
@@ -148,7 +151,7 @@ impl KernelFigures {
         {
             if share > 1.0 {
                 out.push(format!(
-                    "noisy run: {:.0}% of the {name}, above the 100% a core can deliver",
+                    "noisy run: {:.1}% of the {name}, above the 100% a core can deliver",
                     100.0 * share
                 ));
             }
@@ -157,25 +160,47 @@ impl KernelFigures {
     }
 }
 
+/// Why a scaling table may not be trusted: a row above 100% of the capacity measured in the
+/// same run.
+pub fn scaling_warnings(rows: &[ScalingRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.of_capacity() > 1.0)
+        .map(|r| {
+            format!(
+                "noisy run: {} workers at {:.1}% of capacity, above the 100% the machine can \
+                 deliver",
+                r.workers,
+                100.0 * r.of_capacity()
+            )
+        })
+        .collect()
+}
+
 /// Lanes of the operation-mix floor loop per iteration: one group's operations on each lane
 /// of one vector of `path`.
 fn floor_terms_per_iteration(path: Path) -> u64 {
     kernel::GROUP_TERMS * path.width() as u64
 }
 
-/// Measures [`KernelFigures`] on the calling thread, for the kernel path in use.
+/// How many more terms the fast figures take than the slow ones.
+pub const FAST_FACTOR: u64 = 10;
+
+/// Measures [`KernelFigures`] on the calling thread, for the kernel path in use. Each figure is
+/// run once untimed first (page faults, clock ramp-up), then `repeat` times.
 pub fn kernel_figures(terms: u64, repeat: usize) -> KernelFigures {
     let path = kernel::selected().unwrap_or_else(|_| kernel::best());
+    let fast = terms.saturating_mul(FAST_FACTOR).min(pi::MAX_TERMS);
     let mut spread = (0.0, "kernel");
     let mut figure = |what: &'static str, terms: u64, f: &mut dyn FnMut()| -> f64 {
+        f();
         let t = Timing::measure(repeat, f);
         if t.spread > spread.0 {
             spread = (t.spread, what);
         }
         t.median.as_secs_f64() * 1e9 / terms as f64
     };
-    let kernel = figure("kernel", terms, &mut || {
-        black_box(pi::partial_sum_on(path, black_box(1), black_box(terms)));
+    let kernel = figure("kernel", fast, &mut || {
+        black_box(pi::partial_sum_on(path, black_box(1), black_box(fast)));
     });
     let plain = figure("plain loop", terms, &mut || {
         black_box(pi::plain_sum(black_box(1), black_box(terms)));
@@ -187,13 +212,13 @@ pub fn kernel_figures(terms: u64, repeat: usize) -> KernelFigures {
         black_box(division_loop(black_box(terms)));
     });
     let per = floor_terms_per_iteration(path);
-    let floor = figure("FP floor", terms / per * per, &mut || {
-        black_box(kernel::mix(path, black_box(terms / per)));
+    let floor = figure("FP floor", fast / per * per, &mut || {
+        black_box(kernel::mix(path, black_box(fast / per)));
     });
     let mut other_paths = Vec::new();
     for other in kernel::supported().into_iter().rev().filter(|&p| p != path) {
         // The baseline may call the C library for every FMA: fewer terms keep it short.
-        let n = if other == Path::Baseline { (terms / 16).max(1 << 16) } else { terms };
+        let n = if other == Path::Baseline { (terms / 16).max(1 << 16) } else { fast };
         let what = other.as_str();
         let ns = figure(what, n, &mut || {
             black_box(pi::partial_sum_on(other, black_box(1), black_box(n)));
@@ -202,6 +227,7 @@ pub fn kernel_figures(terms: u64, repeat: usize) -> KernelFigures {
     }
     KernelFigures {
         terms,
+        fast_terms: fast,
         path,
         kernel_ns_per_term: kernel,
         plain_ns_per_term: plain,
@@ -424,6 +450,7 @@ mod tests {
     fn figures() -> KernelFigures {
         KernelFigures {
             terms: 1,
+            fast_terms: 10,
             path: Path::Baseline,
             kernel_ns_per_term: 0.05,
             plain_ns_per_term: 2.0,
@@ -453,7 +480,18 @@ mod tests {
         let w = f.warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("plain loop repeats spread by 25%"), "{}", w[0]);
-        assert!(w[1].contains("120% of the FP floor"), "{}", w[1]);
+        assert!(w[1].contains("120.0% of the FP floor"), "{}", w[1]);
+        let row = |workers, capacity| ScalingRow {
+            workers,
+            wall: Duration::from_millis(10),
+            speedup: 2.0,
+            efficiency: 1.0,
+            capacity,
+            threads: Duration::from_millis(10),
+        };
+        let w = scaling_warnings(&[row(2, 2.0), row(3, 1.6)]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("3 workers at 125.0% of capacity"), "{}", w[0]);
     }
 
     #[test]

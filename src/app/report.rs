@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use std::time::Duration;
 
-use super::bench::{KernelFigures, RoundTrips, ScalingRow};
+use super::bench::{KernelFigures, RoundTrips, ScalingRow, scaling_warnings};
 use super::engine::PiReport;
 use super::kernel;
 use super::pi;
@@ -162,6 +162,9 @@ pub fn bench_text(r: &BenchReport) -> String {
             row.threads.as_secs_f64() / row.wall.as_secs_f64()
         );
     }
+    for w in scaling_warnings(&r.rows) {
+        let _ = writeln!(out, "warning: {w}");
+    }
     out
 }
 
@@ -170,7 +173,8 @@ pub fn kernel_text(k: &KernelFigures) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "kernel, one core, {} terms, {} path ({}=... forces another):",
+        "kernel, one core, {} terms ({} for the slow loops), {} path ({}=... forces another):",
+        k.fast_terms,
         k.terms,
         k.path,
         kernel::ENV
@@ -241,10 +245,11 @@ pub fn bench_json(r: &BenchReport) -> String {
     let k = &r.kernel;
     let others: Vec<String> =
         k.other_paths.iter().map(|(p, ns)| format!("\"{p}\":{ns:.4}")).collect();
-    let warnings: Vec<String> = k.warnings().iter().map(|w| format!("{w:?}")).collect();
+    let warnings: Vec<String> =
+        k.warnings().iter().chain(&scaling_warnings(&r.rows)).map(|w| format!("{w:?}")).collect();
     let mut out = format!(
         "{{\"terms\":{},\"repeat\":{},\"backend\":\"{}\",\"kernel_path\":\"{}\",\
-         \"kernel_terms\":{},\"kernel_ns_per_term\":{:.4},\"fp_floor_ns_per_term\":{:.4},\
+         \"kernel_terms\":{},\"slow_loop_terms\":{},\"kernel_ns_per_term\":{:.4},\"fp_floor_ns_per_term\":{:.4},\
          \"of_fp_floor\":{:.3},\"plain_ns_per_term\":{:.4},\"kernel_speedup\":{:.3},\
          \"division_kernel_ns_per_term\":{:.4},\"division_ns\":{:.4},\"of_division_limit\":{:.3},\
          \"other_paths_ns_per_term\":{{{}}},\"spread\":{:.3},\"warnings\":[{}],\
@@ -253,6 +258,7 @@ pub fn bench_json(r: &BenchReport) -> String {
         r.repeat,
         crate::backend().as_str(),
         k.path,
+        k.fast_terms,
         k.terms,
         k.kernel_ns_per_term,
         k.floor_ns_per_term,
