@@ -99,8 +99,8 @@ mod command_line {
     #[derive(FromArgs)]
     #[argh(subcommand, name = "bench")]
     struct BenchArgs {
-        /// terms per scaling run (default 1e9)
-        #[argh(option, from_str_fn(parse_count), default = "1_000_000_000")]
+        /// terms per scaling run (default 1e10)
+        #[argh(option, from_str_fn(parse_count), default = "10_000_000_000")]
         terms: u64,
         /// largest worker count (default: the CPUs this process may use)
         #[argh(option, from_str_fn(parse_count))]
