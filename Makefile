@@ -9,6 +9,7 @@
 #   make bench          kernel, start methods, scaling; then pifork against CPython,
 #                       and the start+join round trips over 7 separate runs
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
+#   make mca            the kernel's predicted speed on the Pi 4's Cortex-A72 (llvm-mca)
 
 CARGO   ?= cargo
 # The binary is static on every machine, as on the Pi: musl, for this machine's CPU.

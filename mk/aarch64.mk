@@ -8,6 +8,8 @@
 #   make cross-test      the test suite through `cross` (Docker or Podman)
 #   make test-vm         boot an aarch64 kernel in qemu-system-aarch64 and run
 #                        the appliance checks there (scripts/test-vm.sh)
+#   make mca             predict the kernel loops on a Cortex-A72 with llvm-mca
+#                        (scripts/mca.py; installs Debian's llvm package)
 #
 # CPU tuning decision: no -C target-cpu. The baseline of
 # aarch64-unknown-linux-musl is generic armv8-a with neon (plus crt-static);
@@ -49,7 +51,9 @@ AARCH64_TRIPLE_ENV = $(shell printf '%s' '$(AARCH64_TARGET)' | tr 'a-z.-' 'A-Z__
 AARCH64_ENV = CARGO_TARGET_$(AARCH64_TRIPLE_ENV)_LINKER=$(AARCH64_LINKER) \
               CARGO_TARGET_$(AARCH64_TRIPLE_ENV)_RUNNER=$(AARCH64_RUNNER)
 
-.PHONY: setup-aarch64 build-aarch64 test-aarch64 cross-test test-vm
+AARCH64_MCA_BIN    ?= $(AARCH64_TARGET_DIR)/$(AARCH64_TARGET)/mca/pifork
+
+.PHONY: setup-aarch64 build-aarch64 test-aarch64 cross-test test-vm mca
 
 setup-aarch64:
 	AARCH64_TARGET=$(AARCH64_TARGET) bash scripts/setup-aarch64.sh
@@ -95,5 +99,14 @@ cross-test:
 
 test-vm: build-aarch64
 	AARCH64_BIN='$(AARCH64_BIN)' bash scripts/test-vm.sh '$(AARCH64_BIN)'
+
+# The release build with symbols (profile "mca": release, not stripped), so that the kernel
+# loops are found by function name; llvm-mca and llvm-objdump come from Debian's llvm.
+mca: setup-aarch64
+	@bash -c '. scripts/lib.sh && need_packages llvm'
+	$(AARCH64_ENV) $(AARCH64_CARGO) build --profile mca --target $(AARCH64_TARGET)
+	python3 scripts/mca.py '$(AARCH64_MCA_BIN)' \
+	    "$$(command -v llvm-mca || ls /usr/lib/llvm-*/bin/llvm-mca | tail -1)" \
+	    "$$(command -v llvm-objdump || ls /usr/lib/llvm-*/bin/llvm-objdump | tail -1)"
 
 .DEFAULT_GOAL := $(AARCH64_SAVED_DEFAULT_GOAL)

@@ -29,7 +29,7 @@ mod command_line {
         round_trips_text, status_json, status_text,
     };
     use pifork::app::service::state::{FILE, State, StateError};
-    use pifork::app::{Error, bench, engine, info, logging, pi, race, service};
+    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, race, service};
     use pifork::{SignalPipe, StartMethod, forkserver};
 
     /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
@@ -99,8 +99,8 @@ mod command_line {
     #[derive(FromArgs)]
     #[argh(subcommand, name = "bench")]
     struct BenchArgs {
-        /// terms per scaling run (default 1e9)
-        #[argh(option, from_str_fn(parse_count), default = "1_000_000_000")]
+        /// terms per scaling run (default 1e10)
+        #[argh(option, from_str_fn(parse_count), default = "10_000_000_000")]
         terms: u64,
         /// largest worker count (default: the CPUs this process may use)
         #[argh(option, from_str_fn(parse_count))]
@@ -119,7 +119,8 @@ mod command_line {
         start_methods: bool,
     }
 
-    /// Show the kernel, whether pidfd works, the CPUs available and the backend chosen.
+    /// Show the kernel, whether pidfd works, the CPUs available, the backend chosen and the
+    /// pi kernel's path.
     #[derive(FromArgs)]
     #[argh(subcommand, name = "info")]
     struct InfoArgs {}
@@ -203,6 +204,13 @@ mod command_line {
             Command::Status(_) | Command::Info(_) => StartMethod::Fork,
         };
         logging::init(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
+        // A forced kernel path this CPU lacks is bad input: refused before any work starts.
+        if !matches!(cli.command, Command::Status(_) | Command::Info(_))
+            && let Err(e) = kernel::selected()
+        {
+            eprintln!("pifork: {e}");
+            return ProcessExit::from(2);
+        }
         // The fork server must start while this process is still small and single-threaded.
         if method == StartMethod::Forkserver
             && let Err(e) = forkserver::start()

@@ -213,6 +213,69 @@ fn info_names_the_backend() {
     assert!(stdout(&forced).contains("backend: pipe"));
 }
 
+/// The estimate of `pifork pi --json` for N = 10^8 and 10^9: the same bits on x86_64 and
+/// aarch64 and on every kernel path (`make test` runs this suite on both).
+const GOLDEN: [(&str, u64); 2] = [("1e8", 0x400921fb52ec942a), ("1e9", 0x400921fb5421d101)];
+
+#[test]
+fn every_kernel_path_gives_the_same_bits_on_every_cpu() {
+    use pifork::app::kernel::{self, Path};
+    for path in Path::ALL {
+        if kernel::check(path).is_err() {
+            println!("kernel path {path}: this CPU lacks it, skipped");
+            continue;
+        }
+        for (terms, bits) in GOLDEN {
+            for (workers, start) in [("2", "fork"), ("3", "spawn")] {
+                let o = pifork()
+                    .args([
+                        "pi",
+                        "--terms",
+                        terms,
+                        "--workers",
+                        workers,
+                        "--start",
+                        start,
+                        "--json",
+                    ])
+                    .env("PIFORK_KERNEL", path.as_str())
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{path}: {}", stderr(&o));
+                let out = stdout(&o);
+                assert_eq!(json_field(&out, "kernel"), path.as_str());
+                let got = json_field(&out, "estimate").parse::<f64>().unwrap().to_bits();
+                assert_eq!(got, bits, "{path} N={terms} W={workers} {start}: {got:#x}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_kernel_path_the_cpu_lacks_is_one_line_and_exit_2() {
+    use pifork::app::kernel::{self, Path};
+    let lacking = Path::ALL.into_iter().find(|&p| kernel::check(p).is_err()).unwrap();
+    for (value, why) in [
+        (lacking.as_str(), format!("PIFORK_KERNEL={lacking}: this CPU lacks it")),
+        ("sse9", "PIFORK_KERNEL=\"sse9\" is not a kernel path".to_string()),
+    ] {
+        let o =
+            pifork().args(["pi", "--terms", "1e6"]).env("PIFORK_KERNEL", value).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{value}");
+        let err = stderr(&o);
+        assert!(err.contains(&why) && err.lines().count() == 1, "{err}");
+    }
+}
+
+#[test]
+fn info_names_the_kernel_path() {
+    let best = pifork::app::kernel::best();
+    let o = pifork().arg("info").env_remove("PIFORK_KERNEL").output().unwrap();
+    assert!(stdout(&o).contains(&format!("pi kernel: {best} (version 2;")), "{}", stdout(&o));
+    let forced = pifork().arg("info").env("PIFORK_KERNEL", "baseline").output().unwrap();
+    assert!(stdout(&forced).contains("pi kernel: baseline"), "{}", stdout(&forced));
+}
+
 #[test]
 fn forced_pipe_backend_gives_the_same_bits() {
     let pidfd = estimate(7_000_001, 2);

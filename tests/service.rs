@@ -27,7 +27,7 @@ fn job() -> (&'static str, &'static str) {
     if std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty()) {
         ("4e8", "4e6")
     } else {
-        ("4e9", "4e7")
+        ("4e10", "4e8")
     }
 }
 
@@ -203,14 +203,23 @@ fn damaged_or_foreign_state_is_refused_and_left_untouched() {
     let dir = temp_dir("corrupt");
     let (terms, chunk) = job();
     let number = |s: &str| s.parse::<f64>().unwrap() as u64;
-    let header = format!("pifork-state v1\nterms {}\nchunk {}\n", number(terms), number(chunk));
+    let header =
+        format!("pifork-state v2\nkernel 2\nterms {}\nchunk {}\n", number(terms), number(chunk));
     let cases = [
-        (format!("{header}elapsed 1\ndone 0 zz\nend 1\n"), "is corrupt at line 5"),
+        (format!("{header}elapsed 1\ndone 0 zz\nend 1\n"), "is corrupt at line 6"),
         (format!("{header}elapsed 1\ndone 0 3fe921fb54442d18\n"), "is corrupt"),
-        ("pifork-state v9\nwhatever\n".to_string(), "is not a pifork-state v1 file"),
+        ("pifork-state v9\nwhatever\n".to_string(), "is not a pifork-state v2 file"),
         (
-            "pifork-state v1\nterms 5\nchunk 1\nelapsed 0\nend 0\n".to_string(),
+            "pifork-state v2\nkernel 2\nterms 5\nchunk 1\nelapsed 0\nend 0\n".to_string(),
             "is for --terms 5 --chunk 1",
+        ),
+        (
+            format!(
+                "pifork-state v1\nterms {}\nchunk {}\nelapsed 0\nend 0\n",
+                number(terms),
+                number(chunk)
+            ),
+            "to restart the job from the beginning, move the file away",
         ),
         ("\u{0}\u{1}binary".to_string(), "is corrupt"),
     ];

@@ -1,12 +1,14 @@
-//! Benchmarks: the kernel against the plain loop and the core's division limit, scaling over
-//! worker counts against the machine's measured capacity, and the start+join round trip.
-//! Everything is measured in the same run and reported as medians.
+//! Benchmarks: the kernel against the plain loop, the previous (division) kernel, the core's
+//! division limit and the floating-point floor of the kernel's own operation mix; scaling over
+//! worker counts against the machine's measured capacity; and the start+join round trip.
+//! Everything is measured in the same run and reported as medians, with the repeats' spread.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use super::engine::{self, PiJob};
 use super::error::Result;
+use super::kernel::{self, Path};
 use super::pi;
 use super::plan::{chunk_plan, combine};
 use crate::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
@@ -22,16 +24,46 @@ pub fn median(samples: &mut [Duration]) -> Duration {
 }
 
 /// Runs `f` `repeat` times and returns the median duration.
-pub fn time_median(repeat: usize, mut f: impl FnMut()) -> Duration {
-    let mut samples: Vec<Duration> = (0..repeat.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    median(&mut samples)
+pub fn time_median(repeat: usize, f: impl FnMut()) -> Duration {
+    Timing::measure(repeat, f).median
 }
+
+/// The median of repeated runs and their spread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// The median duration.
+    pub median: Duration,
+    /// (slowest - fastest) / median: how noisy the repeats were.
+    pub spread: f64,
+}
+
+impl Timing {
+    /// Runs `f` `repeat` times.
+    pub fn measure(repeat: usize, mut f: impl FnMut()) -> Timing {
+        let mut samples: Vec<Duration> = (0..repeat.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect();
+        Timing::of(&mut samples)
+    }
+
+    /// The timing of `samples` (sorted in place).
+    pub fn of(samples: &mut [Duration]) -> Timing {
+        let median = median(samples);
+        let (first, last) = (samples.first().copied(), samples.last().copied());
+        let spread = match (first, last) {
+            (Some(a), Some(b)) if !median.is_zero() => (b - a).as_secs_f64() / median.as_secs_f64(),
+            _ => 0.0,
+        };
+        Timing { median, spread }
+    }
+}
+
+/// Repeats whose spread is above this make a figure noisy.
+pub const NOISY_SPREAD: f64 = 0.10;
 
 /// Lanes of the division-limit loop: the same as the kernel's.
 const LANES: usize = 8;
@@ -56,14 +88,28 @@ pub fn division_loop(count: u64) -> f64 {
 /// Single-core kernel figures, in ns.
 #[derive(Debug, Clone)]
 pub struct KernelFigures {
-    /// Terms per measurement.
+    /// Terms per measurement of the slow loops (plain, division kernel, division limit).
     pub terms: u64,
+    /// Terms per measurement of the fast ones (the kernel, its floor, the other vector paths):
+    /// [`FAST_FACTOR`] times as many, so that they run as long.
+    pub fast_terms: u64,
+    /// The kernel path measured.
+    pub path: Path,
     /// pifork's kernel, ns per term.
     pub kernel_ns_per_term: f64,
     /// The plain one-accumulator loop, ns per term.
     pub plain_ns_per_term: f64,
+    /// The previous kernel (one division per two terms), ns per term.
+    pub division_kernel_ns_per_term: f64,
     /// Independent divisions, ns per division.
     pub division_ns: f64,
+    /// The kernel's operation mix on independent accumulators, ns per term: the floor of the
+    /// core's floating-point pipes for this kernel on this path.
+    pub floor_ns_per_term: f64,
+    /// The kernel on every other path this CPU runs, ns per term.
+    pub other_paths: Vec<(Path, f64)>,
+    /// The largest spread of the repeats of any figure above, and that figure's name.
+    pub spread: (f64, &'static str),
 }
 
 impl KernelFigures {
@@ -72,30 +118,124 @@ impl KernelFigures {
         self.plain_ns_per_term / self.kernel_ns_per_term
     }
 
-    /// The kernel does one division per two terms: the fraction of the division limit it
-    /// reaches.
+    /// Kernel speed over the previous (division) kernel's.
+    pub fn over_division_kernel(&self) -> f64 {
+        self.division_kernel_ns_per_term / self.kernel_ns_per_term
+    }
+
+    /// The division kernel does one division per two terms: the fraction of the division
+    /// limit it reaches.
     pub fn of_division_limit(&self) -> f64 {
-        self.division_ns / (2.0 * self.kernel_ns_per_term)
+        self.division_ns / (2.0 * self.division_kernel_ns_per_term)
+    }
+
+    /// The fraction of the floating-point floor of its own operation mix the kernel reaches.
+    pub fn of_floor(&self) -> f64 {
+        self.floor_ns_per_term / self.kernel_ns_per_term
+    }
+
+    /// Why these figures may not be trusted: repeats that spread by more than
+    /// [`NOISY_SPREAD`], or a kernel faster than a limit it cannot beat.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let (spread, what) = self.spread;
+        if spread > NOISY_SPREAD {
+            out.push(format!(
+                "noisy run: the {what} repeats spread by {:.0}% (above {:.0}%); rerun on an idle machine",
+                100.0 * spread,
+                100.0 * NOISY_SPREAD
+            ));
+        }
+        for (name, share) in
+            [("division limit", self.of_division_limit()), ("FP floor", self.of_floor())]
+        {
+            if share > 1.0 {
+                out.push(format!(
+                    "noisy run: {:.1}% of the {name}, above the 100% a core can deliver",
+                    100.0 * share
+                ));
+            }
+        }
+        out
     }
 }
 
-/// Measures [`KernelFigures`] on the calling thread.
+/// Why a scaling table may not be trusted: a row above 100% of the capacity measured in the
+/// same run.
+pub fn scaling_warnings(rows: &[ScalingRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.of_capacity() > 1.0)
+        .map(|r| {
+            format!(
+                "noisy run: {} workers at {:.1}% of capacity, above the 100% the machine can \
+                 deliver",
+                r.workers,
+                100.0 * r.of_capacity()
+            )
+        })
+        .collect()
+}
+
+/// Lanes of the operation-mix floor loop per iteration: one group's operations on each lane
+/// of one vector of `path`.
+fn floor_terms_per_iteration(path: Path) -> u64 {
+    kernel::GROUP_TERMS * path.width() as u64
+}
+
+/// How many more terms the fast figures take than the slow ones.
+pub const FAST_FACTOR: u64 = 10;
+
+/// Measures [`KernelFigures`] on the calling thread, for the kernel path in use. Each figure is
+/// run once untimed first (page faults, clock ramp-up), then `repeat` times.
 pub fn kernel_figures(terms: u64, repeat: usize) -> KernelFigures {
-    let ns = |d: Duration| d.as_secs_f64() * 1e9 / terms as f64;
-    let kernel = ns(time_median(repeat, || {
-        black_box(pi::partial_sum(black_box(1), black_box(terms)));
-    }));
-    let plain = ns(time_median(repeat, || {
+    let path = kernel::selected().unwrap_or_else(|_| kernel::best());
+    let fast = terms.saturating_mul(FAST_FACTOR).min(pi::MAX_TERMS);
+    let mut spread = (0.0, "kernel");
+    let mut figure = |what: &'static str, terms: u64, f: &mut dyn FnMut()| -> f64 {
+        f();
+        let t = Timing::measure(repeat, f);
+        if t.spread > spread.0 {
+            spread = (t.spread, what);
+        }
+        t.median.as_secs_f64() * 1e9 / terms as f64
+    };
+    let kernel = figure("kernel", fast, &mut || {
+        black_box(pi::partial_sum_on(path, black_box(1), black_box(fast)));
+    });
+    let plain = figure("plain loop", terms, &mut || {
         black_box(pi::plain_sum(black_box(1), black_box(terms)));
-    }));
-    let division = ns(time_median(repeat, || {
+    });
+    let division_kernel = figure("division kernel", terms, &mut || {
+        black_box(pi::division_kernel(black_box(1), black_box(terms)));
+    });
+    let division = figure("division limit", terms, &mut || {
         black_box(division_loop(black_box(terms)));
-    }));
+    });
+    let per = floor_terms_per_iteration(path);
+    let floor = figure("FP floor", fast / per * per, &mut || {
+        black_box(kernel::mix(path, black_box(fast / per)));
+    });
+    let mut other_paths = Vec::new();
+    for other in kernel::supported().into_iter().rev().filter(|&p| p != path) {
+        // The baseline may call the C library for every FMA: fewer terms keep it short.
+        let n = if other == Path::Baseline { (terms / 16).max(1 << 16) } else { fast };
+        let what = other.as_str();
+        let ns = figure(what, n, &mut || {
+            black_box(pi::partial_sum_on(other, black_box(1), black_box(n)));
+        });
+        other_paths.push((other, ns));
+    }
     KernelFigures {
         terms,
+        fast_terms: fast,
+        path,
         kernel_ns_per_term: kernel,
         plain_ns_per_term: plain,
+        division_kernel_ns_per_term: division_kernel,
         division_ns: division,
+        floor_ns_per_term: floor,
+        other_paths,
+        spread,
     }
 }
 
@@ -307,15 +447,65 @@ mod tests {
         }
     }
 
+    fn figures() -> KernelFigures {
+        KernelFigures {
+            terms: 1,
+            fast_terms: 10,
+            path: Path::Baseline,
+            kernel_ns_per_term: 0.05,
+            plain_ns_per_term: 2.0,
+            division_kernel_ns_per_term: 0.5,
+            division_ns: 0.8,
+            floor_ns_per_term: 0.04,
+            other_paths: vec![],
+            spread: (0.02, "kernel"),
+        }
+    }
+
     #[test]
     fn figures_ratios() {
-        let f = KernelFigures {
-            terms: 1,
-            kernel_ns_per_term: 0.5,
-            plain_ns_per_term: 2.0,
-            division_ns: 0.8,
-        };
-        assert_eq!(f.speedup(), 4.0);
+        let f = figures();
+        assert_eq!(f.speedup(), 40.0);
+        assert_eq!(f.over_division_kernel(), 10.0);
         assert_eq!(f.of_division_limit(), 0.8);
+        assert!((f.of_floor() - 0.8).abs() < 1e-12);
+        assert!(f.warnings().is_empty());
+    }
+
+    #[test]
+    fn noisy_figures_warn() {
+        let mut f = figures();
+        f.spread = (0.25, "plain loop");
+        f.floor_ns_per_term = 0.06;
+        let w = f.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("plain loop repeats spread by 25%"), "{}", w[0]);
+        assert!(w[1].contains("120.0% of the FP floor"), "{}", w[1]);
+        let row = |workers, capacity| ScalingRow {
+            workers,
+            wall: Duration::from_millis(10),
+            speedup: 2.0,
+            efficiency: 1.0,
+            capacity,
+            threads: Duration::from_millis(10),
+        };
+        let w = scaling_warnings(&[row(2, 2.0), row(3, 1.6)]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("3 workers at 125.0% of capacity"), "{}", w[0]);
+    }
+
+    #[test]
+    fn timing_spread() {
+        let ms = Duration::from_millis;
+        let t = Timing::of(&mut [ms(12), ms(10), ms(11)]);
+        assert_eq!(t.median, ms(11));
+        assert!((t.spread - 2.0 / 11.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn floor_loop_runs_on_every_path() {
+        for path in kernel::supported() {
+            assert!(kernel::mix(path, 1000).is_finite(), "{path}");
+        }
     }
 }

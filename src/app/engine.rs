@@ -6,6 +6,7 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
+use super::kernel::Path;
 use super::plan::{chunk_plan, combine};
 use super::pool::{DEPTH, Event, Kernel, Pool, PoolSpec, WorkerReport};
 use crate::{Backend, StartMethod, backend};
@@ -45,6 +46,8 @@ pub struct PiReport {
     pub workers: Vec<WorkerReport>,
     /// The process backend used.
     pub backend: Backend,
+    /// The kernel path the workers used.
+    pub kernel: Path,
 }
 
 /// The outcome of a run over some chunks of the plan.
@@ -74,6 +77,7 @@ pub fn run(job: &PiJob, cancel: Option<Cancel<'_>>) -> Result<PiReport> {
         wall: report.wall,
         workers: report.workers,
         backend: backend(),
+        kernel: super::kernel::selected().unwrap_or_else(|_| super::kernel::best()),
     })
 }
 

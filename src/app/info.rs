@@ -1,5 +1,6 @@
 //! `pifork info`: what the system offers, as the library sees it.
 
+use super::kernel::{self, Path};
 use crate::{Backend, available_cpus, backend, probe_pidfd};
 
 /// Facts about the system as pifork sees it.
@@ -13,6 +14,10 @@ pub struct SystemInfo {
     pub cpus: Vec<usize>,
     /// The backend chosen.
     pub backend: Backend,
+    /// The pi kernel path in use, or why `PIFORK_KERNEL` cannot be followed.
+    pub pi_kernel: std::result::Result<Path, String>,
+    /// The kernel paths this CPU runs, best last.
+    pub kernels: Vec<Path>,
 }
 
 /// Gathers [`SystemInfo`].
@@ -28,6 +33,8 @@ pub fn system_info() -> SystemInfo {
         pidfd: probe_pidfd().map_err(|e| format!("{e}")),
         cpus: available_cpus(),
         backend: backend(),
+        pi_kernel: kernel::selected().map_err(|e| e.to_string()),
+        kernels: kernel::supported(),
     }
 }
 
@@ -53,12 +60,21 @@ pub fn info_text(info: &SystemInfo) -> String {
         Ok(()) => "works".to_string(),
         Err(why) => format!("unavailable ({why})"),
     };
+    let path = match &info.pi_kernel {
+        Ok(path) => path.to_string(),
+        Err(why) => format!("none ({why})"),
+    };
+    let paths: Vec<&str> = info.kernels.iter().map(|p| p.as_str()).collect();
     format!(
-        "pifork {}\nkernel: {sysname} {release} {machine}\npidfd: {pidfd}\ncpus: {} ({})\nbackend: {}\n",
+        "pifork {}\nkernel: {sysname} {release} {machine}\npidfd: {pidfd}\ncpus: {} ({})\nbackend: {}\n\
+         pi kernel: {path} (version {}; this CPU runs {}; {} forces one)\n",
         env!("CARGO_PKG_VERSION"),
         info.cpus.len(),
         format_cpu_list(&info.cpus),
-        info.backend.as_str()
+        info.backend.as_str(),
+        kernel::VERSION,
+        paths.join(", "),
+        kernel::ENV
     )
 }
 

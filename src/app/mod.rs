@@ -3,7 +3,8 @@
 //! service with its durable state, the benchmarks, and the reports the `pifork` program prints.
 //!
 //! ```text
-//! pi, plan        the series: kernel, remainder, chunks, combination
+//! pi, plan        the series: partial sums, remainder, chunks, combination
+//! kernel/         the division-free group sums, one module per instruction set
 //! pool            pinned worker processes that sum chunks, as typed events
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod info;
+pub mod kernel;
 pub mod logging;
 pub mod pi;
 pub mod plan;

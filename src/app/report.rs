@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use std::time::Duration;
 
-use super::bench::{KernelFigures, RoundTrips, ScalingRow};
+use super::bench::{KernelFigures, RoundTrips, ScalingRow, scaling_warnings};
 use super::engine::PiReport;
+use super::kernel;
 use super::pi;
 use super::service::state::{FILE, State};
 use crate::StartMethod;
@@ -50,10 +51,11 @@ pub fn pi_text(report: &PiReport, correct: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "terms:            {}  ({} workers, {} backend)",
+        "terms:            {}  ({} workers, {} backend, {} kernel)",
         report.terms,
         report.workers.len(),
-        report.backend.as_str()
+        report.backend.as_str(),
+        report.kernel
     );
     let _ = writeln!(out, "wall time:        {:.1} ms", report.wall.as_secs_f64() * 1e3);
     for w in &report.workers {
@@ -77,13 +79,14 @@ pub fn pi_json(report: &PiReport, correct: bool) -> String {
     let error = report.estimate - std::f64::consts::PI;
     let mut out = format!(
         "{{\"terms\":{},\"workers\":{},\"backend\":\"{}\",\"estimate\":{:?},\"error\":{:?},\
-         \"correct_decimals\":{},\"wall_ms\":{:.3}",
+         \"correct_decimals\":{},\"kernel\":\"{}\",\"wall_ms\":{:.3}",
         report.terms,
         report.workers.len(),
         report.backend.as_str(),
         report.estimate,
         error,
         pi::correct_decimals(report.estimate),
+        report.kernel,
         report.wall.as_secs_f64() * 1e3
     );
     if correct {
@@ -138,21 +141,7 @@ pub fn bench_text(r: &BenchReport) -> String {
         "pifork bench: N = {}, medians of {} runs, {backend} backend",
         r.terms, r.repeat
     );
-    let _ = writeln!(out, "kernel, one core, {} terms:", k.terms);
-    let _ = writeln!(out, "  pifork kernel    {:7.3} ns/term", k.kernel_ns_per_term);
-    let _ = writeln!(
-        out,
-        "  plain loop       {:7.3} ns/term  (kernel {:.2}x faster)",
-        k.plain_ns_per_term,
-        k.speedup()
-    );
-    let _ = writeln!(
-        out,
-        "  division limit   {:7.3} ns/div   (kernel: {:.3} ns per division, {:.0}% of the limit)",
-        k.division_ns,
-        2.0 * k.kernel_ns_per_term,
-        100.0 * k.of_division_limit()
-    );
+    out.push_str(&kernel_text(k));
     out.push_str(&round_trips_text(&r.round_trips));
     let _ = writeln!(out, "scaling ({} workers):", r.start);
     let _ = writeln!(
@@ -172,6 +161,59 @@ pub fn bench_text(r: &BenchReport) -> String {
             row.threads.as_secs_f64() * 1e3,
             row.threads.as_secs_f64() / row.wall.as_secs_f64()
         );
+    }
+    for w in scaling_warnings(&r.rows) {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// The single-core kernel figures of `pifork bench`, with their warnings.
+pub fn kernel_text(k: &KernelFigures) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "kernel, one core, {} terms ({} for the slow loops), {} path ({}=... forces another):",
+        k.fast_terms,
+        k.terms,
+        k.path,
+        kernel::ENV
+    );
+    let _ = writeln!(out, "  pifork kernel    {:7.3} ns/term", k.kernel_ns_per_term);
+    let _ = writeln!(
+        out,
+        "  FP floor         {:7.3} ns/term  (the kernel's mix, {} ops per 16 terms, on independent \
+         accumulators: kernel at {:.0}% of it)",
+        k.floor_ns_per_term,
+        kernel::OPS_PER_GROUP,
+        100.0 * k.of_floor()
+    );
+    let _ = writeln!(
+        out,
+        "  plain loop       {:7.3} ns/term  (kernel {:.1}x faster)",
+        k.plain_ns_per_term,
+        k.speedup()
+    );
+    let _ = writeln!(
+        out,
+        "  division kernel  {:7.3} ns/term  (the previous kernel, one division per two terms; \
+         kernel {:.1}x faster)",
+        k.division_kernel_ns_per_term,
+        k.over_division_kernel()
+    );
+    let _ = writeln!(
+        out,
+        "  division limit   {:7.3} ns/div   (division kernel: {:.3} ns per division, {:.0}% of \
+         the limit)",
+        k.division_ns,
+        2.0 * k.division_kernel_ns_per_term,
+        100.0 * k.of_division_limit()
+    );
+    for (path, ns) in &k.other_paths {
+        let _ = writeln!(out, "  {:<16} {ns:7.3} ns/term  (same bits)", format!("{path} path"));
+    }
+    for w in k.warnings() {
+        let _ = writeln!(out, "warning: {w}");
     }
     out
 }
@@ -201,19 +243,34 @@ pub fn round_trips_json(round_trips: &RoundTrips) -> String {
 /// The one-object JSON form of [`bench_text`].
 pub fn bench_json(r: &BenchReport) -> String {
     let k = &r.kernel;
+    let others: Vec<String> =
+        k.other_paths.iter().map(|(p, ns)| format!("\"{p}\":{ns:.4}")).collect();
+    let warnings: Vec<String> =
+        k.warnings().iter().chain(&scaling_warnings(&r.rows)).map(|w| format!("{w:?}")).collect();
     let mut out = format!(
-        "{{\"terms\":{},\"repeat\":{},\"backend\":\"{}\",\"kernel_terms\":{},\"kernel_ns_per_term\":{:.4},\
-         \"plain_ns_per_term\":{:.4},\"division_ns\":{:.4},\"kernel_speedup\":{:.3},\
-         \"of_division_limit\":{:.3},\"round_trip_us\":{},\"scaling_start\":\"{}\",\"scaling\":[",
+        "{{\"terms\":{},\"repeat\":{},\"backend\":\"{}\",\"kernel_path\":\"{}\",\
+         \"kernel_terms\":{},\"slow_loop_terms\":{},\"kernel_ns_per_term\":{:.4},\"fp_floor_ns_per_term\":{:.4},\
+         \"of_fp_floor\":{:.3},\"plain_ns_per_term\":{:.4},\"kernel_speedup\":{:.3},\
+         \"division_kernel_ns_per_term\":{:.4},\"division_ns\":{:.4},\"of_division_limit\":{:.3},\
+         \"other_paths_ns_per_term\":{{{}}},\"spread\":{:.3},\"warnings\":[{}],\
+         \"round_trip_us\":{},\"scaling_start\":\"{}\",\"scaling\":[",
         r.terms,
         r.repeat,
         crate::backend().as_str(),
+        k.path,
+        k.fast_terms,
         k.terms,
         k.kernel_ns_per_term,
+        k.floor_ns_per_term,
+        k.of_floor(),
         k.plain_ns_per_term,
-        k.division_ns,
         k.speedup(),
+        k.division_kernel_ns_per_term,
+        k.division_ns,
         k.of_division_limit(),
+        others.join(","),
+        k.spread.0,
+        warnings.join(","),
         round_trips_json(&r.round_trips),
         r.start
     );
@@ -351,6 +408,7 @@ mod tests {
                 busy: Duration::from_millis(2),
             }],
             backend: crate::Backend::Pipe,
+            kernel: crate::app::kernel::Path::Baseline,
         };
         let json = pi_json(&report, true);
         assert!(
@@ -359,7 +417,7 @@ mod tests {
             ),
             "{json}"
         );
-        assert!(json.contains("\"correct_decimals\":0,"));
+        assert!(json.contains("\"correct_decimals\":0,\"kernel\":\"baseline\","));
         assert!(json.contains("\"corrected\":"));
         assert!(json.ends_with(
             "\"per_worker\":[{\"index\":0,\"pid\":42,\"cpu\":null,\"pinned\":1,\"chunks\":1,\"terms\":1000,\"ms\":2.000}]}"

@@ -3,7 +3,8 @@
 //! of the directory) after every finished chunk.
 //!
 //! ```text
-//! pifork-state v1
+//! pifork-state v2
+//! kernel 2
 //! terms 1000000000000
 //! chunk 4000000000
 //! elapsed 12.5
@@ -15,7 +16,9 @@
 //!
 //! Partial sums are stored as the hex bits of the `f64`, so a resumed run combines exactly
 //! the values an uninterrupted one would. The `end` line counts the `done` lines: a file cut
-//! short is caught.
+//! short is caught. The `kernel` line is the kernel's arithmetic version
+//! ([`kernel::VERSION`]): another version's chunk sums may differ in the last bit, so a file
+//! from another kernel (every `v1` file is one) is refused rather than mixed with new chunks.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -23,11 +26,15 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::app::kernel;
 use crate::app::pi::MAX_TERMS;
 use crate::app::plan::combine;
 
 /// The first line of a state file of this version.
-pub const MAGIC: &str = "pifork-state v1";
+pub const MAGIC: &str = "pifork-state v2";
+
+/// The first line of the format before the kernel version was recorded (kernel 1).
+pub const MAGIC_V1: &str = "pifork-state v1";
 
 /// The state file's name inside the state directory.
 pub const FILE: &str = "state";
@@ -50,6 +57,13 @@ pub enum StateError {
         path: PathBuf,
         /// Its first line.
         found: String,
+    },
+    /// The file's chunks were summed by another version of the kernel.
+    OtherKernel {
+        /// The file.
+        path: PathBuf,
+        /// The kernel version it records.
+        found: u32,
     },
     /// The file belongs to a run with other parameters.
     OtherParameters {
@@ -84,6 +98,15 @@ impl fmt::Display for StateError {
                 f,
                 "state file {} is not a {MAGIC} file (it starts with {found:?}); left untouched",
                 path.display()
+            ),
+            StateError::OtherKernel { path, found } => write!(
+                f,
+                "state file {} holds chunks summed by kernel version {found}, this pifork's \
+                 kernel is version {}: their bits may differ in the last place, so they cannot \
+                 be combined; left untouched (to restart the job from the beginning, move the \
+                 file away or use another --state-dir)",
+                path.display(),
+                kernel::VERSION
             ),
             StateError::OtherParameters { path, found, wanted } => write!(
                 f,
@@ -174,8 +197,11 @@ impl State {
     /// The file's text.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "{MAGIC}\nterms {}\nchunk {}\nelapsed {:.3}\n",
-            self.terms, self.chunk, self.elapsed
+            "{MAGIC}\nkernel {}\nterms {}\nchunk {}\nelapsed {:.3}\n",
+            kernel::VERSION,
+            self.terms,
+            self.chunk,
+            self.elapsed
         );
         for (i, sum) in &self.done {
             let _ = writeln!(out, "done {i} {:016x}", sum.to_bits());
@@ -197,6 +223,9 @@ impl State {
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
         match lines.next() {
             Some((_, MAGIC)) => {}
+            Some((_, MAGIC_V1)) => {
+                return Err(StateError::OtherKernel { path: path.to_path_buf(), found: 1 });
+            }
             Some((_, other)) if other.starts_with("pifork-state ") => {
                 return Err(StateError::OtherVersion {
                     path: path.to_path_buf(),
@@ -217,10 +246,17 @@ impl State {
         };
         let number =
             |(n, v): (usize, String)| v.parse::<u64>().map_err(|_| corrupt(n, "bad number"));
+        let version = number(field("kernel")?)?;
+        if version != u64::from(kernel::VERSION) {
+            return Err(StateError::OtherKernel {
+                path: path.to_path_buf(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+            });
+        }
         let terms = number(field("terms")?)?;
         let chunk = number(field("chunk")?)?;
         if terms == 0 || chunk == 0 || terms > MAX_TERMS {
-            return Err(corrupt(2, "terms and chunk must be positive"));
+            return Err(corrupt(3, "terms and chunk must be positive"));
         }
         let (n, elapsed) = field("elapsed")?;
         let elapsed = elapsed
@@ -374,6 +410,20 @@ mod tests {
         assert!(matches!(
             State::parse("pifork-state v0\n", Path::new("f")),
             Err(StateError::OtherVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn another_kernel_is_refused_with_a_way_out() {
+        let v1 = "pifork-state v1\nterms 10\nchunk 4\nelapsed 0\nend 0\n";
+        let old = State::parse(v1, Path::new("f")).unwrap_err();
+        assert_eq!(old, StateError::OtherKernel { path: "f".into(), found: 1 });
+        let text = old.to_string();
+        assert!(text.contains("kernel version 1") && text.contains("restart the job"), "{text}");
+        let v3 = sample().to_text().replace("\nkernel 2\n", "\nkernel 3\n");
+        assert!(matches!(
+            State::parse(&v3, Path::new("f")),
+            Err(StateError::OtherKernel { found: 3, .. })
         ));
     }
 }
