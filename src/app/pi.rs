@@ -42,24 +42,29 @@ pub fn partial_sum(m: u64, n: u64) -> f64 {
 /// # Panics
 /// As [`partial_sum`], and if this CPU lacks `path`.
 pub fn partial_sum_on(path: Path, m: u64, n: u64) -> f64 {
+    by_pairs(m, n, |x0, pairs| grouped_pair_sum(path, x0, pairs))
+}
+
+/// Terms `m..=n` as a leading even term (negative, alone), `pairs(x0, count)` — the sum of
+/// `count` pairs from the denominator `x0` — and a trailing odd term (positive, alone),
+/// added in that fixed order.
+///
+/// # Panics
+/// If `m == 0` or `n > MAX_TERMS`.
+fn by_pairs(m: u64, n: u64, pairs: impl FnOnce(u64, u64) -> f64) -> f64 {
     assert!(m >= 1 && n <= MAX_TERMS, "terms must lie in 1..={MAX_TERMS}");
     if m > n {
         return 0.0;
     }
-    let (lead, first) = split_ends(m);
+    let (lead, first) =
+        if m.is_multiple_of(2) { (-1.0 / (2 * m - 1) as f64, m + 1) } else { (0.0, m) };
     if first > n {
         return lead;
     }
     let count = n - first + 1;
     let tail = if !count.is_multiple_of(2) { 1.0 / (2 * n - 1) as f64 } else { 0.0 };
-    let body = grouped_pair_sum(path, 2 * first - 1, count / 2);
+    let body = pairs(2 * first - 1, count / 2);
     (tail + body) + lead
-}
-
-/// A leading even term (negative) stands alone: its value (or 0) and the first term of the
-/// pairs.
-fn split_ends(m: u64) -> (f64, u64) {
-    if m.is_multiple_of(2) { (-1.0 / (2 * m - 1) as f64, m + 1) } else { (0.0, m) }
 }
 
 /// One pair 2/(x(x+2)), by an exact division.
@@ -115,18 +120,7 @@ fn reduce<const L: usize>(mut acc: [f64; L]) -> f64 {
 /// `DIVISION_LANES` accumulators that the compiler turns into vector divisions (one division
 /// per two terms: bound by the divider).
 pub fn division_kernel(m: u64, n: u64) -> f64 {
-    assert!(m >= 1 && n <= MAX_TERMS, "terms must lie in 1..={MAX_TERMS}");
-    if m > n {
-        return 0.0;
-    }
-    let (lead, first) = split_ends(m);
-    if first > n {
-        return lead;
-    }
-    let count = n - first + 1;
-    let tail = if !count.is_multiple_of(2) { 1.0 / (2 * n - 1) as f64 } else { 0.0 };
-    let body = division_pair_sum((2 * first - 1) as f64, count / 2);
-    (tail + body) + lead
+    by_pairs(m, n, |x0, pairs| division_pair_sum(x0 as f64, pairs))
 }
 
 /// Sum over j in 0..pairs of 2/(x(x+2)) with x = x0 + 4j, smallest (highest j) first. Not
