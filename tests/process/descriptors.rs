@@ -8,7 +8,7 @@ use pifork::{
     Backend, Error, ExitCode, Process, Receiver, Sender, StartMethod, channel, forkserver,
 };
 
-use crate::common::{Test, sleep_ms};
+use crate::common::{Test, open_fds, sleep_ms};
 
 const ECHO: &str = "descriptors.echo";
 const CLAIM: &str = "descriptors.claim";
@@ -49,20 +49,6 @@ pub const TESTS: &[Test] = &[
         an_inherited_end_closes_when_the_child_drops_it,
     ),
 ];
-
-/// The descriptors open in this process (excluding the one used to list them).
-fn open_fds() -> Vec<i32> {
-    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-        .filter(|fd: &i32| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|t| !t.starts_with("/proc"))
-        })
-        .collect();
-    fds.sort_unstable();
-    fds
-}
 
 fn child_holds_only_its_own_pipe_ends() {
     // No pifork descriptor may be open at the baseline: they are not inherited, by design.

@@ -12,7 +12,7 @@ use pifork::{
     forkserver, parent_process, wait,
 };
 
-use crate::common::{Test, alive, eventually, rounds, sleep_ms};
+use crate::common::{Test, alive, eventually, open_fds, rounds, sleep_ms};
 
 const TREE: &str = "parity.tree";
 const NAP: &str = "parity.nap";
@@ -59,20 +59,6 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("active_children_lists_the_live_ones", active_children_lists_the_live_ones),
     Test::EachMethod("send_signal_and_interrupt", send_signal_and_interrupt),
 ];
-
-/// The descriptors open in this process (excluding the one used to list them).
-fn open_fds() -> Vec<i32> {
-    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-        .filter(|fd: &i32| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|t| !t.starts_with("/proc"))
-        })
-        .collect();
-    fds.sort_unstable();
-    fds
-}
 
 fn is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only reads a descriptor's flags; an unused number gives EBADF.
