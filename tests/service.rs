@@ -127,7 +127,14 @@ fn sigterm_then_restart_resumes_to_the_same_bits() {
     let child = spawn(serve(&dir));
     let pid = child.id() as i32;
     let tree = workers_of(pid);
-    std::thread::sleep(Duration::from_millis(150));
+    // Stopped once a chunk is recorded, however fast or slow (emulated, loaded) the machine.
+    let state = dir.join("state");
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            std::fs::read_to_string(&state).is_ok_and(|text| text.contains("\ndone "))
+        }),
+        "no chunk was recorded"
+    );
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
