@@ -15,6 +15,7 @@ mod engine;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod signals;
 mod start_methods;
 mod threads;
 mod wait;
@@ -24,7 +25,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 9] = [
+    let groups: [(&str, Vec<Test>); 10] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -34,6 +35,7 @@ fn all_cases() -> Vec<Case> {
         ("threads", threads::TESTS.to_vec()),
         ("engine", engine::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
+        ("signals", signals::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -48,6 +50,7 @@ fn register_entries() {
     connection::register_entries();
     threads::register_entries();
     parity::register_entries();
+    signals::register_entries();
 }
 
 fn my_pid() -> i32 {

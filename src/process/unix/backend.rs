@@ -35,7 +35,7 @@ impl Backend {
 /// `pidfd_open`, `pidfd_send_signal` and `waitid(P_PIDFD)`. Probed on this process itself.
 pub fn probe_pidfd() -> Result<(), Errno> {
     let fd = sys::pidfd_open(sys::getpid())?;
-    sys::pidfd_send_signal(fd.as_fd(), None)?;
+    sys::pidfd_send_signal(fd.as_fd(), 0)?;
     // We are not our own child: ECHILD proves P_PIDFD is understood (older kernels: EINVAL).
     match sys::waitid_pidfd(fd.as_fd(), false) {
         Err(Errno::ECHILD) => Ok(()),

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
 
 use super::backend::{Backend, backend};
 use super::children;
@@ -61,7 +59,7 @@ impl SentinelPipe {
             }
             None => PidFd::open(pid).map(Reaper::Pidfd).map_err(|errno| {
                 let raw = nix::unistd::Pid::from_raw(pid.as_raw());
-                let _ = sys::kill(raw, Signal::SIGKILL);
+                let _ = sys::kill(raw, libc::SIGKILL);
                 let _ = sys::waitpid(raw, true);
                 Error::sys("pidfd_open")(errno)
             }),
@@ -184,12 +182,8 @@ impl Child {
         };
         let status = match waited.map_err(Error::sys("waitid"))? {
             None => return Ok(None),
-            Some(WaitStatus::Exited(_, code)) => ExitCode::Exited(code),
-            Some(WaitStatus::Signaled(_, signal, _)) => ExitCode::Signaled(signal as i32),
-            Some(other) => {
-                log::warn!("unexpected wait status {other:?} for pid {}", self.pid);
-                return Ok(None);
-            }
+            Some(sys::Reaped::Exited(code)) => ExitCode::Exited(code),
+            Some(sys::Reaped::Signaled(signal)) => ExitCode::Signaled(signal),
         };
         self.reaped(status)
     }
@@ -293,23 +287,21 @@ impl Child {
 
     /// SIGTERM.
     pub(crate) fn terminate(&self) -> Result<()> {
-        self.signal(Signal::SIGTERM)
+        self.send_signal(libc::SIGTERM)
     }
 
     /// SIGKILL.
     pub(crate) fn kill(&self) -> Result<()> {
-        self.signal(Signal::SIGKILL)
+        self.send_signal(libc::SIGKILL)
     }
 
-    /// Sends signal number `signal` (an unknown number is `EINVAL`).
+    /// Sends signal number `signal` (realtime ones included; an unknown number is `EINVAL`)
+    /// unless the child has already been reaped (then there is nobody to signal, and with
+    /// pidfd nobody else can be hit by mistake either).
     pub(crate) fn send_signal(&self, signal: i32) -> Result<()> {
-        let signal = Signal::try_from(signal).map_err(Error::sys("signal"))?;
-        self.signal(signal)
-    }
-
-    /// Sends `signal` unless the child has already been reaped (then there is nobody to signal,
-    /// and with pidfd nobody else can be hit by mistake either).
-    pub(crate) fn signal(&self, signal: Signal) -> Result<()> {
+        if !sys::is_signal_number(signal) {
+            return Err(Error::sys("signal")(Errno::EINVAL));
+        }
         if self.status.is_some() {
             return Ok(());
         }
@@ -324,7 +316,7 @@ impl Child {
         };
         match sent {
             Ok(()) | Err(Errno::ESRCH) => {
-                log::debug!("sent {signal} to pid {}", self.pid);
+                log::debug!("sent signal {signal} to pid {}", self.pid);
                 Ok(())
             }
             Err(errno) => Err(Error::sys("signal")(errno)),

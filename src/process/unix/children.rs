@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::wait::WaitStatus;
 
 use crate::fdtable::Tracked;
 use crate::status::{ExitCode, Pid};
@@ -80,10 +79,8 @@ pub(crate) fn active() -> Vec<(Pid, String)> {
         }
         let code = if entry.direct {
             match sys::waitpid(nix::unistd::Pid::from_raw(entry.pid.as_raw()), false) {
-                Ok(Some(WaitStatus::Exited(_, code))) => Some(ExitCode::Exited(code)),
-                Ok(Some(WaitStatus::Signaled(_, signal, _))) => {
-                    Some(ExitCode::Signaled(signal as i32))
-                }
+                Ok(Some(sys::Reaped::Exited(code))) => Some(ExitCode::Exited(code)),
+                Ok(Some(sys::Reaped::Signaled(signal))) => Some(ExitCode::Signaled(signal)),
                 _ => None,
             }
         } else {

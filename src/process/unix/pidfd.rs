@@ -4,8 +4,6 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
 
 use crate::error::{Error, Result};
 use crate::fdtable::Tracked;
@@ -28,12 +26,12 @@ impl PidFd {
     }
 
     /// `pidfd_send_signal`.
-    pub(crate) fn send_signal(&self, signal: Signal) -> Result<(), Errno> {
-        sys::pidfd_send_signal(self.0.as_fd(), Some(signal))
+    pub(crate) fn send_signal(&self, signal: i32) -> Result<(), Errno> {
+        sys::pidfd_send_signal(self.0.as_fd(), signal)
     }
 
     /// `waitid(P_PIDFD)`: reaps the process if it has ended (`block`: waits for it to end).
-    pub(crate) fn wait(&self, block: bool) -> Result<Option<WaitStatus>, Errno> {
+    pub(crate) fn wait(&self, block: bool) -> Result<Option<sys::Reaped>, Errno> {
         sys::waitid_pidfd(self.0.as_fd(), block)
     }
 }

@@ -3,8 +3,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
 pub use nix::unistd::ForkResult;
@@ -47,17 +46,17 @@ pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `pidfd_send_signal(2)`: signals the process behind `pidfd` (no PID-reuse race).
-/// `None` sends no signal and only checks that the process can be signalled.
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Option<Signal>) -> Result<(), Errno> {
-    let sig = signal.map_or(0, |s| s as libc::c_int);
+/// `pidfd_send_signal(2)`: sends signal number `signal` (any, realtime ones included) to the
+/// process behind `pidfd` (no PID-reuse race). 0 sends nothing and only checks that the
+/// process can be signalled.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: libc::c_int) -> Result<(), Errno> {
     // SAFETY: a null siginfo pointer is allowed (the kernel fills in a SI_USER siginfo); the fd
     // is borrowed, so it stays open for the duration of the call.
     let res = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            sig,
+            signal,
             std::ptr::null::<libc::siginfo_t>(),
             0u32,
         )
@@ -65,39 +64,79 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: Option<Signal>) -> Resul
     Errno::result(res).map(drop)
 }
 
+/// How a reaped child ended: its exit status, or the number of the signal that killed it
+/// (realtime signals included, which `nix`'s `Signal` cannot name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reaped {
+    /// `_exit(status)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
 /// `waitid(P_PIDFD, fd, WEXITED [| WNOHANG])`: reaps the child behind `pidfd`.
 /// Returns `None` when `block` is false and the child is still running.
-pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> Result<Option<WaitStatus>, Errno> {
-    let mut flags = WaitPidFlag::WEXITED;
-    if !block {
-        flags |= WaitPidFlag::WNOHANG;
-    }
+pub fn waitid_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> Result<Option<Reaped>, Errno> {
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
     loop {
-        match nix::sys::wait::waitid(Id::PIDFd(pidfd), flags) {
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            Ok(status) => return Ok(Some(status)),
+        // SAFETY: an all-zero siginfo_t is a valid value (plain integers and unions of them).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t for the duration of the call; the fd
+        // is borrowed, so it stays open.
+        let res = unsafe {
+            libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags)
+        };
+        match Errno::result(res) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
+            Ok(_) => {}
         }
+        // SAFETY: after a successful waitid with WEXITED the kernel filled in the SIGCHLD
+        // fields (si_pid, si_status); with WNOHANG and no child ended it left si_pid at 0.
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(if info.si_code == libc::CLD_EXITED {
+            Reaped::Exited(status)
+        } else {
+            Reaped::Signaled(status)
+        }));
     }
 }
 
 /// `waitpid(pid, 0 | WNOHANG)`: reaps the child `pid`; `None` when still running.
-pub fn waitpid(pid: Pid, block: bool) -> Result<Option<WaitStatus>, Errno> {
-    let flags = if block { None } else { Some(WaitPidFlag::WNOHANG) };
+pub fn waitpid(pid: Pid, block: bool) -> Result<Option<Reaped>, Errno> {
+    let flags = if block { 0 } else { libc::WNOHANG };
     loop {
-        match nix::sys::wait::waitpid(pid, flags) {
-            Ok(WaitStatus::StillAlive) => return Ok(None),
-            Ok(status) => return Ok(Some(status)),
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid, writable int for the duration of the call.
+        let res = unsafe { libc::waitpid(pid.as_raw(), &mut status, flags) };
+        match Errno::result(res) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
+            Ok(0) => return Ok(None),
+            Ok(_) if libc::WIFEXITED(status) => {
+                return Ok(Some(Reaped::Exited(libc::WEXITSTATUS(status))));
+            }
+            Ok(_) if libc::WIFSIGNALED(status) => {
+                return Ok(Some(Reaped::Signaled(libc::WTERMSIG(status))));
+            }
+            // Stopped or continued: reported only when asked for (WUNTRACED, WCONTINUED).
+            Ok(_) => continue,
         }
     }
 }
 
-/// `kill(2)`.
-pub fn kill(pid: Pid, signal: Signal) -> Result<(), Errno> {
-    nix::sys::signal::kill(pid, signal)
+/// `kill(2)` with signal number `signal` (realtime ones included).
+pub fn kill(pid: Pid, signal: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    Errno::result(unsafe { libc::kill(pid.as_raw(), signal) }).map(drop)
+}
+
+/// Whether `signal` is a signal number this system knows (1 to SIGRTMAX).
+pub fn is_signal_number(signal: libc::c_int) -> bool {
+    (1..=libc::SIGRTMAX()).contains(&signal)
 }
 
 /// `prctl(PR_SET_PDEATHSIG, sig)`: deliver `sig` to this process when its parent dies.
@@ -130,33 +169,30 @@ pub fn get_affinity() -> Result<Vec<usize>, Errno> {
     Ok((0..nix::sched::CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
 }
 
-/// Signals a supervising parent typically catches for its own shutdown or housekeeping.
-const PARENT_SIGNALS: [Signal; 8] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGCHLD,
-];
-
-/// Resets the parent's handlers for [`PARENT_SIGNALS`] to the default action (keeping ignored
-/// ones ignored, as `execve` would) and clears the signal mask. Used in a forked child so that
-/// handlers the parent installed for itself do not swallow `terminate()` or Ctrl-C; the
-/// runtime's own SIGSEGV/SIGBUS handlers (stack-overflow reports) stay. Async-signal-safe.
+/// Resets every caught signal — realtime ones included — to its default action (keeping
+/// ignored ones ignored, as `execve` would) and clears the signal mask. Used in a forked child,
+/// whose signals are blocked from before the fork until here, so that no handler the parent
+/// installed for itself ever runs in the child: a signal sent at any moment after the fork
+/// acts with its default disposition once unblocked. SIGSEGV and SIGBUS keep the runtime's
+/// handlers (stack-overflow reports); SIGKILL and SIGSTOP cannot be caught. Async-signal-safe.
 pub fn reset_signal_handlers() {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in PARENT_SIGNALS {
-        // SAFETY: installing SIG_DFL runs no handler code; a previous SIG_IGN is put back
-        // right away, so only caught signals change.
-        let previous = unsafe { nix::sys::signal::sigaction(signal, &default) };
-        if let Ok(prev) = previous
-            && matches!(prev.handler(), SigHandler::SigIgn)
+    for signal in 1..=libc::SIGRTMAX() {
+        if matches!(signal, libc::SIGKILL | libc::SIGSTOP | libc::SIGSEGV | libc::SIGBUS) {
+            continue;
+        }
+        // SAFETY: an all-zero sigaction is a valid value; setting its handler to SIG_DFL with
+        // an empty mask and no flags describes the default action.
+        let mut default: libc::sigaction = unsafe { std::mem::zeroed() };
+        default.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: as above, for the previous action's out-parameter.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call; installing SIG_DFL runs no handler
+        // code. Numbers the C library reserves for itself fail with EINVAL and stay as they are.
+        if unsafe { libc::sigaction(signal, &default, &mut previous) } == 0
+            && previous.sa_sigaction == libc::SIG_IGN
         {
-            // SAFETY: as above, restoring SIG_IGN.
-            let _ = unsafe { nix::sys::signal::sigaction(signal, &prev) };
+            // SAFETY: as above, putting SIG_IGN back right away: only caught signals change.
+            let _ = unsafe { libc::sigaction(signal, &previous, std::ptr::null_mut()) };
         }
     }
     let _ = nix::sys::signal::sigprocmask(
