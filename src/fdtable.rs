@@ -2,56 +2,72 @@
 //! here, so that a freshly forked child can close the ones that are not its own: no child holds
 //! another child's pipe end, so end-of-file and hang-up arrive when they should.
 //!
-//! The table is a fixed array of atomics: reading it in a forked child takes no lock.
+//! The table is a bitmap indexed by descriptor number, in segments allocated as higher numbers
+//! show up (up to the kernel's own ceiling, `fs.nr_open`, 2^20 by default): it grows with the
+//! process's descriptors, and reading it in a forked child takes no lock and allocates nothing.
 //!
 //! A second, smaller table lists the descriptors this process's parent handed down to it (a
 //! `Process`'s `inherit_fds`): each can be claimed once, safely, with [`take_inherited`].
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 
-const SLOTS: usize = 4096;
 const FREE: i32 = -1;
 
-static TABLE: [AtomicI32; SLOTS] = [const { AtomicI32::new(FREE) }; SLOTS];
+/// Descriptors per segment: 64 words of 64 bits.
+const SEGMENT_FDS: usize = 4096;
+/// Segments: 256 x 4096 = 2^20 descriptors, Linux's default `fs.nr_open`.
+const SEGMENTS: usize = 256;
 
-/// One past the highest slot ever used: scans stop there instead of reading all `SLOTS`.
+type Segment = [AtomicU64; SEGMENT_FDS / 64];
+
+/// Bit `fd % 4096` of segment `fd / 4096` is set while descriptor `fd` is recorded. A segment
+/// is allocated (in the parent, by [`register`]) the first time a number in its range is
+/// recorded, and never freed.
+static TABLE: [OnceLock<Box<Segment>>; SEGMENTS] = [const { OnceLock::new() }; SEGMENTS];
+
+/// One past the highest segment ever allocated: scans stop there.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// The slots that may hold a descriptor.
-fn used() -> &'static [AtomicI32] {
-    &TABLE[..USED.load(Ordering::Acquire).min(SLOTS)]
+/// The word and bit of `fd`, if the table can hold it.
+fn position(fd: RawFd) -> Option<(usize, usize, u64)> {
+    let fd = usize::try_from(fd).ok()?;
+    (fd < SEGMENTS * SEGMENT_FDS).then(|| {
+        let (segment, offset) = (fd / SEGMENT_FDS, fd % SEGMENT_FDS);
+        (segment, offset / 64, 1u64 << (offset % 64))
+    })
 }
 
 fn register(fd: RawFd) {
-    // A descriptor handed down by the parent may be recorded already (a forked child keeps the
-    // records of what it kept): once is enough.
-    if used().iter().any(|slot| slot.load(Ordering::Acquire) == fd) {
+    let Some((segment, word, bit)) = position(fd) else {
+        log::warn!("descriptor {fd} is beyond the table: later children will inherit it");
         return;
-    }
-    for (i, slot) in TABLE.iter().enumerate() {
-        if slot.load(Ordering::Relaxed) != FREE {
-            continue;
-        }
-        // Raised before the descriptor lands in the slot, so a scan never stops short of it.
-        if USED.load(Ordering::Relaxed) <= i {
-            USED.fetch_max(i + 1, Ordering::AcqRel);
-        }
-        if slot.compare_exchange(FREE, fd, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            return;
-        }
-    }
-    log::warn!("descriptor table full: fd {fd} will be inherited by later children");
+    };
+    let words =
+        TABLE[segment].get_or_init(|| Box::new([const { AtomicU64::new(0) }; SEGMENT_FDS / 64]));
+    USED.fetch_max(segment + 1, Ordering::AcqRel);
+    // Recording twice is harmless: a descriptor handed down by the parent may be recorded
+    // already (a forked child keeps the records of what it kept).
+    words[word].fetch_or(bit, Ordering::AcqRel);
 }
 
 fn unregister(fd: RawFd) {
-    for slot in used() {
-        if slot.compare_exchange(fd, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            return;
-        }
+    if let Some((segment, word, bit)) = position(fd)
+        && let Some(words) = TABLE[segment].get()
+    {
+        words[word].fetch_and(!bit, Ordering::AcqRel);
     }
+}
+
+/// Whether `fd` is recorded.
+#[cfg(test)]
+fn is_recorded(fd: RawFd) -> bool {
+    position(fd).is_some_and(|(segment, word, bit)| {
+        TABLE[segment].get().is_some_and(|words| words[word].load(Ordering::Acquire) & bit != 0)
+    })
 }
 
 /// Records a descriptor that lives as long as the process (owned elsewhere), so that
@@ -64,14 +80,23 @@ pub(crate) fn track_forever(fd: &impl AsRawFd) {
 /// ones stay recorded (so the child's own children close them in turn). Lock-free and
 /// allocation-free, hence safe right after `fork`.
 pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
-    for slot in used() {
-        let fd = slot.load(Ordering::Acquire);
-        if fd != FREE && !keep(fd) {
-            // SAFETY: the table lists only descriptors owned by pifork objects of the parent;
-            // their copies in this freshly forked child are never used or dropped (the child
-            // leaves through `_exit`), so closing the numbers here leaves no owner behind.
-            unsafe { crate::sys::close_raw(fd) };
-            slot.store(FREE, Ordering::Release);
+    for (segment, words) in TABLE[..USED.load(Ordering::Acquire)].iter().enumerate() {
+        let Some(words) = words.get() else { continue };
+        for (w, word) in words.iter().enumerate() {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let fd = (segment * SEGMENT_FDS + w * 64 + bit) as RawFd;
+                if !keep(fd) {
+                    // SAFETY: the table lists only descriptors owned by pifork objects of the
+                    // parent; their copies in this freshly forked child are never used or
+                    // dropped (the child leaves through `_exit`), so closing the numbers here
+                    // leaves no owner behind.
+                    unsafe { crate::sys::close_raw(fd) };
+                    word.fetch_and(!(1u64 << bit), Ordering::Release);
+                }
+            }
         }
     }
 }
@@ -141,4 +166,26 @@ pub fn take_inherited(fd: RawFd) -> Result<OwnedFd> {
     // SAFETY: the parent handed this open descriptor down for this process to own, and the
     // claim above succeeds only once per handed-down number, so there is no other owner.
     Ok(unsafe { crate::sys::own_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_beyond_the_first_segment_are_recorded_and_forgotten() {
+        for fd in [3, 4095, 4096, 70_000, (SEGMENTS * SEGMENT_FDS - 1) as RawFd] {
+            register(fd);
+            assert!(is_recorded(fd), "{fd}");
+            assert!(USED.load(Ordering::Acquire) > fd as usize / SEGMENT_FDS);
+            unregister(fd);
+            assert!(!is_recorded(fd), "{fd}");
+        }
+        // Beyond the kernel's default ceiling, and negative numbers: not recorded, no panic.
+        for fd in [(SEGMENTS * SEGMENT_FDS) as RawFd, -1] {
+            register(fd);
+            assert!(!is_recorded(fd));
+            unregister(fd);
+        }
+    }
 }

@@ -36,6 +36,10 @@ pub fn register_entries() {
 pub const TESTS: &[Test] = &[
     Test::Once("child_holds_only_its_own_pipe_ends", child_holds_only_its_own_pipe_ends),
     Test::Once("inherited_channel_reaches_the_child", inherited_channel_reaches_the_child),
+    Test::Once(
+        "child_holds_none_of_thousands_of_descriptors",
+        child_holds_none_of_thousands_of_descriptors,
+    ),
     Test::EachMethod(
         "inherited_descriptors_keep_their_numbers",
         inherited_descriptors_keep_their_numbers,
@@ -68,6 +72,37 @@ fn child_holds_only_its_own_pipe_ends() {
     };
     assert_eq!(extra.len(), own, "child fds {child_fds:?}, baseline {baseline:?}");
     assert!(baseline.iter().all(|fd| child_fds.contains(fd)), "ordinary descriptors are inherited");
+}
+
+/// Beyond any fixed table size: 5,000 pifork descriptors open in the parent (2,500 channels),
+/// none of them reaches a forked child.
+fn child_holds_none_of_thousands_of_descriptors() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const CHANNELS: u64 = 2_500;
+    forkserver::stop();
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let need = 2 * CHANNELS + 256;
+    assert!(hard >= need, "RLIMIT_NOFILE's hard limit {hard} is below the {need} this test needs");
+    setrlimit(Resource::RLIMIT_NOFILE, need.max(soft), hard).unwrap();
+    let baseline = open_fds();
+    let channels: Vec<_> = (0..CHANNELS).map(|_| channel::<u8>().unwrap()).collect();
+    assert!(channels.iter().any(|(tx, _)| tx.as_raw_fd() > 4096));
+    let mut probe = Process::new(open_fds);
+    probe.start().unwrap();
+    let child_fds = probe.result().unwrap();
+    let extra: Vec<i32> = child_fds.iter().copied().filter(|fd| !baseline.contains(fd)).collect();
+    let own = match pifork::backend() {
+        Backend::Pidfd => 1,
+        Backend::Pipe => 2,
+    };
+    assert_eq!(
+        extra.len(),
+        own,
+        "the child holds {} descriptors besides its own",
+        extra.len() - own
+    );
+    drop(channels);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
 }
 
 fn inherited_channel_reaches_the_child() {
