@@ -373,7 +373,10 @@ mod command_line {
             return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
         }
         let repeat = a.repeat as usize;
-        let round_trips = bench::round_trips(200)?;
+        let signals = shutdown_signals()?;
+        let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
+        let cancel: Option<engine::Cancel<'_>> = Some((signals.fd(), &on_signal));
+        let round_trips = bench::round_trips(200, cancel)?;
         if a.start_methods {
             if a.json {
                 println!("{}", round_trips_json(&round_trips));
@@ -384,7 +387,7 @@ mod command_line {
         }
         let kernel_terms = (a.terms / 10).clamp(1 << 20, 100_000_000);
         let kernel = bench::kernel_figures(kernel_terms, repeat);
-        let rows = bench::scaling(a.terms, max_workers, repeat, a.start)?;
+        let rows = bench::scaling(a.terms, max_workers, repeat, a.start, cancel)?;
         let report =
             BenchReport { terms: a.terms, repeat, kernel, round_trips, start: a.start, rows };
         if a.json {

@@ -311,3 +311,42 @@ fn journal_lines_carry_priorities_and_no_timestamps() {
     assert!(log.lines().any(|l| l.starts_with("<4>pifork serve: done")), "{log}");
     assert!(log.lines().all(|l| l.starts_with('<') && !l.contains("[INFO")), "{log}");
 }
+
+#[test]
+fn a_stopped_worker_starves_the_watchdog_then_is_replaced() {
+    let dir = temp_dir("stopped");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut cmd = serve(&dir.join("state"));
+    // Fed every 50 ms while the work progresses.
+    cmd.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "100000");
+    let mut child = spawn(cmd);
+    let pid = child.id() as i32;
+    let stopped = workers_of(pid)[0];
+    kill(Pid::from_raw(stopped), Signal::SIGSTOP).unwrap();
+    let since = Instant::now();
+    // Watchdog pings by the time they came, until the service exits.
+    let mut pings = Vec::new();
+    let mut buf = [0u8; 4096];
+    while child.try_wait().unwrap().is_none() {
+        assert!(since.elapsed() < Duration::from_secs(120), "still running after 120 s");
+        if let Ok(n) = socket.recv(&mut buf)
+            && &buf[..n] == b"WATCHDOG=1"
+        {
+            pings.push(since.elapsed());
+        }
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("(pid {stopped}) has held chunk")), "no late warning: {err}");
+    assert!(err.contains("stopped or hung, killed; restarting it"), "{err}");
+    assert!(!alive(stopped));
+    // Late after 2 s (longer only if chunks took over 0.2 s: allow up to 6 s), stuck and
+    // replaced after 10 s: in between the watchdog starves.
+    let starved = pings.iter().filter(|t| (6..9).contains(&t.as_secs())).count();
+    assert_eq!(starved, 0, "the watchdog was fed while a worker was stuck: {pings:?}");
+    assert!(pings.iter().any(|t| t.as_secs() < 1), "never fed before the stop: {pings:?}");
+    assert_eq!(result_bits(&dir.join("state")), uninterrupted());
+}

@@ -2,16 +2,32 @@
 //! division limit and the floating-point floor of the kernel's own operation mix; scaling over
 //! worker counts against the machine's measured capacity; and the start+join round trip.
 //! Everything is measured in the same run and reported as medians, with the repeats' spread.
+//! A measurement whose process failed is an error, never a number; a `Cancel` (Ctrl-C) is
+//! checked between measurements and wins over a failure it caused.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use super::engine::{self, PiJob};
-use super::error::Result;
+use super::engine::{self, Cancel, PiJob};
+use super::error::{Error, Result};
 use super::kernel::{self, Path};
 use super::pi;
 use super::plan::{chunk_plan, combine};
 use crate::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
+
+/// Ends the benchmark if `cancel` says so (a signal arrived).
+fn check(cancel: Option<Cancel<'_>>) -> Result<()> {
+    match cancel.and_then(|(_, on_cancel)| on_cancel()) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// The error a failed measurement ends the benchmark with: the interruption if a signal
+/// arrived meanwhile (Ctrl-C also reaches the children), else `err`.
+fn failed(cancel: Option<Cancel<'_>>, err: impl Into<Error>) -> Error {
+    check(cancel).err().unwrap_or_else(|| err.into())
+}
 
 /// The median of `samples` (sorted in place); zero for none.
 pub fn median(samples: &mut [Duration]) -> Duration {
@@ -311,12 +327,19 @@ fn concurrent_kernels(copies: usize, terms: u64) -> Result<Vec<Duration>> {
 }
 
 /// Capacity with `copies` at once: the sum over copies of (time alone / time together).
-pub fn capacity(copies: usize, terms: u64, repeat: usize) -> Result<f64> {
+pub fn capacity(
+    copies: usize,
+    terms: u64,
+    repeat: usize,
+    cancel: Option<Cancel<'_>>,
+) -> Result<f64> {
     let mut alone = Vec::new();
     let mut together = vec![Vec::new(); copies];
     for _ in 0..repeat.max(1) {
-        alone.push(concurrent_kernels(1, terms)?[0]);
-        for (i, t) in concurrent_kernels(copies, terms)?.into_iter().enumerate() {
+        check(cancel)?;
+        alone.push(concurrent_kernels(1, terms).map_err(|e| failed(cancel, e))?[0]);
+        let times = concurrent_kernels(copies, terms).map_err(|e| failed(cancel, e))?;
+        for (i, t) in times.into_iter().enumerate() {
             together[i].push(t);
         }
     }
@@ -330,6 +353,7 @@ pub fn scaling(
     max_workers: usize,
     repeat: usize,
     method: StartMethod,
+    cancel: Option<Cancel<'_>>,
 ) -> Result<Vec<ScalingRow>> {
     let mut rows: Vec<ScalingRow> = Vec::new();
     for workers in 1..=max_workers {
@@ -337,14 +361,19 @@ pub fn scaling(
         let mut job = PiJob::new(terms, workers);
         job.start = method;
         for _ in 0..repeat.max(1) {
-            samples.push(engine::run(&job, None)?.wall);
+            check(cancel)?;
+            samples.push(engine::run(&job, cancel)?.wall);
         }
         let wall = median(&mut samples);
         let base = rows.first().map_or(wall, |r| r.wall);
         let speedup = base.as_secs_f64() / wall.as_secs_f64();
         // Each copy does one worker's share, so copies run as long as a worker does.
-        let capacity =
-            if workers == 1 { 1.0 } else { capacity(workers, terms / workers as u64, repeat)? };
+        let capacity = if workers == 1 {
+            1.0
+        } else {
+            capacity(workers, terms / workers as u64, repeat, cancel)?
+        };
+        check(cancel)?;
         let threads = time_median(repeat, || {
             black_box(threads_pi(terms, workers));
         });
@@ -361,22 +390,38 @@ pub fn scaling(
 }
 
 /// Median start+join round trip of a process that does nothing, started with `method`.
-pub fn round_trip(method: StartMethod, repeat: usize) -> Result<Duration> {
-    let samples = (0..repeat.max(1)).map(|_| one_round_trip(method));
+pub fn round_trip(
+    method: StartMethod,
+    repeat: usize,
+    cancel: Option<Cancel<'_>>,
+) -> Result<Duration> {
+    let samples = (0..repeat.max(1)).map(|_| one_round_trip(method, cancel));
     Ok(median(&mut samples.collect::<Result<Vec<_>>>()?))
 }
 
 /// One start+join of a process that does nothing; the process is dropped (its descriptors
-/// closed) after the clock stops.
-fn one_round_trip(method: StartMethod) -> Result<Duration> {
+/// closed) after the clock stops. A process that did not exit with 0 (it could not start
+/// its entry, or was killed) is an error: its time measures nothing.
+fn one_round_trip(method: StartMethod, cancel: Option<Cancel<'_>>) -> Result<Duration> {
+    check(cancel)?;
     let start = Instant::now();
     let mut p = match method {
         StartMethod::Fork => Process::new(|| ()),
         other => Process::entry(NOOP_ENTRY, &()).start_method(other),
     };
-    p.start()?;
-    p.join()?;
-    Ok(start.elapsed())
+    p.start().map_err(|e| failed(cancel, e))?;
+    p.join().map_err(|e| failed(cancel, e))?;
+    let elapsed = start.elapsed();
+    match p.exitcode()? {
+        Some(code) if code.success() => Ok(elapsed),
+        code => Err(failed(
+            cancel,
+            Error::MeasurementFailed {
+                what: format!("a {method} start+join round trip"),
+                exitcode: code.unwrap_or(crate::ExitCode::Signaled(9)),
+            },
+        )),
+    }
 }
 
 /// The round trips of every start method, and a bare fork to compare them with.
@@ -395,24 +440,24 @@ const BLOCK: usize = 25;
 /// bare fork (no pipe, no pidfd, a blocking `waitpid`). The bare fork and the fork method
 /// take turns in blocks of `BLOCK`, so that both see the machine in the same states while
 /// neither runs right after the other's children.
-pub fn round_trips(runs: usize) -> Result<RoundTrips> {
+pub fn round_trips(runs: usize, cancel: Option<Cancel<'_>>) -> Result<RoundTrips> {
     let runs = runs.max(1);
     let (mut bare, mut fork) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     while fork.len() < runs {
         let n = BLOCK.min(runs - fork.len());
         for _ in 0..n {
             let start = Instant::now();
-            crate::bare_fork_round_trip()?;
+            crate::bare_fork_round_trip().map_err(|e| failed(cancel, e))?;
             bare.push(start.elapsed());
         }
         for _ in 0..n {
-            fork.push(one_round_trip(StartMethod::Fork)?);
+            fork.push(one_round_trip(StartMethod::Fork, cancel)?);
         }
     }
     let mut methods = vec![(StartMethod::Fork, median(&mut fork))];
     for method in [StartMethod::Spawn, StartMethod::Forkserver] {
         let n = if method == StartMethod::Spawn { runs.div_ceil(4) } else { runs };
-        methods.push((method, round_trip(method, n)?));
+        methods.push((method, round_trip(method, n, cancel)?));
     }
     Ok(RoundTrips { methods, bare_fork: median(&mut bare) })
 }

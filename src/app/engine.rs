@@ -2,6 +2,7 @@
 //! worker processes, one per core; the parent waits for the *first* worker to report, gives
 //! that worker the next chunk, and combines the partial sums in chunk order at the end.
 
+use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,9 @@ use super::kernel::Path;
 use super::plan::{chunk_plan, combine};
 use super::pool::{DEPTH, Event, Kernel, Pool, PoolSpec, WorkerReport};
 use crate::{Backend, StartMethod, backend};
+
+/// How many times a chunk is taken from a stuck worker and redone before the run fails.
+pub const MAX_STUCK: u32 = 2;
 
 /// What to compute and how.
 #[derive(Debug, Clone)]
@@ -101,32 +105,65 @@ pub fn run_chunks(
     };
     let mut pool = Pool::start(&spec)?;
     let mut sums: Vec<Option<f64>> = vec![None; chunks.len()];
-    // Position k of `chunks` travels as the chunk's id through the pool.
+    // Position k of `chunks` travels as the chunk's id through the pool. Chunks taken from a
+    // stuck worker are redone first.
     let mut next = 0;
-    let mut hand_out = |pool: &mut Pool, worker: usize| match chunks.get(next) {
-        Some(&chunk) => {
-            pool.assign(worker, next, plan[chunk]);
-            next += 1;
+    let mut redo: VecDeque<usize> = VecDeque::new();
+    let mut stuck: Vec<u32> = vec![0; chunks.len()];
+    let mut hand_out = |pool: &mut Pool, worker: usize, redo: &mut VecDeque<usize>| {
+        let position = redo.pop_front().or_else(|| (next < chunks.len()).then_some(next));
+        match position {
+            Some(k) => {
+                pool.assign(worker, k, plan[chunks[k]]);
+                next = next.max(k + 1);
+            }
+            None => pool.retire(worker),
         }
-        None => pool.retire(worker),
     };
     // Every worker gets one chunk, then one more queued behind it.
     for _ in 0..DEPTH {
         for worker in 0..pool.len() {
-            hand_out(&mut pool, worker);
+            hand_out(&mut pool, worker, &mut redo);
         }
     }
     let extra: Vec<BorrowedFd<'_>> = cancel.iter().map(|(fd, _)| *fd).collect();
+    let cancelled = || cancel.as_ref().and_then(|(_, on_cancel)| on_cancel());
     while pool.busy() {
         for event in pool.next_events(&extra, None)? {
             match event {
                 Event::Reported { worker, chunk, sum } => {
                     sums[chunk] = Some(sum);
-                    hand_out(&mut pool, worker);
+                    hand_out(&mut pool, worker, &mut redo);
                 }
-                Event::Ended { error, .. } => return Err(error),
+                Event::Ended { worker, lost, error } => {
+                    // Ctrl-C reaches the whole process group: a worker killed by the signal
+                    // the parent caught too means the run was interrupted, not that it failed.
+                    if let Some(err) = cancelled() {
+                        return Err(err);
+                    }
+                    let Error::WorkerStuck { .. } = error else { return Err(error) };
+                    log::warn!("{error}; redoing its chunks on a new worker");
+                    for &k in lost.iter().rev() {
+                        stuck[k] += 1;
+                        if stuck[k] > MAX_STUCK {
+                            return Err(error);
+                        }
+                        redo.push_front(k);
+                    }
+                    pool.replace(worker)?;
+                    for _ in 0..DEPTH {
+                        hand_out(&mut pool, worker, &mut redo);
+                    }
+                }
+                Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
+                    "worker {worker} (pid {pid}) has held chunk {} for {:.1} s; chunks take about \
+                     {:.3} s",
+                    chunks[chunk],
+                    waited.as_secs_f64(),
+                    expected.as_secs_f64()
+                ),
                 Event::Ready(_) => {
-                    if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
+                    if let Some(err) = cancelled() {
                         log::debug!("cancelled: {err}");
                         return Err(err); // dropping the pool terminates and reaps the workers
                     }

@@ -21,6 +21,26 @@ pub enum Error {
         /// Its panic message, if it panicked.
         panic: Option<String>,
     },
+    /// A worker held a chunk far longer than chunks take (stopped, hung): it was killed.
+    WorkerStuck {
+        /// The worker's index.
+        worker: usize,
+        /// Its pid.
+        pid: i32,
+        /// The chunk it held.
+        chunk: usize,
+        /// How long it had held it.
+        waited: std::time::Duration,
+        /// How long a chunk of that size takes at the recent pace.
+        expected: std::time::Duration,
+    },
+    /// A benchmark's process failed, so its time measures nothing.
+    MeasurementFailed {
+        /// What was measured.
+        what: String,
+        /// How the process ended.
+        exitcode: ExitCode,
+    },
     /// A job was stopped by a signal (SIGINT, SIGTERM).
     Interrupted {
         /// The signal number.
@@ -65,6 +85,16 @@ impl fmt::Display for Error {
                     None => Ok(()),
                 }
             }
+            Error::WorkerStuck { worker, pid, chunk, waited, expected } => write!(
+                f,
+                "worker {worker} (pid {pid}) held chunk {chunk} for {:.1} s (chunks take about \
+                 {:.3} s): stopped or hung, killed",
+                waited.as_secs_f64(),
+                expected.as_secs_f64()
+            ),
+            Error::MeasurementFailed { what, exitcode } => {
+                write!(f, "{what} failed: the process exited with code {exitcode}")
+            }
             Error::Interrupted { signal } => match signal_name(*signal) {
                 Some(name) => write!(f, "interrupted by {name}"),
                 None => write!(f, "interrupted by signal {signal}"),
@@ -83,7 +113,10 @@ impl std::error::Error for Error {
             Error::Process(e) => Some(e),
             Error::State(e) => Some(e),
             Error::ServiceFailed { last, .. } => Some(last.as_ref()),
-            Error::WorkerDied { .. } | Error::Interrupted { .. } => None,
+            Error::WorkerDied { .. }
+            | Error::WorkerStuck { .. }
+            | Error::MeasurementFailed { .. }
+            | Error::Interrupted { .. } => None,
         }
     }
 }

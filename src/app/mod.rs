@@ -5,7 +5,7 @@
 //! ```text
 //! pi, plan        the series: partial sums, remainder, chunks, combination
 //! kernel/         the division-free group sums, one module per instruction set
-//! pool            pinned worker processes that sum chunks, as typed events
+//! pool, pace      pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
 //! bench, report   measurements; text and JSON reports; count parsing
@@ -18,6 +18,7 @@ pub mod error;
 pub mod info;
 pub mod kernel;
 pub mod logging;
+pub mod pace;
 pub mod pi;
 pub mod plan;
 pub mod pool;

@@ -1,6 +1,7 @@
 //! A pool of pinned, daemonic worker processes that sum chunks of the series: start W workers,
 //! assign chunks, wait for the next events as typed values (a worker reported a chunk, a worker
-//! ended, an extra descriptor was ready), replace a dead worker and learn which chunks it lost.
+//! ended, an extra descriptor was ready, a worker is late), replace a dead worker and learn which
+//! chunks it lost. A worker whose chunk is far overdue (stopped, hung) is ended like a dead one.
 //! The engine and the service keep only their own policy on top of it.
 
 use std::collections::VecDeque;
@@ -8,6 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
+use super::pace::{Lateness, Pace};
 use super::pi;
 use crate::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, channel, wait};
 
@@ -113,6 +115,20 @@ pub enum Event {
     },
     /// The extra descriptor with this index was ready.
     Ready(usize),
+    /// Worker `worker` has held chunk `chunk` for `waited`, far beyond the `expected` time
+    /// (reported once per chunk). Much later it is ended as stuck.
+    Late {
+        /// The worker's index.
+        worker: usize,
+        /// Its pid.
+        pid: i32,
+        /// The chunk it holds.
+        chunk: usize,
+        /// How long it has held it.
+        waited: Duration,
+        /// How long a chunk of that size takes at the recent pace.
+        expected: Duration,
+    },
 }
 
 /// One worker process and its two channels.
@@ -122,6 +138,11 @@ struct Worker {
     results: Receiver<(f64, u64)>,
     /// Chunks handed to this worker and not yet reported, oldest first.
     in_flight: VecDeque<usize>,
+    /// Their sizes in terms, in the same order.
+    sizes: VecDeque<u64>,
+    /// When the worker began the oldest of them (when it was handed out to an idle worker,
+    /// or when the one before it was reported), and whether it was reported late already.
+    front: Option<(Instant, bool)>,
     pinned: Option<usize>,
 }
 
@@ -159,13 +180,25 @@ impl Worker {
             tasks: Some(task_tx),
             results: result_rx,
             in_flight: VecDeque::new(),
+            sizes: VecDeque::new(),
+            front: None,
             pinned,
         })
     }
 
     /// Reaps a worker that ended (or is ending) before its work was done, and says how.
+    fn pid(&self) -> i32 {
+        self.process.pid().ok().flatten().map_or(0, |p| p.as_raw())
+    }
+
+    /// The chunk it holds, its size and since when, if any.
+    fn current(&self) -> Option<(usize, u64, Instant, bool)> {
+        let (since, warned) = self.front?;
+        Some((*self.in_flight.front()?, *self.sizes.front()?, since, warned))
+    }
+
     fn died(&mut self, index: usize) -> Error {
-        let pid = self.process.pid().ok().flatten().map_or(0, |p| p.as_raw());
+        let pid = self.pid();
         // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
         // finish (so a panic message arrives whole), then make sure.
         if !matches!(self.process.join_timeout(Duration::from_secs(1)), Ok(true)) {
@@ -193,6 +226,7 @@ pub struct Pool {
     spec: PoolSpec,
     cpus: Vec<usize>,
     workers: Vec<Worker>,
+    pace: Pace,
 }
 
 impl Pool {
@@ -202,6 +236,7 @@ impl Pool {
             spec: spec.clone(),
             cpus: available_cpus(),
             workers: Vec::with_capacity(spec.workers),
+            pace: Pace::new(),
         };
         for index in 0..spec.workers.max(1) {
             let worker = Worker::start(index, pool.cpu_for(index), spec)?;
@@ -244,7 +279,11 @@ impl Pool {
     pub fn assign(&mut self, worker: usize, chunk: usize, bounds: (u64, u64)) {
         let w = &mut self.workers[worker];
         let sent = w.tasks.as_ref().map(|t| t.send(&bounds));
+        if w.in_flight.is_empty() {
+            w.front = Some((Instant::now(), false));
+        }
         w.in_flight.push_back(chunk);
+        w.sizes.push_back(bounds.1.saturating_sub(bounds.0) + 1);
         if !matches!(sent, Some(Ok(()))) {
             log::debug!("worker-{worker} did not take chunk {chunk}");
         }
@@ -256,7 +295,9 @@ impl Pool {
     }
 
     /// Waits until something happens or `timeout` passes (then no events): workers that hold
-    /// chunks report or end; `extra` descriptors (a signal pipe) become ready.
+    /// chunks report or end; `extra` descriptors (a signal pipe) become ready; a worker
+    /// becomes late ([`Event::Late`]) or stuck (ended, as [`Event::Ended`] with
+    /// [`Error::WorkerStuck`]).
     pub fn next_events(
         &mut self,
         extra: &[BorrowedFd<'_>],
@@ -275,6 +316,11 @@ impl Pool {
                 sources.push(Source::Extra(j));
                 fds.push(*fd);
             }
+            let check = self.next_check().map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match (timeout, check) {
+                (Some(t), Some(c)) => Some(t.min(c)),
+                (t, c) => t.or(c),
+            };
             wait(&fds, timeout)?.into_iter().map(|k| sources[k]).collect()
         };
         let mut events = Vec::new();
@@ -285,9 +331,12 @@ impl Pool {
                     heard.push(i);
                     let w = &mut self.workers[i];
                     match w.results.recv() {
-                        Ok(Some((sum, _ns))) => {
+                        Ok(Some((sum, ns))) => {
                             let chunk =
                                 w.in_flight.pop_front().expect("a watched worker holds a chunk");
+                            let terms = w.sizes.pop_front().unwrap_or(0);
+                            w.front = (!w.in_flight.is_empty()).then(|| (Instant::now(), false));
+                            self.pace.record(terms, ns);
                             log::debug!("worker-{i} finished chunk {chunk}");
                             events.push(Event::Reported { worker: i, chunk, sum });
                         }
@@ -305,13 +354,73 @@ impl Pool {
                 Source::Extra(j) => events.push(Event::Ready(j)),
             }
         }
+        events.extend(self.overdue());
         Ok(events)
     }
 
+    /// When the next worker becomes late or stuck, if one holds a chunk and the pace is known.
+    fn next_check(&self) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter_map(|w| {
+                let (_, terms, since, warned) = w.current()?;
+                let (late, stuck) = self.pace.bounds(terms)?;
+                Some(since + if warned { stuck } else { late })
+            })
+            .min()
+    }
+
+    /// Workers late or stuck now: the late reported once per chunk, the stuck ended.
+    fn overdue(&mut self) -> Vec<Event> {
+        let now = Instant::now();
+        let mut events = Vec::new();
+        for i in 0..self.workers.len() {
+            let Some((chunk, terms, since, warned)) = self.workers[i].current() else { continue };
+            let waited = now.saturating_duration_since(since);
+            let expected = self.pace.expected(terms).unwrap_or_default();
+            match self.pace.lateness(terms, waited) {
+                Lateness::OnTime => {}
+                Lateness::Late if warned => {}
+                Lateness::Late => {
+                    let w = &mut self.workers[i];
+                    w.front = Some((since, true));
+                    events.push(Event::Late { worker: i, pid: w.pid(), chunk, waited, expected });
+                }
+                Lateness::Stuck => {
+                    let w = &mut self.workers[i];
+                    let pid = w.pid();
+                    let _ = w.process.kill();
+                    let _ = w.process.join();
+                    let error = Error::WorkerStuck { worker: i, pid, chunk, waited, expected };
+                    events.push(self.lose(i, error));
+                }
+            }
+        }
+        events
+    }
+
+    /// True while some worker is late with its chunk: the work is not progressing as it
+    /// should (a service then stops feeding its watchdog).
+    pub fn is_late(&self) -> bool {
+        let now = Instant::now();
+        self.workers.iter().any(|w| {
+            w.current().is_some_and(|(_, terms, since, _)| {
+                self.pace.lateness(terms, now.saturating_duration_since(since)) != Lateness::OnTime
+            })
+        })
+    }
+
     fn ended(&mut self, worker: usize) -> Event {
+        let error = self.workers[worker].died(worker);
+        self.lose(worker, error)
+    }
+
+    /// The event for worker `worker`, ended (and reaped) for `error`: the chunks it held.
+    fn lose(&mut self, worker: usize, error: Error) -> Event {
         let w = &mut self.workers[worker];
-        let error = w.died(worker);
         let lost = w.in_flight.drain(..).collect();
+        w.sizes.clear();
+        w.front = None;
         w.tasks = None;
         Event::Ended { worker, lost, error }
     }
@@ -348,25 +457,47 @@ impl Pool {
         Ok(reports)
     }
 
-    /// Closes every task channel and gives the workers `grace` to exit, then ends the rest.
+    /// Closes every task channel and gives the workers `grace`, all together, to exit; the
+    /// rest are then ended all at once.
     pub fn wind_down(mut self, grace: Duration) {
         for w in &mut self.workers {
             w.tasks = None;
         }
+        self.join_all(grace);
+    }
+
+    /// Joins every worker within one shared `grace`, then kills those still running, all at
+    /// once, and reaps them.
+    fn join_all(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
         for w in &mut self.workers {
-            let _ = w.process.join_timeout(grace);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let _ = w.process.join_timeout(left);
+        }
+        for w in &mut self.workers {
+            if matches!(w.process.is_alive(), Ok(true)) {
+                let _ = w.process.kill();
+            }
+        }
+        for w in &mut self.workers {
+            let _ = w.process.join();
         }
     }
 }
 
+/// How long terminated workers get to exit before they are killed.
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);
+
 impl Drop for Pool {
-    /// On every way out the workers are all signalled first, then each is reaped (a worker's
-    /// own drop would terminate and join them one after the other).
+    /// On every way out the workers are all terminated at once, given one shared second, then
+    /// the rest killed at once and all reaped: stopping takes about a second however many
+    /// workers there are (one by one, each worker's own drop would take up to a second).
     fn drop(&mut self) {
         for w in &mut self.workers {
             if matches!(w.process.is_alive(), Ok(true)) {
                 let _ = w.process.terminate();
             }
         }
+        self.join_all(TERMINATE_GRACE);
     }
 }

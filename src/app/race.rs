@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::engine::Cancel;
-use super::error::Result;
+use super::error::{Error, Result};
 use super::pi;
 use crate::{ExitCode, Process, StartMethod, Supervisor, available_cpus, wait};
 
@@ -109,6 +109,17 @@ pub fn race(
         for runner in ready {
             match runner {
                 Some(i) => {
+                    let p = &mut sup.processes_mut()[i];
+                    p.join()?;
+                    let exitcode = p.exitcode()?.unwrap_or(ExitCode::Signaled(9));
+                    if !exitcode.success() {
+                        // Ctrl-C reaches the runners too: then the race was interrupted.
+                        if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
+                            return Err(err);
+                        }
+                        let pid = p.pid()?.map_or(0, |pid| pid.as_raw());
+                        return Err(Error::WorkerDied { worker: i, pid, exitcode, panic: None });
+                    }
                     finished[i] = Some(now);
                     winner.get_or_insert(i);
                     log::debug!("runner-{i} finished after {now:?}");

@@ -227,14 +227,35 @@ impl Service<'_> {
                         self.save()?;
                         self.with_pool(|s, pool| s.hand_out(pool, worker));
                     }
-                    Event::Ended { worker, lost, error } => self.restart(worker, lost, error)?,
+                    Event::Ended { worker, lost, error } => {
+                        // A signal sent to the whole process group (Ctrl-C, `systemctl kill`)
+                        // also kills workers: the stop it asks for comes first.
+                        match signals.take() {
+                            Some(signal_hook::consts::SIGHUP) => {
+                                log::warn!("pifork serve: status: {}", self.status());
+                            }
+                            Some(sig) => return self.stop(sig),
+                            None => {}
+                        }
+                        self.restart(worker, lost, error)?;
+                    }
+                    Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
+                        "pifork serve: worker {worker} (pid {pid}) has held chunk {chunk} for \
+                         {:.1} s; chunks take about {:.3} s",
+                        waited.as_secs_f64(),
+                        expected.as_secs_f64()
+                    ),
                 }
             }
             let now = Instant::now();
             if let (Some(w), Some(at)) = (watchdog, next_watchdog)
                 && now >= at
             {
-                self.notify("WATCHDOG=1");
+                // Fed only while the work progresses: not while a worker is late with its
+                // chunk (stopped, hung), so that systemd restarts a service stuck that way.
+                if !self.pool.as_ref().is_some_and(Pool::is_late) {
+                    self.notify("WATCHDOG=1");
+                }
                 next_watchdog = Some(now + w);
             }
             if now >= next_status {
