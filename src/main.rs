@@ -29,7 +29,7 @@ mod command_line {
         round_trips_text, status_json, status_text,
     };
     use pifork::app::service::state::{FILE, State, StateError};
-    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, race, service};
+    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, pool, race, service};
     use pifork::{SignalPipe, StartMethod, forkserver};
 
     /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
@@ -289,10 +289,13 @@ mod command_line {
         match flag {
             None => Ok(pifork::cpu_count()),
             Some(0) => Err(Failure::Usage("--workers must be at least 1".into())),
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= 4096)
-                .ok_or_else(|| Failure::Usage(format!("--workers {n} is too many (at most 4096)"))),
+            Some(n) => {
+                let n = usize::try_from(n).ok().filter(|&n| n <= 4096).ok_or_else(|| {
+                    Failure::Usage(format!("--workers {n} is too many (at most 4096)"))
+                })?;
+                pool::make_room(n).map_err(|e| Failure::Usage(e.to_string()))?;
+                Ok(n)
+            }
         }
     }
 

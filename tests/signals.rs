@@ -40,10 +40,18 @@ fn delay(state: &mut u64, base: u64, spread: u64) -> Duration {
     Duration::from_millis(base + *state % spread)
 }
 
-/// Sends SIGINT to the group of `child` (the terminal's Ctrl-C) after `after`, and checks the
+/// Sends SIGINT to the group of `child` (the terminal's Ctrl-C) `after` its first worker
+/// appeared (or after its start, for `bench`, whose children come and go), and checks the
 /// command ends as interrupted, with nothing left of its process tree.
 fn ctrl_c(mut child: Child, after: Duration, what: &str) {
     let pid = child.id() as i32;
+    if what != "bench" {
+        // Its handler is in place before the first worker starts.
+        assert!(
+            eventually(Duration::from_secs(30), || !descendants(pid).is_empty()),
+            "{what}: no workers"
+        );
+    }
     std::thread::sleep(after);
     let tree = descendants(pid);
     killpg(Pid::from_raw(pid), Signal::SIGINT).unwrap();
@@ -67,14 +75,15 @@ fn ctrl_c_to_the_group_interrupts_pi_race_and_bench() {
     for i in 0..runs {
         let workers = ["1", "2", "3"][i % 3];
         let child = start(&["pi", "--terms", "1e13", "--workers", workers]);
-        ctrl_c(child, delay(&mut seed, 5, 200), "pi");
+        ctrl_c(child, delay(&mut seed, 0, 200), "pi");
     }
     for _ in 0..runs / 5 {
         let child = start(&["race", "--terms", "1e13", "--workers", "3"]);
-        ctrl_c(child, delay(&mut seed, 5, 200), "race");
+        ctrl_c(child, delay(&mut seed, 0, 200), "race");
     }
-    // Bench: during the round trips, and later during the scaling runs.
-    for base in [20, 2_000] {
+    // Bench: during the round trips (its handler is in place within milliseconds of its
+    // start), and later during the scaling runs.
+    for base in [300, 2_000] {
         let child = start(&["bench", "--terms", "1e11", "--repeat", "1"]);
         ctrl_c(child, delay(&mut seed, base, 300), "bench");
     }

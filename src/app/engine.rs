@@ -65,9 +65,7 @@ pub struct ChunkReport {
     pub workers: Vec<WorkerReport>,
 }
 
-/// A descriptor to watch beside the workers and what it means once ready: `None` to carry on,
-/// or the error that ends the run (the workers are then terminated and reaped).
-pub type Cancel<'a> = (BorrowedFd<'a>, &'a dyn Fn() -> Option<Error>);
+pub use super::pool::Cancel;
 
 /// Runs `job` over the whole series: 4 * the combined partial sums, the same bits for any
 /// worker count and start method.
@@ -103,7 +101,7 @@ pub fn run_chunks(
         start: job.start,
         kernel: job.kernel,
     };
-    let mut pool = Pool::start(&spec)?;
+    let mut pool = Pool::start(&spec, cancel)?;
     let mut sums: Vec<Option<f64>> = vec![None; chunks.len()];
     // Position k of `chunks` travels as the chunk's id through the pool. Chunks taken from a
     // stuck worker are redone first.

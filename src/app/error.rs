@@ -41,6 +41,17 @@ pub enum Error {
         /// How the process ended.
         exitcode: ExitCode,
     },
+    /// More workers than a resource limit allows.
+    TooManyWorkers {
+        /// The workers asked for.
+        workers: usize,
+        /// The limit: `RLIMIT_NOFILE` or `RLIMIT_NPROC`.
+        limit: &'static str,
+        /// What they need of it.
+        need: u64,
+        /// What it allows (the hard limit for descriptors).
+        have: u64,
+    },
     /// A job was stopped by a signal (SIGINT, SIGTERM).
     Interrupted {
         /// The signal number.
@@ -95,6 +106,16 @@ impl fmt::Display for Error {
             Error::MeasurementFailed { what, exitcode } => {
                 write!(f, "{what} failed: the process exited with code {exitcode}")
             }
+            Error::TooManyWorkers { workers, limit, need, have } => write!(
+                f,
+                "{workers} workers need {need} of {limit}, which allows {have}: use fewer workers \
+                 or raise it ({})",
+                if *limit == "RLIMIT_NOFILE" {
+                    "ulimit -Hn, LimitNOFILE="
+                } else {
+                    "ulimit -u, LimitNPROC="
+                }
+            ),
             Error::Interrupted { signal } => match signal_name(*signal) {
                 Some(name) => write!(f, "interrupted by {name}"),
                 None => write!(f, "interrupted by signal {signal}"),
@@ -116,6 +137,7 @@ impl std::error::Error for Error {
             Error::WorkerDied { .. }
             | Error::WorkerStuck { .. }
             | Error::MeasurementFailed { .. }
+            | Error::TooManyWorkers { .. }
             | Error::Interrupted { .. } => None,
         }
     }

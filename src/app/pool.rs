@@ -13,6 +13,49 @@ use super::pace::{Lateness, Pace};
 use super::pi;
 use crate::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, channel, wait};
 
+/// A descriptor to watch beside the workers and what it means once ready: `None` to carry on,
+/// or the error that ends the run (the workers are then terminated and reaped).
+pub type Cancel<'a> = (BorrowedFd<'a>, &'a dyn Fn() -> Option<Error>);
+
+/// Descriptors the parent holds per worker (two channel ends, the sentinel, the result pipe),
+/// with room for those in transit while one starts.
+const FDS_PER_WORKER: u64 = 6;
+
+/// Descriptors kept for everything else (standard streams, signal pipe, state, fork server).
+const FDS_BESIDES: u64 = 64;
+
+/// Makes room for `workers` worker processes: raises the soft `RLIMIT_NOFILE` toward the hard
+/// limit if their descriptors need it (waits use `poll`, so high numbers are fine), and checks
+/// `RLIMIT_NPROC`. Errors with what is missing and how to raise it.
+pub fn make_room(workers: usize) -> Result<()> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
+    let need = FDS_BESIDES + FDS_PER_WORKER * workers as u64;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < need
+    {
+        if hard >= need && setrlimit(Resource::RLIMIT_NOFILE, need, hard).is_ok() {
+            log::debug!("raised RLIMIT_NOFILE from {soft} to {need} for {workers} workers");
+        } else {
+            return Err(Error::TooManyWorkers {
+                workers,
+                limit: "RLIMIT_NOFILE",
+                need,
+                have: hard,
+            });
+        }
+    }
+    // Root is not held to RLIMIT_NPROC; anyone else counts every process of the user.
+    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC)
+        && soft != RLIM_INFINITY
+        && !nix::unistd::geteuid().is_root()
+        && soft < workers as u64 + 16
+    {
+        let need = workers as u64 + 16;
+        return Err(Error::TooManyWorkers { workers, limit: "RLIMIT_NPROC", need, have: soft });
+    }
+    Ok(())
+}
+
 /// A function summing terms `m..=n` (the pi kernel, or a stand-in in tests).
 pub type Kernel = fn(u64, u64) -> f64;
 
@@ -230,8 +273,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `spec.workers` workers (at least one).
-    pub fn start(spec: &PoolSpec) -> Result<Pool> {
+    /// Starts `spec.workers` workers (at least one). `cancel` is checked between starts: a
+    /// signal while thousands of workers start ends the start at once (those started are
+    /// terminated and reaped).
+    pub fn start(spec: &PoolSpec, cancel: Option<Cancel<'_>>) -> Result<Pool> {
+        make_room(spec.workers.max(1))?;
         let mut pool = Pool {
             spec: spec.clone(),
             cpus: available_cpus(),
@@ -239,6 +285,12 @@ impl Pool {
             pace: Pace::new(),
         };
         for index in 0..spec.workers.max(1) {
+            if let Some((fd, on_cancel)) = cancel
+                && !wait(&[fd], Some(Duration::ZERO))?.is_empty()
+                && let Some(err) = on_cancel()
+            {
+                return Err(err);
+            }
             let worker = Worker::start(index, pool.cpu_for(index), spec)?;
             pool.workers.push(worker);
         }

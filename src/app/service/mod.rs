@@ -161,7 +161,15 @@ impl Service<'_> {
                 start: self.cfg.start,
                 kernel: None,
             };
-            let mut pool = Pool::start(&spec)?;
+            // A stop asked for while thousands of workers start ends the start at once.
+            let on_signal = || match signals.take() {
+                Some(signal_hook::consts::SIGHUP) | None => None,
+                Some(signal) => Some(Error::Interrupted { signal }),
+            };
+            let mut pool = match Pool::start(&spec, Some((signals.fd(), &on_signal))) {
+                Err(Error::Interrupted { signal }) => return self.stop(signal),
+                started => started?,
+            };
             log::info!(
                 "pifork serve: {} workers on {} chunks of {} terms ({} left)",
                 pool.len(),
