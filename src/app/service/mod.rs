@@ -96,7 +96,13 @@ struct Service<'a> {
 /// Runs the service until it is stopped (or done, with `--exit-when-done`).
 pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     let dir = &cfg.state_dir;
+    state::check_job(cfg.terms, cfg.chunk)?;
+    if dir.as_os_str().is_empty() {
+        return Err(StateError::EmptyDir.into());
+    }
     std::fs::create_dir_all(dir).map_err(|e| state_error(dir, "create", e))?;
+    // One service per directory, held until this function returns.
+    let _lock = state::Lock::acquire(dir)?;
     let state = State::load_for(dir, cfg.terms, cfg.chunk)?;
     // Writing at once also proves the directory is writable before any work is done.
     state.save(dir)?;
@@ -223,7 +229,7 @@ impl Service<'_> {
                         None => {}
                     },
                     Event::Reported { worker, chunk, sum } => {
-                        self.state.done.insert(chunk as u64, sum);
+                        self.state.record(chunk as u64, sum)?;
                         self.save()?;
                         self.with_pool(|s, pool| s.hand_out(pool, worker));
                     }
