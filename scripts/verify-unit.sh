@@ -25,7 +25,7 @@ MAX_EXPOSURE=${PIFORK_UNIT_MAX_EXPOSURE:-1.0}
 # process model (fork/clone, execve of /proc/self/exe for spawn, pidfds,
 # waitid), pinning, the parent-death signal, the task and result channels
 # (socketpair, SCM_RIGHTS/SCM_CREDENTIALS messages), sd_notify (an AF_UNIX
-# datagram socket), signals, the atomic state file and the runtime.
+# datagram socket), signals, the atomic state file and its lock, and the runtime.
 SYSCALLS=(
     fork vfork clone clone3 execve exit exit_group wait4 waitid
     pidfd_open pidfd_send_signal kill tgkill getpid getppid gettid set_tid_address
@@ -33,7 +33,8 @@ SYSCALLS=(
     socket socketpair sendmsg recvmsg sendto recvfrom setsockopt getsockopt
     pipe2 dup3 fcntl ppoll poll
     rt_sigaction rt_sigprocmask rt_sigreturn sigaltstack
-    openat close read write readv writev lseek fsync fdatasync renameat renameat2 rename
+    openat close read write readv writev pwrite64 lseek fsync fdatasync renameat renameat2 rename
+    flock ftruncate unlinkat unlink
     mkdirat newfstatat fstat statx getdents64 ioctl
     mmap munmap mprotect madvise mremap brk futex set_robust_list getrandom
     uname clock_gettime clock_nanosleep nanosleep

@@ -28,7 +28,7 @@ mod command_line {
         BenchReport, bench_json, bench_text, parse_count, pi_json, pi_text, round_trips_json,
         round_trips_text, status_json, status_text,
     };
-    use pifork::app::service::state::{FILE, State, StateError};
+    use pifork::app::service::state::{FILE, State, StateError, check_job};
     use pifork::app::{Error, bench, engine, info, kernel, logging, pi, pool, race, service};
     use pifork::{SignalPipe, StartMethod, forkserver};
 
@@ -250,11 +250,12 @@ mod command_line {
         if a.chunk == 0 {
             return Err(Failure::Usage("--chunk must be at least 1".into()));
         }
+        check_job(a.terms, a.chunk).map_err(|e| Failure::Usage(e.to_string()))?;
         let cfg = service::ServeConfig {
             terms: a.terms,
             chunk: a.chunk.min(a.terms),
             workers: worker_count(a.workers)?,
-            state_dir: service::state_dir(a.state_dir),
+            state_dir: service::state_dir(non_empty(a.state_dir)?),
             exit_when_done: a.exit_when_done,
             start: a.start,
         };
@@ -267,8 +268,18 @@ mod command_line {
         Ok(())
     }
 
+    /// `--state-dir ''` is a usage error, not the current directory.
+    fn non_empty(dir: Option<std::path::PathBuf>) -> Result<Option<std::path::PathBuf>, Failure> {
+        match dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                Err(Failure::Usage("--state-dir must not be empty".into()))
+            }
+            d => Ok(d),
+        }
+    }
+
     fn run_status(a: StatusArgs) -> Result<(), Failure> {
-        let dir = service::state_dir(a.state_dir);
+        let dir = service::state_dir(non_empty(a.state_dir)?);
         let Some(state) = State::load(&dir)? else {
             return Err(Failure::Run(Error::State(StateError::Io {
                 path: dir.join(FILE),
@@ -293,6 +304,17 @@ mod command_line {
                 let n = usize::try_from(n).ok().filter(|&n| n <= 4096).ok_or_else(|| {
                     Failure::Usage(format!("--workers {n} is too many (at most 4096)"))
                 })?;
+                let bound = pool::worker_bound();
+                let n = if n > bound {
+                    log::warn!(
+                        "pifork: --workers {n} capped to {bound} ({} per available CPU): more \
+                         would only slow every stop",
+                        pool::WORKERS_PER_CPU
+                    );
+                    bound
+                } else {
+                    n
+                };
                 pool::make_room(n).map_err(|e| Failure::Usage(e.to_string()))?;
                 Ok(n)
             }

@@ -17,6 +17,16 @@ use crate::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, ch
 /// or the error that ends the run (the workers are then terminated and reaped).
 pub type Cancel<'a> = (BorrowedFd<'a>, &'a dyn Fn() -> Option<Error>);
 
+/// Workers per available CPU beyond which more only slow the pool down: the parent, one
+/// process among them all, gets its share of the CPUs to notice a signal and stop them (on
+/// 2 CPUs: stopped in 0.01 s with 8 workers, 0.5 s with 128, 3.8 s with 1000).
+pub const WORKERS_PER_CPU: usize = 64;
+
+/// The most workers worth starting here: [`WORKERS_PER_CPU`] per available CPU.
+pub fn worker_bound() -> usize {
+    WORKERS_PER_CPU * available_cpus().len().max(1)
+}
+
 /// Descriptors the parent holds per worker (two channel ends, the sentinel, the result pipe),
 /// with room for those in transit while one starts.
 const FDS_PER_WORKER: u64 = 6;

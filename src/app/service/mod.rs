@@ -96,7 +96,13 @@ struct Service<'a> {
 /// Runs the service until it is stopped (or done, with `--exit-when-done`).
 pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     let dir = &cfg.state_dir;
+    state::check_job(cfg.terms, cfg.chunk)?;
+    if dir.as_os_str().is_empty() {
+        return Err(StateError::EmptyDir.into());
+    }
     std::fs::create_dir_all(dir).map_err(|e| state_error(dir, "create", e))?;
+    // One service per directory, held until this function returns.
+    let _lock = state::Lock::acquire(dir)?;
     let state = State::load_for(dir, cfg.terms, cfg.chunk)?;
     // Writing at once also proves the directory is writable before any work is done.
     state.save(dir)?;
@@ -214,46 +220,24 @@ impl Service<'_> {
                 deadline = deadline.min(w);
             }
             let timeout = deadline.saturating_duration_since(now);
-            let events = match &mut self.pool {
+            let mut events = match &mut self.pool {
                 Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
                 None => crate::wait(&[signals.fd()], Some(timeout))?
                     .into_iter()
                     .map(Event::Ready)
                     .collect(),
             };
-            for event in events {
-                match event {
-                    Event::Ready(_) => match signals.take() {
-                        Some(signal_hook::consts::SIGHUP) => {
-                            log::warn!("pifork serve: status: {}", self.status());
-                        }
-                        Some(sig) => return self.stop(sig),
-                        None => {}
-                    },
-                    Event::Reported { worker, chunk, sum } => {
-                        self.state.done.insert(chunk as u64, sum);
-                        self.save()?;
-                        self.with_pool(|s, pool| s.hand_out(pool, worker));
-                    }
-                    Event::Ended { worker, lost, error } => {
-                        // A signal sent to the whole process group (Ctrl-C, `systemctl kill`)
-                        // also kills workers: the stop it asks for comes first.
-                        match signals.take() {
-                            Some(signal_hook::consts::SIGHUP) => {
-                                log::warn!("pifork serve: status: {}", self.status());
-                            }
-                            Some(sig) => return self.stop(sig),
-                            None => {}
-                        }
-                        self.restart(worker, lost, error)?;
-                    }
-                    Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
-                        "pifork serve: worker {worker} (pid {pid}) has held chunk {chunk} for \
-                         {:.1} s; chunks take about {:.3} s",
-                        waited.as_secs_f64(),
-                        expected.as_secs_f64()
-                    ),
-                }
+            // Reports first and signals last, so that a stop records every finished chunk;
+            // the state is saved once per wake-up, however many workers reported (with a
+            // thousand workers, one save per report kept a stop waiting for seconds).
+            events.sort_by_key(|e| matches!(e, Event::Ready(_)));
+            let mut recorded = false;
+            let outcome = self.handle(events, signals, &mut recorded);
+            if recorded && !matches!(outcome, Ok(Some(_))) {
+                self.save()?;
+            }
+            if let Some(stopped) = outcome? {
+                return Ok(stopped);
             }
             let now = Instant::now();
             if let (Some(w), Some(at)) = (watchdog, next_watchdog)
@@ -272,6 +256,52 @@ impl Service<'_> {
                 next_status = now + STATUS_EVERY;
             }
         }
+    }
+
+    /// Handles one wake-up's events: reports are recorded (`recorded` says if any was, for
+    /// the caller to save), dead and stuck workers replaced, signals obeyed. `Some` once the
+    /// service has stopped (its state saved).
+    fn handle(
+        &mut self,
+        events: Vec<Event>,
+        signals: &SignalPipe,
+        recorded: &mut bool,
+    ) -> Result<Option<Stopped>> {
+        for event in events {
+            match event {
+                Event::Ready(_) => match signals.take() {
+                    Some(signal_hook::consts::SIGHUP) => {
+                        log::warn!("pifork serve: status: {}", self.status());
+                    }
+                    Some(sig) => return self.stop(sig).map(Some),
+                    None => {}
+                },
+                Event::Reported { worker, chunk, sum } => {
+                    self.state.record(chunk as u64, sum)?;
+                    *recorded = true;
+                    self.with_pool(|s, pool| s.hand_out(pool, worker));
+                }
+                Event::Ended { worker, lost, error } => {
+                    // A signal sent to the whole process group (Ctrl-C, `systemctl kill`) also
+                    // kills workers: the stop it asks for comes first.
+                    match signals.take() {
+                        Some(signal_hook::consts::SIGHUP) => {
+                            log::warn!("pifork serve: status: {}", self.status());
+                        }
+                        Some(sig) => return self.stop(sig).map(Some),
+                        None => {}
+                    }
+                    self.restart(worker, lost, error)?;
+                }
+                Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
+                    "pifork serve: worker {worker} (pid {pid}) has held chunk {chunk} for {:.1} \
+                     s; chunks take about {:.3} s",
+                    waited.as_secs_f64(),
+                    expected.as_secs_f64()
+                ),
+            }
+        }
+        Ok(None)
     }
 
     /// Runs `f` with the pool taken out of `self` (there is one while chunks are pending).

@@ -1,0 +1,71 @@
+//! One service per state directory: an exclusive `flock` on `DIR/lock`, held while `serve`
+//! runs, with the holder's pid written in the file so that a second one can name it.
+//! `status` takes no lock: the state file is only ever replaced whole, so it reads safely.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::file::{self, open_regular};
+use super::{FILE, StateError};
+
+/// The lock file's name inside the state directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// The exclusive hold on a state directory; released when dropped (or when the process and
+/// every child that inherited the descriptor have ended).
+#[derive(Debug)]
+pub struct Lock {
+    _file: Flock<File>,
+}
+
+impl Lock {
+    /// Takes the lock of `dir` without waiting, then removes the temporary files an
+    /// interrupted write left there. Another holder is [`StateError::Busy`], naming its pid.
+    pub fn acquire(dir: &Path) -> Result<Lock, StateError> {
+        if dir.as_os_str().is_empty() {
+            return Err(StateError::EmptyDir);
+        }
+        let path = dir.join(LOCK_FILE);
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).mode(0o644);
+        let file = open_regular(&path, &mut options, "create")?.ok_or_else(|| StateError::Io {
+            path: path.clone(),
+            op: "create",
+            reason: "it vanished while being created".into(),
+        })?;
+        // Writing the pid into a file with another name would write into that other file.
+        let links = file.metadata().map(|m| m.nlink()).unwrap_or(0);
+        if links != 1 {
+            return Err(StateError::NotRegular { path, kind: "a file with other hard links" });
+        }
+        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(f) => f,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                return Err(StateError::Busy { dir: dir.to_path_buf(), pid: holder(&mut file) });
+            }
+            Err((_, errno)) => return Err(lock_error(path, "lock", errno.desc())),
+        };
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+            .map_err(|e| lock_error(path.clone(), "write", &e.to_string()))?;
+        file::remove_stale_temps(dir, FILE);
+        Ok(Lock { _file: file })
+    }
+}
+
+fn lock_error(path: PathBuf, op: &'static str, reason: &str) -> StateError {
+    StateError::Io { path, op, reason: reason.to_string() }
+}
+
+/// The pid the holder wrote into the lock file, if it reads as one.
+fn holder(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
