@@ -1,7 +1,8 @@
 //! Resource limits and many workers: a worker count the descriptor limit cannot hold is
 //! refused up front (and the soft limit raised when the hard one allows), a benchmark whose
 //! processes cannot start fails instead of timing the failures, and a service with a thousand
-//! workers stops on SIGTERM at once, during its start and afterwards, leaving nothing behind.
+//! workers stops on SIGTERM at once, during its start and afterwards, leaving nothing behind;
+//! a malformed spawn environment is one line and exit 2.
 
 mod common;
 
@@ -140,4 +141,16 @@ fn many_workers_are_capped_and_stop_at_once_while_starting_and_running() {
     // Reported, not asserted: the bound is in the pool (one shared second, then SIGKILL).
     eprintln!("stopped in {starting:?} while starting, {running:?} with all running");
     assert!(starting < Duration::from_secs(30) && running < Duration::from_secs(30));
+}
+
+#[test]
+fn a_malformed_spawn_environment_is_one_line_and_exit_2() {
+    for value in ["garbage", "v2;pifork.noop;98;99;-1;0;;1;41", "v2;pifork.noop;;3;-1;0;;1;"] {
+        let o = pifork().arg("info").env("PIFORK_SPAWN", value).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{value}: {err}");
+        assert_eq!(err.lines().count(), 1, "{value}: {err}");
+        assert!(err.starts_with("pifork: PIFORK_SPAWN") || err.contains("malformed PIFORK_SPAWN"));
+        assert!(o.stdout.is_empty(), "{value}");
+    }
 }

@@ -24,6 +24,14 @@ pub fn main_guard() {
         eprintln!("pifork: malformed {SPAWN_ENV} in the environment: {value:?}");
         std::process::exit(2);
     };
+    if !sys::is_inherited_open(spec.result) || !sys::is_inherited_open(spec.args) {
+        eprintln!(
+            "pifork: {SPAWN_ENV} names descriptors {} and {} that are not open here: it is meant \
+             only for the processes pifork's spawn start method starts",
+            spec.args, spec.result
+        );
+        std::process::exit(2);
+    }
     // SAFETY: the parent handed these two descriptors (handles) down for this process to own,
     // under the numbers in `PIFORK_SPAWN`, and nothing else in this process refers to them.
     let (mut result, mut args_file) =
@@ -33,6 +41,7 @@ pub fn main_guard() {
     adopt_inherited(&spec);
     if result.write_all(&[HANDSHAKE]).is_err() {
         // The parent is gone; nobody wants the work.
+        let _ = writeln!(std::io::stderr(), "pifork: {}: its parent is gone", spec.name);
         sys::exit_now(1);
     }
     let mut args = Vec::new();

@@ -9,8 +9,8 @@ use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHand
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
-    DUPLICATE_SAME_ACCESS, DuplicateHandle, HANDLE, HANDLE_FLAG_INHERIT, SetHandleInformation,
-    WAIT_ABANDONED_0, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    DUPLICATE_SAME_ACCESS, DuplicateHandle, GetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT,
+    SetHandleInformation, WAIT_ABANDONED_0, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
@@ -376,6 +376,16 @@ pub unsafe fn inherited_file(handle: i64) -> File {
     let raw = ptr::without_provenance_mut::<c_void>(handle as usize);
     // SAFETY: forwarded to the caller (see above).
     unsafe { File::from_raw_handle(raw) }
+}
+
+/// Whether the handle whose value travelled in the environment is open here
+/// (`GetHandleInformation`); touches nothing.
+pub fn is_inherited_open(handle: i64) -> bool {
+    let raw = ptr::without_provenance_mut::<c_void>(handle as usize);
+    let mut flags = 0u32;
+    // SAFETY: the call only reads the flags of the handle table entry named by the value into
+    // `flags`, valid for the call; an invalid value makes it fail with ERROR_INVALID_HANDLE.
+    unsafe { GetHandleInformation(raw, &mut flags) != 0 }
 }
 
 /// [`set_inheritable`] on a handle value that travelled in the environment.

@@ -124,6 +124,11 @@ pub unsafe fn inherited_file(fd: i64) -> std::fs::File {
     std::fs::File::from(unsafe { own_fd(fd as RawFd) })
 }
 
+/// Whether the descriptor whose number travelled in the environment is open here.
+pub fn is_inherited_open(fd: i64) -> bool {
+    RawFd::try_from(fd).is_ok_and(is_open)
+}
+
 /// Whether `fd` is an open descriptor in this process (`fcntl(F_GETFD)`); touches nothing.
 pub fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
