@@ -36,9 +36,10 @@ fn signals() -> [i32; 6] {
 }
 
 fn signal_right_after_start_acts_despite_a_handling_parent(m: StartMethod) {
-    let starts = rounds(300);
+    // 300 terminate() calls, then the other signals in turn.
+    let (terminates, others) = (rounds(300), rounds(120));
     let mut outer = Process::with_args(
-        move |(method, starts): (String, u64)| {
+        move |(method, terminates, others): (String, u64, u64)| {
             let m: StartMethod = method.parse().unwrap();
             let caught = Arc::new(AtomicBool::new(false));
             let signals = signals();
@@ -46,11 +47,17 @@ fn signal_right_after_start_acts_despite_a_handling_parent(m: StartMethod) {
                 signal_hook::flag::register(signal, Arc::clone(&caught)).unwrap();
             }
             let mut lost = Vec::new();
-            for i in 0..starts {
-                let signal = signals[i as usize % signals.len()];
+            for i in 0..terminates + others {
                 let mut p = Process::<()>::entry(SLEEP, &2_000u64).daemon(true).start_method(m);
                 p.start().unwrap();
-                p.send_signal(signal).unwrap();
+                let signal = if i < terminates {
+                    p.terminate().unwrap();
+                    libc::SIGTERM
+                } else {
+                    let signal = signals[1 + i as usize % (signals.len() - 1)];
+                    p.send_signal(signal).unwrap();
+                    signal
+                };
                 p.join().unwrap();
                 let code = p.exitcode().unwrap().unwrap();
                 if code != ExitCode::Signaled(signal) {
@@ -59,11 +66,12 @@ fn signal_right_after_start_acts_despite_a_handling_parent(m: StartMethod) {
             }
             lost
         },
-        (m.to_string(), starts),
+        (m.to_string(), terminates, others),
     )
     .start_method(StartMethod::Fork);
     outer.start().unwrap();
     let lost = outer.result().unwrap();
+    let starts = terminates + others;
     assert!(
         lost.is_empty(),
         "{} of {starts} signals lost, first: {:?}",
