@@ -26,6 +26,10 @@ pub const MAX_RETRIES: u32 = 3;
 /// How often STATUS is refreshed while chunks take long.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// The journal gets a progress line at most this often, besides one per tenth of the chunks:
+/// the live figure is STATUS= (`systemctl status pifork`), the log keeps the milestones.
+const LOG_EVERY: Duration = Duration::from_secs(300);
+
 /// The state directory: the flag, else systemd's `$STATE_DIRECTORY` (its first entry), else
 /// [`DEFAULT_STATE_DIR`].
 pub fn state_dir(flag: Option<PathBuf>) -> PathBuf {
@@ -101,7 +105,7 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     // Writing at once also proves the directory is writable before any work is done.
     state.save(dir)?;
     if !state.done.is_empty() {
-        log::warn!(
+        log::info!(
             "pifork serve: resumed from {}: {} of {} chunks done",
             dir.join(FILE).display(),
             state.done.len(),
@@ -148,6 +152,11 @@ impl Service<'_> {
         }
     }
 
+    /// Tenths of the chunks done, 0 to 10.
+    fn tenths(&self) -> usize {
+        10 * self.state.done.len() / (self.state.chunks() as usize).max(1)
+    }
+
     fn save(&mut self) -> Result<()> {
         self.state.elapsed = self.base_elapsed + self.session.elapsed().as_secs_f64();
         Ok(self.state.save(&self.cfg.state_dir)?)
@@ -181,6 +190,8 @@ impl Service<'_> {
         let watchdog = watchdog_interval();
         let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
         let mut next_status = Instant::now() + STATUS_EVERY;
+        let mut next_log = Instant::now() + LOG_EVERY;
+        let mut logged_tenths = self.tenths();
         let mut announced_done = false;
         loop {
             if self.state.complete() && !announced_done {
@@ -189,7 +200,7 @@ impl Service<'_> {
                     pool.wind_down(Duration::from_secs(2));
                 }
                 let result = self.state.estimate().unwrap_or(f64::NAN);
-                log::warn!(
+                log::info!(
                     "pifork serve: done: {} terms, pi ~ {result:.15} (error {:+.3e})",
                     self.state.terms,
                     result - std::f64::consts::PI
@@ -217,7 +228,7 @@ impl Service<'_> {
                 match event {
                     Event::Ready(_) => match signals.take() {
                         Some(signal_hook::consts::SIGHUP) => {
-                            log::warn!("pifork serve: status: {}", self.status());
+                            log::info!("pifork serve: status: {}", self.status());
                         }
                         Some(sig) => return self.stop(sig),
                         None => {}
@@ -226,6 +237,12 @@ impl Service<'_> {
                         self.state.done.insert(chunk as u64, sum);
                         self.save()?;
                         self.with_pool(|s, pool| s.hand_out(pool, worker));
+                        let tenths = self.tenths();
+                        if tenths > logged_tenths && !self.state.complete() {
+                            logged_tenths = tenths;
+                            log::info!("pifork serve: {}", self.status());
+                            next_log = Instant::now() + LOG_EVERY;
+                        }
                     }
                     Event::Ended { worker, lost, error } => self.restart(worker, lost, error)?,
                 }
@@ -239,8 +256,11 @@ impl Service<'_> {
             }
             if now >= next_status {
                 self.notify(&format!("STATUS={}", self.status()));
-                log::info!("pifork serve: {}", self.status());
                 next_status = now + STATUS_EVERY;
+            }
+            if now >= next_log && !self.state.complete() {
+                log::info!("pifork serve: {}", self.status());
+                next_log = now + LOG_EVERY;
             }
         }
     }
@@ -286,7 +306,7 @@ impl Service<'_> {
     /// SIGTERM/SIGINT: stop handing out work, end the workers, flush the state.
     fn stop(&mut self, signal: i32) -> Result<Stopped> {
         self.notify("STOPPING=1");
-        log::warn!(
+        log::info!(
             "pifork serve: stopping on {}: {}",
             signal_name(signal).unwrap_or("a signal"),
             self.status()

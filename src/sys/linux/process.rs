@@ -166,6 +166,14 @@ pub fn reset_signal_handlers() {
     );
 }
 
+/// `sigaction(signal, SIG_IGN)`: the calling process ignores `signal` from now on (and so do
+/// the programs it executes, as `execve` keeps ignored signals ignored).
+pub fn ignore_signal(signal: Signal) -> Result<(), Errno> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN runs no handler code, so no handler can break any invariant.
+    unsafe { nix::sys::signal::sigaction(signal, &ignore) }.map(drop)
+}
+
 /// `_exit(2)`: leave the process now, without running destructors or atexit handlers.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe and never returns.
