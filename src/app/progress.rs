@@ -54,7 +54,7 @@ impl TerminalLine {
         self.last = Some(Instant::now());
     }
 
-    /// Shows `p`: the first time, the last time, and at most every [`REDRAW_EVERY`] between.
+    /// Shows `p`: the first time, the last time, and at most every 200 ms between.
     pub fn update(&mut self, p: &Progress) {
         let due = self.last.is_none_or(|t| t.elapsed() >= REDRAW_EVERY);
         if due || p.chunks_done == p.chunks {

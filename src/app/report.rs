@@ -15,6 +15,13 @@ use crate::StartMethod;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
+///
+/// ```
+/// use pifork::app::report::parse_count;
+/// assert_eq!(parse_count("1e8"), Ok(100_000_000));
+/// assert_eq!(parse_count("2.5e3"), Ok(2500));
+/// assert!(parse_count("1.5").is_err());
+/// ```
 pub fn parse_count(text: &str) -> Result<u64, String> {
     let bad = || format!("'{text}' is not a whole number (use 100000000, 100_000_000 or 1e8)");
     let t = text.trim();
