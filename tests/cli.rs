@@ -666,3 +666,22 @@ fn status_without_permission_says_it_needs_sudo() {
     assert!(err.contains("sudo pifork status"), "{err}");
     assert_eq!(stdout(&published), "pifork.service: 3/48 chunks, 12 of 48 terms\n");
 }
+
+#[test]
+fn the_man_page_is_the_help_of_this_build() {
+    // scripts/manpage.py writes doc/pifork.1 from the --help texts; `make man` refreshes it.
+    let cmd = pifork();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("python3")
+        .arg(format!("{root}/scripts/manpage.py"))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(format!("{root}/doc/pifork.1")).unwrap();
+    assert!(stdout(&o) == page, "doc/pifork.1 is out of date: run `make man`");
+    for section in [".SH EXAMPLES", ".SH ENVIRONMENT", ".SH EXIT STATUS", ".SS serve"] {
+        assert!(page.contains(section), "{section} missing");
+    }
+}
