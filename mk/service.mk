@@ -5,7 +5,8 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=]   binary + unit (ExecStart fixed up)
 #   make uninstall [PREFIX=/usr/local] [DESTDIR=]
 #   make deploy HOST=user@host [SSH_PORT=22] [SSH_OPTS=...] [DEPLOY_PREFIX=/usr/local]
-#                        aarch64 build, copy over ssh, enable and (re)start, status
+#                        aarch64 build, checked on the target, installed with the
+#                        man page, (re)started; rolled back if it does not start
 #   make deb             .deb for arm64 (cargo-deb; needs [package.metadata.deb]
 #                        and debian/: changelog, postrm, lintian overrides)
 #   make lint-deb        lintian on that .deb: no error or warning without an
@@ -21,6 +22,7 @@ SERVICE_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
 # systemd reads /usr/local/lib/systemd/system as well as /usr/lib/systemd/system;
 # for any other PREFIX pass UNITDIR=/etc/systemd/system.
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -44,13 +46,15 @@ service_unit_for = sed '/^[^\#]/s|/usr/bin/pifork|$(1)/pifork|g' $(UNIT)
 install: $(if $(filter $(RELEASE),$(INSTALL_BIN)),build)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)'
 	install -m 0755 '$(INSTALL_BIN)' '$(DESTDIR)$(BINDIR)/pifork'
+	install -d '$(DESTDIR)$(MANDIR)/man1'
+	install -m 0644 doc/pifork.1 '$(DESTDIR)$(MANDIR)/man1/pifork.1'
 	$(call service_unit_for,$(BINDIR)) > '$(DESTDIR)$(UNITDIR)/pifork.service'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/pifork.service'
 	@echo "install: $(DESTDIR)$(BINDIR)/pifork, $(DESTDIR)$(UNITDIR)/pifork.service (ExecStart=$(BINDIR)/pifork serve)"
 	@echo "install: then: systemctl daemon-reload && systemctl enable --now pifork"
 
 uninstall:
-	rm -f '$(DESTDIR)$(BINDIR)/pifork' '$(DESTDIR)$(UNITDIR)/pifork.service'
+	rm -f '$(DESTDIR)$(BINDIR)/pifork' '$(DESTDIR)$(UNITDIR)/pifork.service' '$(DESTDIR)$(MANDIR)/man1/pifork.1'
 
 # The usage comes before any build: a forgotten HOST costs nothing.
 deploy:
@@ -60,7 +64,7 @@ deploy:
 	fi
 	$(MAKE) --no-print-directory build-aarch64
 	HOST='$(HOST)' SSH_PORT='$(SSH_PORT)' SSH_OPTS='$(SSH_OPTS)' DEPLOY_PREFIX='$(DEPLOY_PREFIX)' \
-	    DEPLOY_TIMEOUT='$(DEPLOY_TIMEOUT)' bash scripts/deploy.sh '$(AARCH64_BIN)' '$(UNIT)'
+	    DEPLOY_TIMEOUT='$(DEPLOY_TIMEOUT)' bash scripts/deploy.sh '$(AARCH64_BIN)' '$(UNIT)' doc/pifork.1
 
 # cargo-deb reads [package.metadata.deb] from Cargo.toml; the binary is the
 # static aarch64 build, so the package is for arm64 and depends on nothing.

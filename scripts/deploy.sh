@@ -16,7 +16,8 @@
 # /etc/systemd/system/pifork.service.d/ are left alone.
 #
 # Usage: HOST=user@host [SSH_PORT=22] [SSH_OPTS=...] [DEPLOY_PREFIX=/usr/local]
-#        [DEPLOY_TIMEOUT=300] scripts/deploy.sh BINARY UNIT_FILE
+#        [DEPLOY_TIMEOUT=300] scripts/deploy.sh BINARY UNIT_FILE [MAN_PAGE]
+# The man page, if given, goes to $DEPLOY_PREFIX/share/man/man1/pifork.1.
 # (normally through `make deploy HOST=...`). The remote user is root or may use
 # sudo; a sudo that asks for a password asks once, on this terminal.
 # Exit status: 0 deployed and active; 1 failed (rolled back if it got that far);
@@ -27,9 +28,10 @@ PROG=deploy
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { printf '%s: usage: HOST=user@host scripts/deploy.sh BINARY UNIT_FILE\n' "$PROG" >&2; exit 2; }
+usage() { printf '%s: usage: HOST=user@host scripts/deploy.sh BINARY UNIT_FILE [MAN_PAGE]\n' "$PROG" >&2; exit 2; }
 BIN=${1:-}
 UNIT=${2:-}
+MAN=${3:-}
 [[ -n $BIN && -n $UNIT && -n ${HOST:-} ]] || usage
 PORT=${SSH_PORT:-22}
 PREFIX=${DEPLOY_PREFIX:-/usr/local}
@@ -38,6 +40,7 @@ LIMIT=${DEPLOY_TIMEOUT:-300}
 [[ -f $BIN ]] || die "no binary at $BIN (make build-aarch64)"
 [[ $PREFIX == /* && $PREFIX != *[\'\ ]* ]] || die "DEPLOY_PREFIX must be an absolute path without quotes or spaces"
 [[ -f $UNIT ]] || die "no unit file at $UNIT"
+[[ -z $MAN || -f $MAN ]] || die "no man page at $MAN"
 if ! command -v ssh >/dev/null 2>&1 || ! command -v scp >/dev/null 2>&1; then
     die "ssh and scp are needed (Debian package openssh-client)"
 fi
@@ -72,6 +75,11 @@ remote() { timeout -k 10 "$LIMIT" ssh -p "$PORT" "${OPTS[@]}" -T "$HOST" "$1" </
 
 cp "$BIN" "$STAGE/pifork"
 sed "/^[^#]/s|/usr/bin/pifork|$PREFIX/bin/pifork|g" "$UNIT" >"$STAGE/pifork.service"
+FILES=("$STAGE/pifork" "$STAGE/pifork.service")
+if [[ -n $MAN ]]; then
+    cp "$MAN" "$STAGE/pifork.1"
+    FILES+=("$STAGE/pifork.1")
+fi
 
 log "$HOST:$PORT: $(stat -c %s "$BIN")-byte binary to $PREFIX/bin/pifork, unit to /etc/systemd/system"
 # The master connection: the one login (and key or password prompt).
@@ -80,7 +88,7 @@ timeout "${FG[@]}" -k 10 "$LIMIT" ssh -p "$PORT" -o ControlMaster=yes -o Control
     die "cannot reach $HOST over ssh (port $PORT)"
 DIR=$(remote 'mktemp -d /tmp/pifork-deploy.XXXXXX') || die "mktemp failed on $HOST"
 [[ $DIR == /tmp/pifork-deploy.* ]] || die "mktemp on $HOST gave '$DIR'"
-timeout -k 10 "$LIMIT" scp -q -P "$PORT" "${OPTS[@]}" "$STAGE/pifork" "$STAGE/pifork.service" "$HOST:$DIR/" ||
+timeout -k 10 "$LIMIT" scp -q -P "$PORT" "${OPTS[@]}" "${FILES[@]}" "$HOST:$DIR/" ||
     { remote "rm -rf '$DIR'" || true; die "copying to $HOST:$DIR failed"; }
 
 # Runs on the target, in its POSIX shell; $1 = the upload directory, $2 = prefix.
@@ -119,6 +127,10 @@ if [ -e "$bin" ]; then $S cp -p "$bin" "$bin.previous"; had_previous=yes; fi
 if [ -e "$unit" ]; then $S cp -p "$unit" "$unit.previous"; fi
 $S mv -f "$bin.new" "$bin"
 $S install -m 0644 "$dir/pifork.service" "$unit"
+if [ -e "$dir/pifork.1" ]; then
+    $S install -d -m 0755 "$prefix/share/man/man1"
+    $S install -m 0644 "$dir/pifork.1" "$prefix/share/man/man1/pifork.1"
+fi
 $S systemctl daemon-reload
 $S systemctl enable --quiet pifork.service
 say "systemctl restart pifork (waits for READY=1)"
