@@ -286,8 +286,8 @@ fi
 # -- progress ------------------------------------------------------------------------------
 if wait_for 180 chunks_at_least 2; then
     pass progress "$(chunks_done) chunks done after $(secs "$T_DEPLOY")s"
-    later_status=$(prop StatusText)
-    if [[ -n $later_status && $later_status != "$first_status" ]]; then
+    status_changed() { later_status=$(prop StatusText); [[ -n $later_status && $later_status != "$first_status" ]]; }
+    if wait_for 10 status_changed; then
         pass status-updates "STATUS= went from \"$first_status\" to \"$later_status\""
     else
         fail status-updates "STATUS= did not change: \"$first_status\" then \"$later_status\""

@@ -26,6 +26,9 @@ pub const MAX_RETRIES: u32 = 3;
 /// How often STATUS is refreshed while chunks take long.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// How soon STATUS follows a finished chunk.
+const STATUS_SOON: Duration = Duration::from_secs(1);
+
 /// The journal gets a progress line at most this often, besides one per tenth of the chunks:
 /// the live figure is STATUS= (`systemctl status pifork`), the log keeps the milestones.
 const LOG_EVERY: Duration = Duration::from_secs(300);
@@ -237,6 +240,8 @@ impl Service<'_> {
                         self.state.done.insert(chunk as u64, sum);
                         self.save()?;
                         self.with_pool(|s, pool| s.hand_out(pool, worker));
+                        // STATUS= follows the chunks within a second (at most once a second).
+                        next_status = next_status.min(Instant::now() + STATUS_SOON);
                         let tenths = self.tenths();
                         if tenths > logged_tenths && !self.state.complete() {
                             logged_tenths = tenths;
