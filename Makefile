@@ -3,13 +3,15 @@
 #   make run            static release build, then `pifork pi` with the defaults
 #   make test           everything CI checks: format, lints, the library's layering (built
 #                       alone, no import circles), host tests on both process backends, the aarch64 suite under qemu-user, the 4-core VM test,
-#                       the Windows spawn backend's tests under Wine, the systemd unit, and
+#                       the Windows spawn backend's tests under Wine, the systemd unit, lintian
+#                       on the .deb, and
 #                       the service deployed on an emulated Pi 4 running Debian with systemd
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
 #   make bench          kernel, start methods, scaling; then pifork against CPython,
 #                       and the start+join round trips over 7 separate runs
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 #   make mca            the kernel's predicted speed on the Pi 4's Cortex-A72 (llvm-mca)
+#   make man            doc/pifork.1 from the program's --help (a test checks it is current)
 
 CARGO   ?= cargo
 # The binary is static on every machine, as on the Pi: musl, for this machine's CPU.
@@ -17,7 +19,7 @@ STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build setup-static run test test-host check-tools fmt-check clippy layers bench clean
+.PHONY: all build setup-static run test test-host check-tools fmt-check clippy layers bench man clean
 
 all: build
 
@@ -70,11 +72,15 @@ test-host: setup-static
 	PIFORK_BACKEND=pipe $(CARGO) test
 	$(CARGO) test --target $(STATIC_TARGET)
 
-test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit test-system
+test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit lint-deb test-system
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
 	python3 bench/report.py --pifork $(RELEASE)
+
+man:
+	$(CARGO) build
+	python3 scripts/manpage.py '$(TARGET_DIR)/debug/pifork' > doc/pifork.1
 
 clean:
 	$(CARGO) clean

@@ -1,8 +1,10 @@
 # aarch64 appliance build (Raspberry Pi 4: BCM2711, 4 x Cortex-A72) and its
 # tests. Included by the top-level Makefile.
 #
-#   make setup-aarch64   rust target + qemu-user-static + aarch64 cross gcc
-#   make build-aarch64   static, stripped release binary; fails above 1.5 MiB
+#   make setup-aarch64   rust target + qemu-user-static + aarch64 cross gcc +
+#                        binfmt_misc (root): what the tests under emulation need
+#   make build-aarch64   static, stripped release binary; fails above 1.5 MiB.
+#                        Needs only the Rust target (no root, no Debian packages)
 #   make test-aarch64    whole test suite under qemu-aarch64-static, twice
 #                        (pidfd backend, then PIFORK_BACKEND=pipe)
 #   make cross-test      the test suite through `cross` (Docker or Podman)
@@ -25,10 +27,11 @@
 # on any aarch64 Linux.
 #
 # Linker: aarch64-linux-gnu-gcc (Debian's gcc-aarch64-linux-gnu, installed by
-# setup-aarch64) drives the link; Rust's musl target brings its own
-# self-contained crt objects and libc, so no aarch64 libc package is needed.
-# When that gcc is absent the rust-lld shipped with the Rust toolchain is used
-# instead (also tested; it needs no Debian package at all).
+# setup-aarch64) drives the link when it is there; Rust's musl target brings
+# its own self-contained crt objects and libc, so no aarch64 libc package is
+# needed. Without that gcc the rust-lld shipped with the Rust toolchain links
+# instead, so building for the Pi (build-aarch64, and with it deb and deploy)
+# needs nothing but the Rust target: no root, no apt, no binfmt_misc.
 
 # This fragment must not change the including Makefile's default goal.
 AARCH64_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
@@ -53,12 +56,16 @@ AARCH64_ENV = CARGO_TARGET_$(AARCH64_TRIPLE_ENV)_LINKER=$(AARCH64_LINKER) \
 
 AARCH64_MCA_BIN    ?= $(AARCH64_TARGET_DIR)/$(AARCH64_TARGET)/mca/pifork
 
-.PHONY: setup-aarch64 build-aarch64 test-aarch64 cross-test test-vm mca
+.PHONY: setup-aarch64 setup-aarch64-rust build-aarch64 test-aarch64 cross-test test-vm mca
 
 setup-aarch64:
 	AARCH64_TARGET=$(AARCH64_TARGET) bash scripts/setup-aarch64.sh
 
-build-aarch64: setup-aarch64
+# The Rust standard library for the target: all a build needs.
+setup-aarch64-rust:
+	@bash -c 'PROG=setup-aarch64; . scripts/lib.sh && need_rust_target $(AARCH64_TARGET)'
+
+build-aarch64: setup-aarch64-rust
 	$(AARCH64_ENV) CARGO_PROFILE_RELEASE_STRIP=symbols \
 	    $(AARCH64_CARGO) build --release --target $(AARCH64_TARGET)
 	@size=$$(stat -c %s '$(AARCH64_BIN)'); \
@@ -97,7 +104,7 @@ cross-test:
 	fi
 	CROSS_CONFIG=cross/Cross.toml cross test --target $(AARCH64_TARGET)
 
-test-vm: build-aarch64
+test-vm: setup-aarch64 build-aarch64
 	AARCH64_BIN='$(AARCH64_BIN)' bash scripts/test-vm.sh '$(AARCH64_BIN)'
 
 # The release build with symbols (profile "mca": release, not stripped), so that the kernel

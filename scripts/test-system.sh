@@ -11,9 +11,12 @@
 #   3. runs `make deploy HOST=root@127.0.0.1 SSH_PORT=...` for real;
 #   4. checks over ssh: active; READY and STATUS; progress; stop (exit 0, state
 #      flushed) and start resuming; SIGKILL and the automatic restart resuming;
-#      journal priorities; the watchdog; the sandbox really in force (the
-#      kernel's view of the main process and its mount namespace); prints
-#      `systemd-analyze security pifork`;
+#      journal priorities and cadence; the watchdog; the sandbox really in
+#      force (the kernel's view of the main process and its mount namespace);
+#      reload and SIGHUP to every process of the unit; `pifork status` as an
+#      ordinary user; a drop-in that does not fit the state (exit 2, err, no
+#      restart loop); a second deploy, then one of a binary that cannot start,
+#      rolled back; prints `systemd-analyze security pifork`;
 #   5. powers the VM off (QEMU is killed on any exit).
 # Ends with "test-system: N passed, M failed"; exit status 1 if any failed.
 #
@@ -252,7 +255,8 @@ else
 fi
 
 # -- the unit as installed, in the VM's own systemd -----------------------------------------
-out=$(vm 'systemd-analyze verify /etc/systemd/system/pifork.service 2>&1') || true
+# --man=no: the image leaves out man-db and every man page (Documentation=man:pifork(1)).
+out=$(vm 'systemd-analyze verify --man=no /etc/systemd/system/pifork.service 2>&1') || true
 if [[ -z $out ]]; then
     pass verify-in-vm "systemd-analyze verify /etc/systemd/system/pifork.service is clean"
 else
@@ -282,8 +286,8 @@ fi
 # -- progress ------------------------------------------------------------------------------
 if wait_for 180 chunks_at_least 2; then
     pass progress "$(chunks_done) chunks done after $(secs "$T_DEPLOY")s"
-    later_status=$(prop StatusText)
-    if [[ -n $later_status && $later_status != "$first_status" ]]; then
+    status_changed() { later_status=$(prop StatusText); [[ -n $later_status && $later_status != "$first_status" ]]; }
+    if wait_for 10 status_changed; then
         pass status-updates "STATUS= went from \"$first_status\" to \"$later_status\""
     else
         fail status-updates "STATUS= did not change: \"$first_status\" then \"$later_status\""
@@ -306,7 +310,7 @@ code=$(prop ExecMainCode)
 status=$(prop ExecMainStatus)
 after_stop=$(chunks_done)
 # ExecMainCode 1 is CLD_EXITED.
-said=$(vm "journalctl --no-pager -o cat -p warning _SYSTEMD_INVOCATION_ID=$inv" | grep -m1 'stopping on SIGTERM')
+said=$(vm "journalctl --no-pager -o cat -p info _SYSTEMD_INVOCATION_ID=$inv" | grep -m1 'stopping on SIGTERM')
 if [[ $result == success && $code == 1 && $status == 0 && -n $said && -n $after_stop && $after_stop -ge ${before:-0} ]]; then
     pass stop "stopped ${stop_s}s after SIGTERM, exit status 0, Result=success; chunks $before -> $after_stop; \"$said\""
 else
@@ -365,18 +369,22 @@ vm 'journalctl --no-pager -o short-monotonic UNIT=pifork.service -n 6' | show
 # The checks below look at a running service, whatever happened above.
 is_active || vm_t 180 'systemctl reset-failed pifork.service; systemctl start pifork.service' || true
 
-# -- journal priorities -----------------------------------------------------------------------
+# -- journal priorities and cadence: routine lines (start, resume, stop) at info, progress in
+# STATUS= with at most one log line per tenth of the chunks or per five minutes, the worker
+# that SIGKILL took at err ---------------------------------------------------------------------
 own=_SYSTEMD_UNIT=pifork.service
-n_warn=$(vm "journalctl --no-pager -o cat -p warning $own | wc -l")
 n_info=$(vm "journalctl --no-pager -o cat -p info $own | wc -l")
-progress_in_warn=$(vm "journalctl --no-pager -o cat -p warning $own | grep -c '^pifork serve: [0-9]*/[0-9]* chunks'" || true)
-progress_in_info=$(vm "journalctl --no-pager -o cat -p info $own | grep -c '^pifork serve: [0-9]*/[0-9]* chunks'" || true)
+routine_in_warn=$(vm "journalctl --no-pager -o cat -p warning $own | grep -cE 'resumed from|stopping on|workers on'" || true)
+routine_in_info=$(vm "journalctl --no-pager -o cat -p info $own | grep -cE 'resumed from|stopping on|workers on'" || true)
+progress=$(vm "journalctl --no-pager -o cat $own | grep -c '^pifork serve: [0-9]*/[0-9]* chunks'" || true)
+runs=$(vm "journalctl --no-pager -o cat $own | grep -c 'workers on'" || true)
 raw_prefix=$(vm "journalctl --no-pager -o cat $own | grep -c '^<[0-7]>'" || true)
 prios=$(vm "journalctl --no-pager -o export $own | sed -n 's/^PRIORITY=//p' | sort | uniq -c | awk '{ printf \"%s lines at %s; \", \$1, \$2 }'")
-if [[ $n_warn -ge 2 && $n_info -gt $n_warn && ${progress_in_warn:-1} -eq 0 && ${progress_in_info:-0} -gt 0 && ${raw_prefix:-1} -eq 0 ]]; then
-    pass journal-priority "-p warning: $n_warn lines (none of them progress), -p info: $n_info ($progress_in_info progress lines); ${prios}no raw <N> prefixes"
+if [[ ${routine_in_warn:-1} -eq 0 && ${routine_in_info:-0} -ge 3 && ${progress:-99} -le $((11 * ${runs:-1})) &&
+    ${raw_prefix:-1} -eq 0 ]]; then
+    pass journal-priority "-p info: $n_info lines, $routine_in_info routine ones and none of them at warning; $progress progress lines in $runs runs; ${prios}no raw <N> prefixes"
 else
-    fail journal-priority "-p warning: $n_warn lines ($progress_in_warn progress), -p info: $n_info ($progress_in_info progress), raw <N> prefixes: $raw_prefix; $prios"
+    fail journal-priority "routine lines at warning: $routine_in_warn, at info: $routine_in_info; $progress progress lines in $runs runs; raw <N> prefixes: $raw_prefix; $prios"
 fi
 vm "journalctl --no-pager -o short-monotonic -p warning $own" | show || true
 
@@ -465,6 +473,86 @@ if [[ $wd == 30s ]] && long_enough && [[ $(prop NRestarts) == "$restarts" ]] && 
     pass watchdog "WatchdogSec=$wd; this run active for over 45 s, no watchdog timeout, NRestarts still $restarts"
 else
     fail watchdog "WatchdogUSec=$wd NRestarts=$(prop NRestarts) (was $restarts), active=$(vm 'systemctl is-active pifork' || true)"
+fi
+
+# -- systemctl reload: the status in the log; SIGHUP to every process of the unit harms nothing ---
+pid1=$(prop MainPID)
+restarts=$(prop NRestarts)
+inv=$(prop InvocationID)
+vm_t 60 'systemctl reload pifork.service' || true
+if wait_for 20 invocation_says "$inv" 'pifork serve: status: '; then
+    pass reload "systemctl reload pifork: $(vm "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$inv" | grep -m1 'status: ')"
+else
+    fail reload "no 'pifork serve: status:' line after systemctl reload"
+fi
+vm 'for i in 1 2 3 4 5; do systemctl kill -s HUP pifork.service; sleep 1; done' || true
+sleep 3
+if is_active && [[ $(prop MainPID) == "$pid1" && $(prop NRestarts) == "$restarts" ]] &&
+    ! vm "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$inv" | grep -qE 'died|failed'; then
+    pass hup-to-all "5 x systemctl kill -s HUP pifork: still active, main pid $pid1, no worker died"
+else
+    fail hup-to-all "after 5 HUPs to the unit: active=$(vm 'systemctl is-active pifork' || true) main pid $(prop MainPID) (was $pid1) NRestarts $(prop NRestarts) (was $restarts)"
+    vm "journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID=$inv | tail -n 8" | show || true
+fi
+
+# -- pifork status as an ordinary user: the state is private, systemd's STATUS= is not -----------
+out=$(vm "runuser -u nobody -- $DEPLOY_PREFIX/bin/pifork status 2>&1")
+if [[ $out == *'sudo pifork status'* && $out == *'pifork.service: '*' chunks'* ]]; then
+    pass status-as-user "$(tr '\n' ' ' <<<"$out")"
+else
+    fail status-as-user "$out"
+fi
+if vm "test -s $DEPLOY_PREFIX/share/man/man1/pifork.1"; then
+    pass man-page "the deploy installed $DEPLOY_PREFIX/share/man/man1/pifork.1"
+else
+    fail man-page "no $DEPLOY_PREFIX/share/man/man1/pifork.1 after the deploy"
+fi
+
+# -- a drop-in that does not fit the state: exit 2, at err, and no restart loop ------------------
+vm "printf '%s\n' '[Service]' 'ExecStart=' 'ExecStart=$DEPLOY_PREFIX/bin/pifork serve --terms 3e11 --chunk $CHUNK' \
+    > /etc/systemd/system/pifork.service.d/60-wrong.conf && systemctl daemon-reload" || true
+vm_t 120 'systemctl restart pifork.service' 2>/dev/null
+sleep 5
+result=$(prop Result)
+status=$(prop ExecMainStatus)
+inv=$(prop InvocationID)
+err=$(vm "journalctl --no-pager -o cat -p err _SYSTEMD_INVOCATION_ID=$inv" | grep -m1 'state file')
+# A manual restart resets NRestarts: any automatic restart since would show as 1 or more.
+if [[ $result == exit-code && $status == 2 && $(prop NRestarts) == 0 && $err == *'systemctl clean --what=state pifork'* ]]; then
+    pass config-error "exit status 2, Result=$result, no restart in 5 s (NRestarts 0, RestartSec=1); at err: \"$err\""
+else
+    fail config-error "Result=$result ExecMainStatus=$status NRestarts $(prop NRestarts); at err: ${err:-nothing}"
+fi
+vm 'rm -f /etc/systemd/system/pifork.service.d/60-wrong.conf; systemctl daemon-reload; systemctl reset-failed pifork.service' || true
+vm_t 180 'systemctl start pifork.service' || true
+
+# -- deploy again, then a binary that cannot start: it is rolled back ----------------------------
+good=$(sha256sum <"$BIN" | cut -c1-64)
+T_DEPLOY2=$(now)
+pid1=$(prop MainPID)
+if "${MAKE_CMD[@]}" --no-print-directory deploy HOST=root@127.0.0.1 SSH_PORT="$PORT" SSH_OPTS="$SSH_OPTS" \
+    DEPLOY_PREFIX="$DEPLOY_PREFIX" 2>&1 | show && is_active && [[ $(prop MainPID) != "$pid1" ]] &&
+    [[ $(vm "sha256sum < $DEPLOY_PREFIX/bin/pifork.previous" | cut -c1-64) == "$good" ]]; then
+    pass deploy-again "second deploy active with a new main pid in $(secs "$T_DEPLOY2")s; the previous binary kept"
+else
+    fail deploy-again "second deploy: active=$(vm 'systemctl is-active pifork' || true)"
+fi
+BROKEN=$SYS_DIR/broken-pifork
+printf '%s\n' '#!/bin/sh' '# A pifork that passes the check of deploy.sh but cannot start the service.' \
+    'if [ "$1" = info ]; then echo "kernel: stand-in"; exit 0; fi' 'echo "broken on purpose" >&2' 'exit 1' >"$BROKEN"
+chmod 0755 "$BROKEN"
+pid1=$(prop MainPID)
+out=$(HOST=root@127.0.0.1 SSH_PORT="$PORT" SSH_OPTS="$SSH_OPTS" DEPLOY_PREFIX="$DEPLOY_PREFIX" \
+    bash "$ROOT/scripts/deploy.sh" "$BROKEN" "$ROOT/systemd/pifork.service" 2>&1)
+rc=$?
+printf '%s\n' "$out" | tail -n 6 | show
+now_sha=$(vm "sha256sum < $DEPLOY_PREFIX/bin/pifork" | cut -c1-64)
+left=$(vm 'ls -d /tmp/pifork-deploy.* 2>/dev/null | wc -l')
+if [[ $rc -ne 0 && $out == *'previous one was put back'* && $now_sha == "$good" ]] && is_active &&
+    [[ $(prop MainPID) != "$pid1" && $left == 0 ]]; then
+    pass rollback "deploy of a binary that cannot start: exit $rc, the previous binary active again (main pid $(prop MainPID)); no temp dirs left"
+else
+    fail rollback "exit $rc; binary now ${now_sha:0:12} (good ${good:0:12}); active=$(vm 'systemctl is-active pifork' || true); temp dirs left: $left"
 fi
 
 # -- systemd-analyze security, on the real system -------------------------------------------------

@@ -20,20 +20,45 @@ fn main() -> std::process::ExitCode {
 /// The command line on Linux.
 #[cfg(unix)]
 mod command_line {
-    use std::io::Write;
+    use std::ffi::OsString;
+    use std::io::{IsTerminal, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     use std::process::ExitCode as ProcessExit;
 
     use argh::FromArgs;
+    use pifork::app::progress::TerminalLine;
     use pifork::app::report::{
-        BenchReport, bench_json, bench_text, parse_count, pi_json, pi_text, round_trips_json,
-        round_trips_text, status_json, status_text,
+        BenchReport, bench_json, bench_text, json_string, parse_count, pi_json, pi_text, race_json,
+        race_text, round_trips_json, round_trips_text, status_json, status_text,
     };
     use pifork::app::service::state::{FILE, State, StateError, check_job};
-    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, pool, race, service};
+    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, plan, pool, race, service};
     use pifork::{SignalPipe, StartMethod, forkserver};
 
     /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
     #[derive(FromArgs)]
+    #[argh(
+        example = "pifork pi --terms 1e10\n\
+                   pifork pi --terms=1e9 --workers 2 --json\n\
+                   pifork race --workers 4 --seed 7\n\
+                   pifork bench --terms 1e9 --repeat 3\n\
+                   sudo pifork status\n\
+                   pifork info --json",
+        note = "Counts take 100000000, 100_000_000 or 1e8; an option's value may follow `=`.\n\
+                `pifork --version` (or -V) prints the version; -h is --help.\n\n\
+                Environment:\n\
+                \u{a0} PIFORK_BACKEND=pipe   wait for children through pipes, not pidfds\n\
+                \u{a0} PIFORK_KERNEL=PATH    force a pi kernel path (see pifork info)\n\
+                \u{a0} RUST_LOG=LEVEL        log level: error, warn (default), info, debug\n\
+                \u{a0} STATE_DIRECTORY=DIR   serve/status: where progress is kept\n\
+                \u{a0} NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM: set by systemd for serve",
+        error_code(1, "the work failed (a worker died, the state cannot be written, ...)"),
+        error_code(
+            2,
+            "bad usage or configuration: a flag, a value, or a state file of other parameters"
+        ),
+        error_code(130, "interrupted by SIGINT (128 + the signal number; SIGTERM: 143)")
+    )]
     struct Cli {
         #[argh(subcommand)]
         command: Command,
@@ -52,7 +77,13 @@ mod command_line {
 
     /// Compute pi with the Leibniz series on one pinned worker process per core.
     #[derive(FromArgs)]
-    #[argh(subcommand, name = "pi")]
+    #[argh(
+        subcommand,
+        name = "pi",
+        example = "pifork pi --terms 1e10 --correct\npifork pi --terms 1e9 --workers 2 --json",
+        note = "On a terminal a progress line (chunks, terms/s, time left) shows on stderr\n\
+                while the work runs; none with --json or when stderr is not a terminal."
+    )]
     struct PiArgs {
         /// terms of the series (default 100000000; accepts 1e8 and 100_000_000)
         #[argh(option, from_str_fn(parse_count), default = "100_000_000")]
@@ -90,6 +121,9 @@ mod command_line {
         /// wait for every runner instead of terminating the losers
         #[argh(switch)]
         join_all: bool,
+        /// print one JSON object instead of text
+        #[argh(switch)]
+        json: bool,
         /// start method of the runners: fork (default), spawn or forkserver
         #[argh(option, default = "StartMethod::Fork")]
         start: StartMethod,
@@ -123,11 +157,23 @@ mod command_line {
     /// pi kernel's path.
     #[derive(FromArgs)]
     #[argh(subcommand, name = "info")]
-    struct InfoArgs {}
+    struct InfoArgs {
+        /// print one JSON object instead of text
+        #[argh(switch)]
+        json: bool,
+    }
 
     /// Run as a service: keep every core on the series toward N terms, durably, resumably.
     #[derive(FromArgs)]
-    #[argh(subcommand, name = "serve")]
+    #[argh(
+        subcommand,
+        name = "serve",
+        example = "pifork serve --terms 1e13 --state-dir /tmp/pi --exit-when-done",
+        note = "Normally run by systemd (pifork.service): `systemctl status pifork` shows the\n\
+                progress, `systemctl reload pifork` logs it. Exit code 2 (usage, or a state\n\
+                file of other parameters) is not worth a restart; `systemctl clean\n\
+                --what=state pifork` starts over."
+    )]
     struct ServeArgs {
         /// terms of the series (default 1e12)
         #[argh(option, from_str_fn(parse_count), default = "1_000_000_000_000")]
@@ -151,7 +197,13 @@ mod command_line {
 
     /// Show the progress of `pifork serve`, read from its state (also while it runs).
     #[derive(FromArgs)]
-    #[argh(subcommand, name = "status")]
+    #[argh(
+        subcommand,
+        name = "status",
+        example = "sudo pifork status\npifork status --state-dir /tmp/pi --json",
+        note = "The service's state is readable by root only: run it with sudo. Without the\n\
+                permission it shows what systemd publishes to everyone (its STATUS= line)."
+    )]
     struct StatusArgs {
         /// where progress is kept (default: $STATE_DIRECTORY, else /var/lib/pifork)
         #[argh(option)]
@@ -163,8 +215,12 @@ mod command_line {
 
     /// A run's failure, turned into one line and an exit code here and nowhere else.
     enum Failure {
+        /// Bad usage: exit 2.
         Usage(String),
+        /// The work failed; a configuration error (exit 2) or anything else (exit 1).
         Run(Error),
+        /// Standard output could not be written.
+        Output(std::io::Error),
     }
 
     impl<E: Into<Error>> From<E> for Failure {
@@ -173,24 +229,101 @@ mod command_line {
         }
     }
 
+    /// Exit code of a bad command line or configuration: the service's unit does not restart
+    /// on it (RestartPreventExitStatus=), since trying again cannot help.
+    const USAGE: u8 = 2;
+
+    /// True for an error that no retry can fix: the configuration must change.
+    fn is_configuration(e: &Error) -> bool {
+        matches!(
+            e,
+            Error::State(
+                StateError::OtherParameters { .. }
+                    | StateError::OtherKernel { .. }
+                    | StateError::OtherVersion { .. }
+                    | StateError::Corrupt { .. }
+                    | StateError::NotRegular { .. }
+                    | StateError::TooLarge { .. }
+                    | StateError::TooManyChunks { .. }
+            )
+        )
+    }
+
+    /// What the command line says once the habits argh lacks are taken care of.
+    #[derive(Debug, PartialEq)]
+    enum Shimmed {
+        /// Arguments for argh (without the program name).
+        Args(Vec<String>),
+        /// `--version` or `-V`.
+        Version,
+    }
+
+    /// Takes the arguments as the OS gave them (the program name first) and does what argh
+    /// does not: refuses an argument that is not UTF-8 (std::env::args would panic), answers
+    /// `--version`/`-V`, reads `-h` as `--help` and `--name=value` as `--name value`. After
+    /// `--` nothing is touched.
+    fn shim(raw: impl IntoIterator<Item = OsString>) -> Result<Shimmed, String> {
+        let mut args = Vec::new();
+        let mut options_end = false;
+        for (i, arg) in raw.into_iter().enumerate().skip(1) {
+            let Some(arg) = arg.to_str() else {
+                return Err(format!("argument {i} is not valid UTF-8: {arg:?}"));
+            };
+            if options_end {
+                args.push(arg.to_string());
+                continue;
+            }
+            match arg {
+                "--" => {
+                    options_end = true;
+                    args.push(arg.to_string());
+                }
+                "--version" | "-V" if args.is_empty() => return Ok(Shimmed::Version),
+                "-h" => args.push("--help".to_string()),
+                _ => match arg.split_once('=') {
+                    Some((name, value)) if name.starts_with("--") && name.len() > 2 => {
+                        args.push(name.to_string());
+                        args.push(value.to_string());
+                    }
+                    _ => args.push(arg.to_string()),
+                },
+            }
+        }
+        Ok(Shimmed::Args(args))
+    }
+
+    /// Writes `text` to stdout: a closed pipe ends the output quietly, any other failure is
+    /// [`Failure::Output`].
+    fn emit(text: &str) -> Result<(), Failure> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Failure::Output)
+    }
+
+    /// [`emit`] with a newline.
+    fn emit_line(text: &str) -> Result<(), Failure> {
+        emit(&format!("{text}\n"))
+    }
+
     pub(crate) fn main() -> ProcessExit {
         // A spawned worker runs its entry point here and exits; nothing below runs in it.
         pifork::app::register_entries();
         pifork::main_guard();
-        let args: Vec<String> = std::env::args().collect();
+        let args = match shim(std::env::args_os()) {
+            Ok(Shimmed::Args(args)) => args,
+            Ok(Shimmed::Version) => {
+                return finish(emit_line(&format!("pifork {}", env!("CARGO_PKG_VERSION"))));
+            }
+            Err(e) => return finish(Err(Failure::Usage(format!("{e} (see pifork --help)")))),
+        };
         let strs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cli = match Cli::from_args(&["pifork"], strs.get(1..).unwrap_or_default()) {
+        let cli = match Cli::from_args(&["pifork"], &strs) {
             Ok(cli) => cli,
             Err(early) => {
                 return match early.status {
-                    Ok(()) => {
-                        print!("{}", early.output);
-                        ProcessExit::SUCCESS
-                    }
+                    Ok(()) => finish(emit(&early.output)),
                     Err(()) => {
                         let first = early.output.lines().next().unwrap_or("invalid arguments");
-                        eprintln!("pifork: {first} (see pifork --help)");
-                        ProcessExit::from(2)
+                        finish(Err(Failure::Usage(format!("{first} (see pifork --help)"))))
                     }
                 };
             }
@@ -208,15 +341,13 @@ mod command_line {
         if !matches!(cli.command, Command::Status(_) | Command::Info(_))
             && let Err(e) = kernel::selected()
         {
-            eprintln!("pifork: {e}");
-            return ProcessExit::from(2);
+            return finish(Err(Failure::Usage(e.to_string())));
         }
         // The fork server must start while this process is still small and single-threaded.
         if method == StartMethod::Forkserver
             && let Err(e) = forkserver::start()
         {
-            eprintln!("pifork: {e}");
-            return ProcessExit::FAILURE;
+            return finish(Err(e.into()));
         }
         let outcome = match cli.command {
             Command::Pi(a) => run_pi(a),
@@ -224,22 +355,45 @@ mod command_line {
             Command::Bench(a) => run_bench(a),
             Command::Serve(a) => run_serve(a),
             Command::Status(a) => run_status(a),
-            Command::Info(_) => run_info(),
+            Command::Info(a) => run_info(a),
         };
-        let _ = std::io::stdout().flush();
         forkserver::stop();
+        finish(outcome)
+    }
+
+    /// The exit code of `outcome`, after its one line on stderr.
+    fn finish(outcome: Result<(), Failure>) -> ProcessExit {
         match outcome {
             Ok(()) => ProcessExit::SUCCESS,
+            // The reader has gone (`pifork info | head -1`): nothing more to say to anyone.
+            Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                ProcessExit::SUCCESS
+            }
+            Err(Failure::Output(e)) => {
+                logging::fatal(&format!("cannot write the output: {e}"));
+                ProcessExit::FAILURE
+            }
             Err(Failure::Usage(msg)) => {
-                eprintln!("pifork: {msg}");
-                ProcessExit::from(2)
+                logging::fatal(&msg);
+                ProcessExit::from(USAGE)
             }
             Err(Failure::Run(Error::Interrupted { signal })) => {
-                eprintln!("pifork: {}", Error::Interrupted { signal });
+                logging::fatal(&Error::Interrupted { signal }.to_string());
                 ProcessExit::from((128 + signal) as u8)
             }
+            Err(Failure::Run(e)) if is_configuration(&e) => {
+                let mut msg = e.to_string();
+                if std::env::var_os("INVOCATION_ID").is_some() {
+                    msg.push_str(
+                        "; for the service, `systemctl clean --what=state pifork` starts over, \
+                         or `systemctl edit pifork` sets the flags the state was made with",
+                    );
+                }
+                logging::fatal(&msg);
+                ProcessExit::from(USAGE)
+            }
             Err(Failure::Run(e)) => {
-                eprintln!("pifork: {e}");
+                logging::fatal(&e.to_string());
                 ProcessExit::FAILURE
             }
         }
@@ -254,7 +408,7 @@ mod command_line {
         let cfg = service::ServeConfig {
             terms: a.terms,
             chunk: a.chunk.min(a.terms),
-            workers: worker_count(a.workers)?,
+            workers: worker_count(a.workers, None)?,
             state_dir: service::state_dir(non_empty(a.state_dir)?),
             exit_when_done: a.exit_when_done,
             start: a.start,
@@ -280,23 +434,66 @@ mod command_line {
 
     fn run_status(a: StatusArgs) -> Result<(), Failure> {
         let dir = service::state_dir(non_empty(a.state_dir)?);
+        let path = dir.join(FILE);
+        // Non-blocking and without following a link: a FIFO planted there must not hang this
+        // check (the load below refuses it with one line).
+        let probe = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&path);
+        if let Err(e) = probe
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return published_status(&path, a.json);
+        }
         let Some(state) = State::load(&dir)? else {
             return Err(Failure::Run(Error::State(StateError::Io {
-                path: dir.join(FILE),
+                path,
                 op: "read",
                 reason: "no such file: pifork serve has not run with this state directory".into(),
             })));
         };
-        if a.json {
-            println!("{}", status_json(&state));
-        } else {
-            print!("{}", status_text(&state, &dir));
-        }
-        Ok(())
+        if a.json { emit_line(&status_json(&state)) } else { emit(&status_text(&state, &dir)) }
     }
 
-    /// The worker count: the flag, else the CPUs available; at least 1.
-    fn worker_count(flag: Option<u64>) -> Result<usize, Failure> {
+    /// `pifork status` without the right to read the state (it is the service's, private):
+    /// says so, and shows what systemd publishes to everyone, the service's STATUS= line.
+    fn published_status(path: &std::path::Path, json: bool) -> Result<(), Failure> {
+        let denied = format!(
+            "cannot read {}: permission denied (the state is private to the service; \
+             `sudo pifork status` shows it)",
+            path.display()
+        );
+        let published = std::process::Command::new("systemctl")
+            .args(["show", "--property=StatusText", "--value", "pifork.service"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|text| !text.is_empty());
+        let Some(text) = published else {
+            return Err(Failure::Run(Error::State(StateError::Io {
+                path: path.to_path_buf(),
+                op: "read",
+                reason: "permission denied: the state is private to the service; run \
+                         `sudo pifork status`"
+                    .into(),
+            })));
+        };
+        logging::note(&format!("{denied}; systemd's status line of pifork.service follows"));
+        if json {
+            emit_line(&format!("{{\"service_status\":{}}}", json_string(&text)))
+        } else {
+            emit_line(&format!("pifork.service: {text}"))
+        }
+    }
+
+    /// The worker count: the flag, else the CPUs available; at least 1. Above
+    /// [`pool::worker_bound`] it is capped, and said so (unless `chunks`, the chunks there are
+    /// to share, caps it further: then [`note_clamped`] says that instead).
+    fn worker_count(flag: Option<u64>, chunks: Option<usize>) -> Result<usize, Failure> {
         match flag {
             None => Ok(pifork::cpu_count()),
             Some(0) => Err(Failure::Usage("--workers must be at least 1".into())),
@@ -306,11 +503,13 @@ mod command_line {
                 })?;
                 let bound = pool::worker_bound();
                 let n = if n > bound {
-                    log::warn!(
-                        "pifork: --workers {n} capped to {bound} ({} per available CPU): more \
-                         would only slow every stop",
-                        pool::WORKERS_PER_CPU
-                    );
+                    if chunks.is_none_or(|c| c > bound) {
+                        logging::note(&format!(
+                            "--workers {n} capped to {bound} ({} per available CPU): more would \
+                             only slow every stop",
+                            pool::WORKERS_PER_CPU
+                        ));
+                    }
                     bound
                 } else {
                     n
@@ -342,24 +541,59 @@ mod command_line {
 
     fn run_pi(a: PiArgs) -> Result<(), Failure> {
         check_terms(a.terms)?;
-        let workers = worker_count(a.workers)?;
+        let workers = worker_count(a.workers, Some(plan::chunk_plan(a.terms).len()))?;
         let signals = shutdown_signals()?;
         let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
+        note_clamped(a.workers, a.terms);
         let mut job = engine::PiJob::new(a.terms, workers);
         job.pin = !a.no_pin;
         job.start = a.start;
-        let report = engine::run(&job, Some((signals.fd(), &on_signal)))?;
+        let line = progress_line("pi", a.json);
+        let report = engine::run(&job, Some((signals.fd(), &on_signal)));
+        drop(line);
+        let report = report?;
         if a.json {
-            println!("{}", pi_json(&report, a.correct));
+            emit_line(&pi_json(&report, a.correct))
         } else {
-            print!("{}", pi_text(&report, a.correct));
+            emit(&pi_text(&report, a.correct))
         }
-        Ok(())
+    }
+
+    /// A run's progress line on stderr, while it lives: only when stderr is a terminal and the
+    /// output is not JSON. Dropping it erases the line.
+    struct ProgressGuard;
+
+    impl Drop for ProgressGuard {
+        fn drop(&mut self) {
+            drop(engine::observe(None));
+        }
+    }
+
+    fn progress_line(label: &str, json: bool) -> Option<ProgressGuard> {
+        if json || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        engine::observe(Some(TerminalLine::new(label).into_observer()));
+        Some(ProgressGuard)
+    }
+
+    /// Says on stderr when more workers were asked for than there are chunks to share.
+    fn note_clamped(asked: Option<u64>, terms: u64) {
+        let chunks = plan::chunk_plan(terms).len();
+        if let Some(workers) = asked
+            && workers > chunks as u64
+        {
+            logging::note(&format!(
+                "--workers {workers}: {terms} terms make only {chunks} chunks, so {chunks} \
+                 worker{} run",
+                if chunks == 1 { "" } else { "s" }
+            ));
+        }
     }
 
     fn run_race(a: RaceArgs) -> Result<(), Failure> {
         check_terms(a.terms)?;
-        let workers = worker_count(a.workers)?;
+        let workers = worker_count(a.workers, None)?;
         let signals = shutdown_signals()?;
         let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
         let report = race::race(
@@ -370,30 +604,12 @@ mod command_line {
             a.join_all,
             Some((signals.fd(), &on_signal)),
         )?;
-        println!("race: {} runners, seed {}", report.runners.len(), report.seed);
-        let w = &report.runners[report.winner];
-        println!(
-            "first: runner {} (pid {}, {} terms) after {:.1} ms",
-            w.index,
-            w.pid,
-            w.terms,
-            w.finished.unwrap_or_default().as_secs_f64() * 1e3
-        );
-        for r in &report.runners {
-            let when = r.finished.map_or(String::from("terminated"), |d| {
-                format!("finished after {:.1} ms", d.as_secs_f64() * 1e3)
-            });
-            println!(
-                "runner {}: pid {} terms {} exitcode {} ({when})",
-                r.index, r.pid, r.terms, r.exitcode
-            );
-        }
-        Ok(())
+        if a.json { emit_line(&race_json(&report)) } else { emit(&race_text(&report)) }
     }
 
     fn run_bench(a: BenchArgs) -> Result<(), Failure> {
         check_terms(a.terms)?;
-        let max_workers = worker_count(a.max_workers)?;
+        let max_workers = worker_count(a.max_workers, None)?;
         if a.repeat == 0 || a.repeat > 1000 {
             return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
         }
@@ -401,30 +617,37 @@ mod command_line {
         let signals = shutdown_signals()?;
         let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
         let cancel: Option<engine::Cancel<'_>> = Some((signals.fd(), &on_signal));
+        let terminal = !a.json && std::io::stderr().is_terminal();
+        let mut phase = terminal.then(|| TerminalLine::new("bench"));
+        if let Some(line) = &mut phase {
+            line.show("bench: start+join round trips");
+        }
         let round_trips = bench::round_trips(200, cancel)?;
         if a.start_methods {
-            if a.json {
-                println!("{}", round_trips_json(&round_trips));
+            drop(phase);
+            return if a.json {
+                emit_line(&round_trips_json(&round_trips))
             } else {
-                print!("{}", round_trips_text(&round_trips));
-            }
-            return Ok(());
+                emit(&round_trips_text(&round_trips))
+            };
         }
         let kernel_terms = (a.terms / 10).clamp(1 << 20, 100_000_000);
+        if let Some(line) = &mut phase {
+            line.show("bench: the kernel on one core");
+        }
         let kernel = bench::kernel_figures(kernel_terms, repeat);
-        let rows = bench::scaling(a.terms, max_workers, repeat, a.start, cancel)?;
+        drop(phase);
+        let line = progress_line("bench: scaling", a.json);
+        let rows = bench::scaling(a.terms, max_workers, repeat, a.start, cancel);
+        drop(line);
+        let rows = rows?;
         let report =
             BenchReport { terms: a.terms, repeat, kernel, round_trips, start: a.start, rows };
-        if a.json {
-            println!("{}", bench_json(&report));
-        } else {
-            print!("{}", bench_text(&report));
-        }
-        Ok(())
+        if a.json { emit_line(&bench_json(&report)) } else { emit(&bench_text(&report)) }
     }
 
-    fn run_info() -> Result<(), Failure> {
-        print!("{}", info::info_text(&info::system_info()));
-        Ok(())
+    fn run_info(a: InfoArgs) -> Result<(), Failure> {
+        let facts = info::system_info();
+        if a.json { emit_line(&info::info_json(&facts)) } else { emit(&info::info_text(&facts)) }
     }
 }

@@ -52,3 +52,17 @@ impl SignalPipe {
         }
     }
 }
+
+/// Ignores `signals` in the calling process from now on, like CPython's
+/// `signal.signal(sig, signal.SIG_IGN)`: for a worker that must outlive a SIGHUP sent to its
+/// whole process group (`systemctl kill -s HUP`). Children started afterwards inherit it, as
+/// across `execve`.
+pub fn ignore(signals: &[i32]) -> Result<()> {
+    for &signal in signals {
+        let signal =
+            nix::sys::signal::Signal::try_from(signal)
+                .map_err(Error::sys::<nix::errno::Errno>("signal number"))?;
+        crate::sys::ignore_signal(signal).map_err(Error::sys("sigaction"))?;
+    }
+    Ok(())
+}

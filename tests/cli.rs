@@ -466,3 +466,222 @@ fn race_join_all_waits_for_everyone() {
     let out = stdout(&o);
     assert_eq!(out.matches("exitcode 0 (finished after").count(), 3, "{out}");
 }
+
+#[test]
+fn version_and_short_help() {
+    for flag in ["--version", "-V"] {
+        let o = run(&[flag]);
+        assert_eq!(o.status.code(), Some(0), "{flag}: {}", stderr(&o));
+        assert_eq!(stdout(&o), format!("pifork {}\n", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+    for args in [&["-h"][..], &["pi", "-h"], &["serve", "-h"]] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).starts_with("Usage: pifork"), "{args:?}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn help_gives_examples_exit_codes_and_environment() {
+    let out = stdout(&run(&["--help"]));
+    for needle in
+        ["Examples:", "pifork pi --terms 1e10", "Error codes:", "PIFORK_BACKEND", "RUST_LOG"]
+    {
+        assert!(out.contains(needle), "{needle} missing in:\n{out}");
+    }
+    assert!(out.contains("2 bad usage or configuration"), "{out}");
+    let pi = stdout(&run(&["pi", "--help"]));
+    assert!(pi.contains("Examples:") && pi.contains("progress line"), "{pi}");
+}
+
+#[test]
+fn option_values_may_follow_an_equals_sign() {
+    let o = run(&["pi", "--terms=1e8", "--workers=2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json_field(&stdout(&o), "terms"), "100000000");
+    assert_eq!(json_field(&stdout(&o), "workers"), "2");
+    let o = run(&["pi", "--terms=abc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("'abc' is not a whole number"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_refused_with_exit_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"--terms=\xff1");
+    for args in [vec![std::ffi::OsStr::new("pi"), bad], vec![bad]] {
+        let o = pifork().args(&args).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("is not valid UTF-8") && err.contains("\\xFF"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    for args in [&["info"][..], &["pi", "--terms", "1e6"], &["--help"]] {
+        // A pipe whose reader is gone before the program writes: every write fails with EPIPE.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let o = pifork().args(args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_failed_write_is_one_line_and_exit_1() {
+    for args in [&["info"][..], &["pi", "--terms", "1e6"], &["info", "--json"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let o = pifork().args(args).stdout(full).stderr(Stdio::piped()).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("pifork: cannot write the output: "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn more_workers_than_chunks_is_said_on_stderr() {
+    let o = run(&["pi", "--terms", "1e8", "--workers", "1000", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let workers = json_field(&stdout(&o), "workers").to_string();
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("pifork: --workers 1000: ")
+            && err.contains(&format!("only {workers} chunks, so {workers} workers run")),
+        "{err}"
+    );
+    // Asking for no more than there is to do, or not asking at all, is silent.
+    assert!(stderr(&run(&["pi", "--terms", "1e8", "--workers", "2"])).is_empty());
+    assert!(stderr(&run(&["pi", "--terms", "1e8"])).is_empty());
+}
+
+#[test]
+fn race_and_info_print_json() {
+    let o = run(&["race", "--workers", "3", "--terms", "1e6", "--seed", "5", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with('{') && out.ends_with("}\n") && out.lines().count() == 1, "{out}");
+    assert_eq!(json_field(&out, "seed"), "5");
+    assert_eq!(json_field(&out, "runners"), "3");
+    assert_eq!(out.matches("\"pid\":").count(), 3, "{out}");
+    let winner: usize = json_field(&out, "winner").parse().unwrap();
+    assert!(winner < 3, "{out}");
+    let o = run(&["info", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with('{') && out.lines().count() == 1, "{out}");
+    assert_eq!(json_field(&out, "version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(json_field(&out, "os"), "Linux");
+    assert!(["pidfd", "pipe"].contains(&json_field(&out, "backend")), "{out}");
+}
+
+/// Runs `pifork ARGS` on a pseudo-terminal (through script(1)) and returns what the terminal
+/// showed, stdout and stderr together.
+fn on_a_terminal(args: &str) -> String {
+    let cmd = pifork();
+    let mut line: Vec<String> = vec![cmd.get_program().to_string_lossy().into_owned()];
+    line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    line.push(args.to_string());
+    let o = std::process::Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1), from util-linux");
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn a_terminal_sees_a_progress_line_that_is_erased_at_the_end() {
+    let shown = on_a_terminal("pi --terms 1e9 --workers 2");
+    let line = shown.find("\rpi: ").unwrap_or_else(|| panic!("no progress line in {shown:?}"));
+    let erased = shown.rfind("\r\x1b[K").expect("the line is erased");
+    let report = shown.find("pi estimate:").expect("the report");
+    assert!(line < erased && erased < report, "{shown:?}");
+    assert!(shown.contains(" chunks, ") && shown.contains(" terms/s, "), "{shown:?}");
+    // Not with --json, and never when stderr is not a terminal.
+    assert!(!on_a_terminal("pi --terms 1e9 --workers 2 --json").contains(" chunks"));
+    let o = run(&["pi", "--terms", "1e9", "--workers", "2"]);
+    assert!(o.status.success() && stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn status_without_permission_says_it_needs_sudo() {
+    let dir = std::env::temp_dir().join(format!("pifork-status-denied-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = pifork()
+        .args(["serve", "--terms", "1e6", "--chunk", "5e5", "--workers", "1", "--exit-when-done"])
+        .arg("--state-dir")
+        .arg(&dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The directory is the service's alone, as under systemd's StateDirectory=.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // A stand-in for systemctl: what systemd publishes, or a failure where there is none.
+    let bin = dir.with_extension("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let systemctl = bin.join("systemctl");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let id = std::process::Command::new("id").arg("-u").output().unwrap();
+    let as_user = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    let status = |published: Option<&str>| {
+        let script = match published {
+            Some(text) => format!("#!/bin/sh\necho '{text}'\n"),
+            None => "#!/bin/sh\nexit 1\n".to_string(),
+        };
+        std::fs::write(&systemctl, script).unwrap();
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = if as_user {
+            // root reads anything: look as an ordinary user would.
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            let inner = pifork();
+            c.arg(inner.get_program()).args(inner.get_args());
+            c
+        } else {
+            pifork()
+        };
+        cmd.args(["status", "--state-dir"]).arg(&dir).env("PATH", &path).output().unwrap()
+    };
+    let without = status(None);
+    let published = status(Some("3/48 chunks, 12 of 48 terms"));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bin);
+    let err = stderr(&without);
+    assert_eq!(without.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("permission denied") && err.contains("sudo pifork status"), "{err}");
+    let err = stderr(&published);
+    assert_eq!(published.status.code(), Some(0), "{err}");
+    assert!(err.contains("sudo pifork status"), "{err}");
+    assert_eq!(stdout(&published), "pifork.service: 3/48 chunks, 12 of 48 terms\n");
+}
+
+#[test]
+fn the_man_page_is_the_help_of_this_build() {
+    // scripts/manpage.py writes doc/pifork.1 from the --help texts; `make man` refreshes it.
+    let cmd = pifork();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new("python3")
+        .arg(format!("{root}/scripts/manpage.py"))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(format!("{root}/doc/pifork.1")).unwrap();
+    assert!(stdout(&o) == page, "doc/pifork.1 is out of date: run `make man`");
+    for section in [".SH EXAMPLES", ".SH ENVIRONMENT", ".SH EXIT STATUS", ".SS serve"] {
+        assert!(page.contains(section), "{section} missing");
+    }
+}

@@ -229,13 +229,14 @@ fn damaged_or_foreign_state_is_refused_and_left_untouched() {
         std::fs::write(dir.join("state"), &text).unwrap();
         let o = serve(&dir).output().unwrap();
         let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{why}: {err}");
+        // A configuration error: a restart cannot fix it (the unit's RestartPreventExitStatus).
+        assert_eq!(o.status.code(), Some(2), "{why}: {err}");
         assert!(err.contains(why), "{why}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert_eq!(std::fs::read_to_string(dir.join("state")).unwrap(), text, "never overwritten");
     }
     let o = pifork().args(["status", "--state-dir"]).arg(&dir).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
@@ -304,15 +305,99 @@ fn status_reports_progress_while_it_runs_and_sighup_logs_it() {
     assert!(text.contains("eta:         done"), "{text}");
 }
 
+/// `serve` with stderr on a file that `JOURNAL_STREAM` names (as systemd connects the journal's
+/// stream), or names wrongly; its log.
+fn serve_to_journal(dir: &Path, matching: bool, extra: &[(&str, &str)]) -> (Output, String) {
+    use std::os::unix::fs::MetadataExt;
+    let log = dir.with_extension("log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = if matching {
+        format!("{}:{}", meta.dev(), meta.ino())
+    } else {
+        format!("{}:{}", meta.dev(), meta.ino() + 1)
+    };
+    let mut cmd = serve(dir);
+    cmd.env("JOURNAL_STREAM", stream).stderr(file).envs(extra.iter().copied());
+    let o = cmd.output().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    (o, text)
+}
+
 #[test]
 fn journal_lines_carry_priorities_and_no_timestamps() {
     let dir = temp_dir("journal");
-    let o = serve(&dir).env("JOURNAL_STREAM", "8:1234").output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let log = stderr(&o);
+    let (o, log) = serve_to_journal(&dir, true, &[]);
+    assert!(o.status.success(), "{log}");
     assert!(log.lines().any(|l| l.starts_with("<6>pifork serve: ")), "{log}");
-    assert!(log.lines().any(|l| l.starts_with("<4>pifork serve: done")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("<6>pifork serve: done")), "{log}");
     assert!(log.lines().all(|l| l.starts_with('<') && !l.contains("[INFO")), "{log}");
+    // Progress at most once per tenth of the chunks (and per few minutes): not per chunk.
+    let progress = log.lines().filter(|l| l.contains(" chunks, ")).count();
+    assert!((1..=10).contains(&progress), "{progress} progress lines:\n{log}");
+    // A variable inherited by a process whose stderr is elsewhere is not the journal.
+    let dir = temp_dir("journal-other");
+    let (o, log) = serve_to_journal(&dir, false, &[]);
+    assert!(o.status.success(), "{log}");
+    assert!(!log.contains("<6>") && log.contains("pifork serve: done"), "{log}");
+}
+
+#[test]
+fn a_state_of_other_parameters_is_an_error_priority_line_and_exit_2() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir("journal-fatal");
+    let o = serve(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (terms, chunk) = job();
+    let other = (terms.parse::<f64>().unwrap() as u64 * 2).to_string();
+    let log_file = dir.with_extension("log");
+    let file = std::fs::File::create(&log_file).unwrap();
+    let meta = file.metadata().unwrap();
+    let o = pifork()
+        .args(["serve", "--terms", &other, "--chunk", chunk, "--state-dir"])
+        .arg(&dir)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("INVOCATION_ID", "0123456789abcdef")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("STATE_DIRECTORY")
+        .stderr(file)
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    let _ = std::fs::remove_file(&log_file);
+    assert_eq!(o.status.code(), Some(2), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.starts_with("<3>pifork: state file "), "{log}");
+    assert!(log.contains("systemctl clean --what=state pifork"), "{log}");
+}
+
+#[test]
+fn sighup_to_the_whole_process_group_only_logs_the_status() {
+    let dir = temp_dir("hup-group");
+    let mut cmd = serve(&dir);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = spawn(cmd);
+    let pid = child.id() as i32;
+    let workers = workers_of(pid);
+    let state = dir.join("state");
+    assert!(
+        eventually(Duration::from_secs(60), || std::fs::read_to_string(&state)
+            .is_ok_and(|t| t.contains("\ndone "))),
+        "no chunk recorded"
+    );
+    // As `systemctl kill -s HUP pifork` does: every process of the unit, workers included.
+    for _ in 0..5 {
+        nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGHUP).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(workers.iter().all(|&w| alive(w)), "a worker died of SIGHUP");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("pifork serve: status: "), "{log}");
+    assert!(!log.contains("restarting it") && !log.contains("died"), "{log}");
 }
 
 #[test]

@@ -23,7 +23,9 @@ SUITE=${PIFORK_SYSTEM_SUITE:-bookworm}
 MIRROR=${PIFORK_SYSTEM_MIRROR:-http://deb.debian.org/debian}
 IMAGE_MB=${PIFORK_SYSTEM_IMAGE_MB:-1024}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
-PACKAGES=systemd,systemd-sysv,udev,openssh-server,iproute2,procps
+# dbus: as on Raspberry Pi OS, ordinary users reach systemd through the system bus
+# (`systemctl show` as a user, what `pifork status` falls back to).
+PACKAGES=systemd,systemd-sysv,udev,openssh-server,iproute2,procps,dbus
 # Loaded in this order by the initramfs, each after its dependencies.
 MODULES=(virtio_pci virtio_blk virtio_net crc32c_generic ext4 virtio-rng autofs4)
 

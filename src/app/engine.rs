@@ -2,6 +2,7 @@
 //! worker processes, one per core; the parent waits for the *first* worker to report, gives
 //! that worker the next chunk, and combines the partial sums in chunk order at the end.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -126,12 +127,25 @@ pub fn run_chunks(
     }
     let extra: Vec<BorrowedFd<'_>> = cancel.iter().map(|(fd, _)| *fd).collect();
     let cancelled = || cancel.as_ref().and_then(|(_, on_cancel)| on_cancel());
+    let total: u64 = chunks.iter().map(|&c| plan[c].1 - plan[c].0 + 1).sum();
+    let mut progress = Progress {
+        chunks_done: 0,
+        chunks: chunks.len(),
+        terms_done: 0,
+        terms: total,
+        elapsed: Duration::ZERO,
+    };
     while pool.busy() {
         for event in pool.next_events(&extra, None)? {
             match event {
                 Event::Reported { worker, chunk, sum } => {
                     sums[chunk] = Some(sum);
                     hand_out(&mut pool, worker, &mut redo);
+                    let (first, last) = plan[chunks[chunk]];
+                    progress.chunks_done += 1;
+                    progress.terms_done += last - first + 1;
+                    progress.elapsed = started.elapsed();
+                    notify_observer(&progress);
                 }
                 Event::Ended { worker, lost, error } => {
                     // Ctrl-C reaches the whole process group: a worker killed by the signal
@@ -174,4 +188,40 @@ pub fn run_chunks(
     let sums =
         chunks.iter().zip(sums).map(|(&c, s)| (c, s.expect("every chunk was reported"))).collect();
     Ok(ChunkReport { sums, wall, workers })
+}
+
+/// How far a run has come, as told to the observer after every reported chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Chunks reported so far.
+    pub chunks_done: usize,
+    /// Chunks in the run.
+    pub chunks: usize,
+    /// Terms in the reported chunks.
+    pub terms_done: u64,
+    /// Terms in the run.
+    pub terms: u64,
+    /// Time since the run started.
+    pub elapsed: Duration,
+}
+
+/// Something told of every run's progress on this thread (a terminal's progress line).
+pub type Observer = Box<dyn FnMut(&Progress)>;
+
+thread_local! {
+    static OBSERVER: RefCell<Option<Observer>> = const { RefCell::new(None) };
+}
+
+/// Installs `observer` for the runs made on this thread from now on (`None` removes it) and
+/// returns the previous one.
+pub fn observe(observer: Option<Observer>) -> Option<Observer> {
+    OBSERVER.with(|o| o.replace(observer))
+}
+
+fn notify_observer(progress: &Progress) {
+    OBSERVER.with(|o| {
+        if let Some(observer) = o.borrow_mut().as_mut() {
+            observer(progress);
+        }
+    });
 }

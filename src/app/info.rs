@@ -78,6 +78,37 @@ pub fn info_text(info: &SystemInfo) -> String {
     )
 }
 
+/// The one-object JSON form of [`info_text`]; `pidfd` is `"works"` or why not, `pi_kernel` the
+/// path in use or null (with `pi_kernel_error` saying why).
+pub fn info_json(info: &SystemInfo) -> String {
+    use super::report::json_string;
+    let (sysname, release, machine) = &info.kernel;
+    let pidfd = match &info.pidfd {
+        Ok(()) => "works".to_string(),
+        Err(why) => why.clone(),
+    };
+    let (path, why) = match &info.pi_kernel {
+        Ok(path) => (json_string(path.as_str()), "null".to_string()),
+        Err(why) => ("null".to_string(), json_string(why)),
+    };
+    let cpus: Vec<String> = info.cpus.iter().map(usize::to_string).collect();
+    let paths: Vec<String> = info.kernels.iter().map(|p| json_string(p.as_str())).collect();
+    format!(
+        "{{\"version\":{},\"os\":{},\"release\":{},\"machine\":{},\"pidfd\":{},\
+         \"cpus\":[{}],\"backend\":{},\"pi_kernel\":{path},\"pi_kernel_error\":{why},\
+         \"kernel_version\":{},\"kernels\":[{}]}}",
+        json_string(env!("CARGO_PKG_VERSION")),
+        json_string(sysname),
+        json_string(release),
+        json_string(machine),
+        json_string(&pidfd),
+        cpus.join(","),
+        json_string(info.backend.as_str()),
+        kernel::VERSION,
+        paths.join(",")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! service/        `pifork serve`: state file, systemd notification, retries
 //! bench, report   measurements; text and JSON reports; count parsing
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
+//! progress        the self-updating line a terminal shows during long work
 //! ```
 
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod pace;
 pub mod pi;
 pub mod plan;
 pub mod pool;
+pub mod progress;
 pub mod race;
 pub mod report;
 pub mod service;

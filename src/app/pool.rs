@@ -111,6 +111,9 @@ fn worker_loop(
     results: Sender<(f64, u64)>,
     kernel: Kernel,
 ) -> Summary {
+    // A SIGHUP meant for the service (`systemctl kill -s HUP` reaches every process of the
+    // unit) must not end its workers: the supervisor alone answers it.
+    let _ = crate::signals::ignore(&[signal_hook::consts::SIGHUP]);
     let (mut chunks, mut terms, mut busy) = (0u64, 0u64, 0u64);
     while let Some((m, n)) = tasks.recv().expect("task channel") {
         let start = Instant::now();

@@ -9,11 +9,19 @@ use super::bench::{KernelFigures, RoundTrips, ScalingRow, scaling_warnings};
 use super::engine::PiReport;
 use super::kernel;
 use super::pi;
+use super::race::RaceReport;
 use super::service::state::{FILE, State};
 use crate::StartMethod;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
+///
+/// ```
+/// use pifork::app::report::parse_count;
+/// assert_eq!(parse_count("1e8"), Ok(100_000_000));
+/// assert_eq!(parse_count("2.5e3"), Ok(2500));
+/// assert!(parse_count("1.5").is_err());
+/// ```
 pub fn parse_count(text: &str) -> Result<u64, String> {
     let bad = || format!("'{text}' is not a whole number (use 100000000, 100_000_000 or 1e8)");
     let t = text.trim();
@@ -361,6 +369,78 @@ pub fn status_json(state: &State) -> String {
     )
 }
 
+/// `text` as a JSON string, quotes included.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The plain-text report of `pifork race`.
+pub fn race_text(report: &RaceReport) -> String {
+    let mut out = String::new();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let _ = writeln!(out, "race: {} runners, seed {}", report.runners.len(), report.seed);
+    let w = &report.runners[report.winner];
+    let _ = writeln!(
+        out,
+        "first: runner {} (pid {}, {} terms) after {:.1} ms",
+        w.index,
+        w.pid,
+        w.terms,
+        ms(w.finished.unwrap_or_default())
+    );
+    for r in &report.runners {
+        let when = r
+            .finished
+            .map_or(String::from("terminated"), |d| format!("finished after {:.1} ms", ms(d)));
+        let _ = writeln!(
+            out,
+            "runner {}: pid {} terms {} exitcode {} ({when})",
+            r.index, r.pid, r.terms, r.exitcode
+        );
+    }
+    out
+}
+
+/// The one-object JSON report of `pifork race --json`: `finished_ms` is null for a runner
+/// that was terminated; `exitcode` is CPython's integer (minus the signal number).
+pub fn race_json(report: &RaceReport) -> String {
+    let runners: Vec<String> = report
+        .runners
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"index\":{},\"pid\":{},\"terms\":{},\"exitcode\":{},\"finished_ms\":{}}}",
+                r.index,
+                r.pid,
+                r.terms,
+                r.exitcode.code(),
+                r.finished.map_or("null".into(), |d| format!("{:.3}", d.as_secs_f64() * 1e3))
+            )
+        })
+        .collect();
+    format!(
+        "{{\"seed\":{},\"runners\":{},\"winner\":{},\"per_runner\":[{}]}}",
+        report.seed,
+        report.runners.len(),
+        report.winner,
+        runners.join(",")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +470,11 @@ mod tests {
             Err("'18446744073709551616' is too large".into())
         );
         assert_eq!(parse_count("1e20"), Err("'1e20' is too large".into()));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a \"b\" \\ c\n\u{1}"), "\"a \\\"b\\\" \\\\ c\\n\\u0001\"");
     }
 
     #[test]

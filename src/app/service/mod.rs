@@ -26,6 +26,13 @@ pub const MAX_RETRIES: u32 = 3;
 /// How often STATUS is refreshed while chunks take long.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// How soon STATUS follows a finished chunk.
+const STATUS_SOON: Duration = Duration::from_secs(1);
+
+/// The journal gets a progress line at most this often, besides one per tenth of the chunks:
+/// the live figure is STATUS= (`systemctl status pifork`), the log keeps the milestones.
+const LOG_EVERY: Duration = Duration::from_secs(300);
+
 /// The state directory: the flag, else systemd's `$STATE_DIRECTORY` (its first entry), else
 /// [`DEFAULT_STATE_DIR`].
 pub fn state_dir(flag: Option<PathBuf>) -> PathBuf {
@@ -107,7 +114,7 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     // Writing at once also proves the directory is writable before any work is done.
     state.save(dir)?;
     if !state.done.is_empty() {
-        log::warn!(
+        log::info!(
             "pifork serve: resumed from {}: {} of {} chunks done",
             dir.join(FILE).display(),
             state.done.len(),
@@ -154,6 +161,11 @@ impl Service<'_> {
         }
     }
 
+    /// Tenths of the chunks done, 0 to 10.
+    fn tenths(&self) -> usize {
+        10 * self.state.done.len() / (self.state.chunks() as usize).max(1)
+    }
+
     fn save(&mut self) -> Result<()> {
         self.state.elapsed = self.base_elapsed + self.session.elapsed().as_secs_f64();
         Ok(self.state.save(&self.cfg.state_dir)?)
@@ -195,6 +207,8 @@ impl Service<'_> {
         let watchdog = watchdog_interval();
         let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
         let mut next_status = Instant::now() + STATUS_EVERY;
+        let mut next_log = Instant::now() + LOG_EVERY;
+        let mut logged_tenths = self.tenths();
         let mut announced_done = false;
         loop {
             if self.state.complete() && !announced_done {
@@ -203,7 +217,7 @@ impl Service<'_> {
                     pool.wind_down(Duration::from_secs(2));
                 }
                 let result = self.state.estimate().unwrap_or(f64::NAN);
-                log::warn!(
+                log::info!(
                     "pifork serve: done: {} terms, pi ~ {result:.15} (error {:+.3e})",
                     self.state.terms,
                     result - std::f64::consts::PI
@@ -239,6 +253,16 @@ impl Service<'_> {
             if let Some(stopped) = outcome? {
                 return Ok(stopped);
             }
+            if recorded {
+                // STATUS= follows the chunks within a second (at most once a second).
+                next_status = next_status.min(Instant::now() + STATUS_SOON);
+                let tenths = self.tenths();
+                if tenths > logged_tenths && !self.state.complete() {
+                    logged_tenths = tenths;
+                    log::info!("pifork serve: {}", self.status());
+                    next_log = Instant::now() + LOG_EVERY;
+                }
+            }
             let now = Instant::now();
             if let (Some(w), Some(at)) = (watchdog, next_watchdog)
                 && now >= at
@@ -252,8 +276,11 @@ impl Service<'_> {
             }
             if now >= next_status {
                 self.notify(&format!("STATUS={}", self.status()));
-                log::info!("pifork serve: {}", self.status());
                 next_status = now + STATUS_EVERY;
+            }
+            if now >= next_log && !self.state.complete() {
+                log::info!("pifork serve: {}", self.status());
+                next_log = now + LOG_EVERY;
             }
         }
     }
@@ -271,7 +298,7 @@ impl Service<'_> {
             match event {
                 Event::Ready(_) => match signals.take() {
                     Some(signal_hook::consts::SIGHUP) => {
-                        log::warn!("pifork serve: status: {}", self.status());
+                        log::info!("pifork serve: status: {}", self.status());
                     }
                     Some(sig) => return self.stop(sig).map(Some),
                     None => {}
@@ -286,7 +313,7 @@ impl Service<'_> {
                     // kills workers: the stop it asks for comes first.
                     match signals.take() {
                         Some(signal_hook::consts::SIGHUP) => {
-                            log::warn!("pifork serve: status: {}", self.status());
+                            log::info!("pifork serve: status: {}", self.status());
                         }
                         Some(sig) => return self.stop(sig).map(Some),
                         None => {}
@@ -345,7 +372,7 @@ impl Service<'_> {
     /// SIGTERM/SIGINT: stop handing out work, end the workers, flush the state.
     fn stop(&mut self, signal: i32) -> Result<Stopped> {
         self.notify("STOPPING=1");
-        log::warn!(
+        log::info!(
             "pifork serve: stopping on {}: {}",
             signal_name(signal).unwrap_or("a signal"),
             self.status()

@@ -3,7 +3,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
 pub use nix::unistd::ForkResult;
@@ -200,6 +200,14 @@ pub fn reset_signal_handlers() {
         Some(&SigSet::empty()),
         None,
     );
+}
+
+/// `sigaction(signal, SIG_IGN)`: the calling process ignores `signal` from now on (and so do
+/// the programs it executes, as `execve` keeps ignored signals ignored).
+pub fn ignore_signal(signal: Signal) -> Result<(), Errno> {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_IGN runs no handler code, so no handler can break any invariant.
+    unsafe { nix::sys::signal::sigaction(signal, &ignore) }.map(drop)
 }
 
 /// `_exit(2)`: leave the process now, without running destructors or atexit handlers.

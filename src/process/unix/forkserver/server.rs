@@ -2,10 +2,10 @@
 //! pid (and a pidfd), reap it when it ends and write its exit status where the parent waits.
 //!
 //! The server holds only what it needs — stdio, its socket and its own pipe ends — and does not
-//! die of SIGINT (Ctrl-C to the process group is the parent's to handle), as CPython's does: it
-//! blocks it, so that a worker, whose signal mask is cleared as it starts, never misses a
-//! SIGINT sent right after its start. Each worker holds only stdio, its own pipe ends and what
-//! its request listed.
+//! die of SIGINT or SIGHUP (Ctrl-C or a hangup of the process group, `systemctl kill -s HUP`
+//! of a unit, are the parent's to handle), as CPython's does for SIGINT: it blocks them, so
+//! that a worker, whose signal mask is cleared as it starts, never misses one sent right after
+//! its start. Each worker holds only stdio, its own pipe ends and what its request listed.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -43,6 +43,7 @@ pub(super) fn serve(sock: BorrowedFd<'_>, own: [RawFd; 2]) -> ! {
     // the others (copies of the parent's objects) are never used or dropped here.
     unsafe { sys::close_all_except(&keep, sys::descriptor_limit(), false) };
     let _ = sys::block_signal(Signal::SIGINT);
+    let _ = sys::block_signal(Signal::SIGHUP);
     let parent = sys::getppid();
     let mut workers: Vec<Served> = Vec::new();
     let mut buf = vec![0u8; MAX_MESSAGE];
