@@ -10,9 +10,11 @@
 //! service/        `pifork serve`: state file, systemd notification, retries
 //! bench, report   measurements; text and JSON reports; count parsing
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
+//! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
 //! ```
 
 pub mod bench;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod info;
