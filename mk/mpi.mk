@@ -8,6 +8,8 @@
 #                           ssh (scripts/test-mpi.sh); the aarch64 build under qemu-user
 #   make build-aarch64-mpi  aarch64 pifork-mpi against Debian's arm64 Open MPI in a private
 #                           sysroot under the target directory (scripts/setup-aarch64-mpi.sh)
+#   make bench-mpi [MPI_BENCH_TERMS=1e10]
+#                           1, 2, 4 ranks against pifork pi with as many workers (bench/mpi.sh)
 #   make deploy-cluster HOSTS="pi1 pi2 ..." [SSH_OPTS=...] [CLUSTER_PREFIX=/usr/local]
 #                           copy the aarch64 pifork-mpi to every host, print the mpirun line
 
@@ -15,7 +17,7 @@
 MPI_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 MPI_PACKAGES   := openmpi-bin libopenmpi-dev libclang1-14 libclang-common-14-dev \
-                  openssh-server openssh-client iproute2 util-linux
+                  openssh-server openssh-client iproute2 util-linux procps
 MPI_BIN        := $(abspath $(TARGET_DIR)/release/pifork-mpi)
 MPI_REF_BIN    := $(abspath $(TARGET_DIR)/release/pifork)
 MPI_SYSROOT    := $(abspath $(TARGET_DIR)/aarch64-mpi-sysroot)
@@ -31,8 +33,9 @@ MPI_AARCH64_ENV := MPICC=$(MPI_SYSROOT)/mpicc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS='-C link-arg=-Wl,-rpath-link,$(MPI_SYSROOT_LIB)/openmpi/lib -C link-arg=-Wl,-rpath-link,$(MPI_SYSROOT_LIB) -C link-arg=-Wl,-rpath-link,$(MPI_SYSROOT)/lib/aarch64-linux-gnu'
 CLUSTER_PREFIX ?= /usr/local
 HOSTS          ?=
+MPI_BENCH_TERMS ?= 1e10
 
-.PHONY: setup-mpi build-mpi test-mpi build-aarch64-mpi test-aarch64-mpi deploy-cluster
+.PHONY: setup-mpi build-mpi test-mpi build-aarch64-mpi test-aarch64-mpi bench-mpi deploy-cluster
 
 setup-mpi:
 	@bash -c '. scripts/lib.sh && PROG=setup-mpi && need_packages $(MPI_PACKAGES)'
@@ -49,9 +52,10 @@ test-mpi: build-mpi test-aarch64-mpi
 build-aarch64-mpi:
 	bash scripts/setup-aarch64-mpi.sh '$(MPI_SYSROOT)'
 	$(MPI_AARCH64_ENV) $(CARGO) build --release --features mpi --bin pifork-mpi --target $(MPI_AARCH64)
-	@file '$(MPI_AARCH64_BIN)' | grep -q 'ARM aarch64.*dynamically linked' || \
+	@readelf -h '$(MPI_AARCH64_BIN)' | grep -q 'Machine:.*AArch64' && \
+	    readelf -l '$(MPI_AARCH64_BIN)' | grep -q 'program interpreter' || \
 	    { echo "build-aarch64-mpi: $(MPI_AARCH64_BIN) is not a dynamic aarch64 binary" >&2; exit 1; }
-	@echo "build-aarch64-mpi: $(MPI_AARCH64_BIN): $$(stat -c %s '$(MPI_AARCH64_BIN)') bytes; needs glibc $$(aarch64-linux-gnu-objdump -T '$(MPI_AARCH64_BIN)' | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 | cut -d_ -f2) or newer"
+	@echo "build-aarch64-mpi: $(MPI_AARCH64_BIN): $$(stat -c %s '$(MPI_AARCH64_BIN)') bytes; needs glibc $$(readelf -W --dyn-syms '$(MPI_AARCH64_BIN)' | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 | cut -d_ -f2) or newer"
 
 # A singleton (no mpirun) under qemu-user, its libraries from the sysroot: the bits of the host's
 # pifork pi.
@@ -64,6 +68,10 @@ test-aarch64-mpi: build-aarch64-mpi
 	got=$$(printf '%s' "$$out" | sed -n 's/.*"estimate":\([^,]*\),.*/\1/p'); \
 	echo "test-aarch64-mpi: aarch64 singleton under qemu: $$got, pifork pi: $$want"; \
 	[ -n "$$got" ] && [ "$$got" = "$$want" ] || { echo "test-aarch64-mpi: different bits: $$out" >&2; exit 1; }
+
+bench-mpi: build-mpi
+	$(CARGO) build --release --bin pifork
+	bash bench/mpi.sh '$(MPI_BIN)' '$(MPI_REF_BIN)' $(MPI_BENCH_TERMS)
 
 deploy-cluster: build-aarch64-mpi
 	HOSTS='$(HOSTS)' SSH_OPTS='$(SSH_OPTS)' CLUSTER_PREFIX='$(CLUSTER_PREFIX)' \

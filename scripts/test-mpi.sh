@@ -6,8 +6,9 @@
 #      a rank bound to fewer CPUs than its workers warns once, naming --bind-to none;
 #   3. a rank SIGKILLed mid-run: mpirun exits non-zero, no rank, fork server or worker is left;
 #   4. two hosts: two network namespaces joined by a veth pair on a private /30, sshd in one of
-#      them listening only on its veth address with a key made for the run, mpirun with a
-#      hostfile across both: the same bits.
+#      them listening only on its veth address with a key made for the run; deploy-cluster.sh
+#      refuses it for another architecture, then installs there; mpirun with a hostfile across
+#      both: the same bits.
 # Usage: scripts/test-mpi.sh PIFORK-MPI PIFORK   (both built already; see mk/mpi.mk)
 # Everything started here is stopped by pid on every exit path.
 set -euo pipefail
@@ -93,7 +94,7 @@ for terms in 1e9 123457 3; do
                 [[ $n -eq $ranks ]] || fail "$ranks ranks but $n rank reports: $out"
             done
         done
-        log "$terms terms, $ranks ranks: $want, as pifork pi"
+        log "$terms terms, $ranks rank(s) x 1 and 2 workers, forkserver and spawn: $want, as pifork pi"
     done
 done
 text=$(mpirun_ -n 2 --bind-to none "$MPI_BIN" pi --terms 1e9 --correct)
@@ -210,6 +211,25 @@ for _ in $(seq 50); do
 done
 ip netns exec "$A" "$WORK/ssh" 10.213.7.2 true </dev/null ||
     fail "no ssh from namespace $A to 10.213.7.2: $(cat "$WORK/sshd.log")"
+# make deploy-cluster's script, to the namespace host: it refuses another architecture, then
+# installs this machine's build there and prints the line to run.
+deploy() {
+    ip netns exec "$A" env HOSTS=10.213.7.2 CLUSTER_PREFIX="$WORK/cluster" DEPLOY_TIMEOUT=60 \
+        SSH_OPTS="-i $WORK/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" \
+        "$@" bash "$(dirname "$0")/deploy-cluster.sh" "$MPI_BIN" </dev/null
+}
+other=aarch64
+[[ $(uname -m) != aarch64 ]] || other=x86_64
+if deploy CLUSTER_ARCH=$other >"$WORK/out" 2>&1; then fail "deploy-cluster took an $(uname -m) host for $other"; fi
+grep -q "10.213.7.2 is $(uname -m), not $other" "$WORK/out" || fail "deploy-cluster: $(cat "$WORK/out")"
+[[ ! -e $WORK/cluster ]] || fail "deploy-cluster copied to a host it refused"
+deploy CLUSTER_ARCH="$(uname -m)" >"$WORK/out" 2>&1 || fail "deploy-cluster failed: $(cat "$WORK/out")"
+DEPLOYED=$WORK/cluster/bin/pifork-mpi
+cmp -s "$DEPLOYED" "$MPI_BIN" || fail "deploy-cluster did not install the binary"
+grep -q "mpirun --hostfile hostfile --bind-to none --map-by ppr:1:node $DEPLOYED pi" "$WORK/out" ||
+    fail "deploy-cluster printed no mpirun line: $(cat "$WORK/out")"
+log "deploy-cluster: refuses another architecture, installs, prints the mpirun line"
+
 printf '10.213.7.1 slots=1\n10.213.7.2 slots=1\n' >"$WORK/hostfile"
 want=$(estimate "$("$PIFORK" pi --terms 1e10 --json)")
 started=$(date +%s%N)
@@ -218,7 +238,7 @@ ip netns exec "$A" unshare --uts sh -c 'hostname pifork-a && exec "$@"' sh \
     --map-by ppr:1:node --mca plm_rsh_agent "$WORK/ssh" \
     --mca oob_tcp_if_include 10.213.7.0/30 --mca btl_tcp_if_include 10.213.7.0/30 \
     --mca btl self,tcp -x PATH \
-    "$MPI_BIN" pi --terms 1e10 --json </dev/null >"$WORK/out" 2>"$WORK/err" ||
+    "$DEPLOYED" pi --terms 1e10 --json </dev/null >"$WORK/out" 2>"$WORK/err" ||
     fail "mpirun across two namespaces failed: $(cat "$WORK/err")"
 ms=$((($(date +%s%N) - started) / 1000000))
 out=$(cat "$WORK/out")

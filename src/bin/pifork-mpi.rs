@@ -99,12 +99,12 @@ fn main() -> ExitCode {
         && o.start == StartMethod::Forkserver
         && let Err(e) = forkserver::start()
     {
-        eprintln!("pifork-mpi: {e}");
+        say(&e.to_string());
         return ExitCode::FAILURE;
     }
     let init_started = Instant::now();
     let Some(universe) = mpi::initialize() else {
-        eprintln!("pifork-mpi: MPI was initialised already");
+        say("MPI was initialised already");
         return ExitCode::FAILURE;
     };
     let init = init_started.elapsed();
@@ -128,7 +128,7 @@ fn main() -> ExitCode {
         }
         Err(Failure::Usage(msg)) => {
             if rank == 0 {
-                eprintln!("pifork-mpi: {msg}");
+                say(&msg);
             }
             drop(universe);
             forkserver::stop();
@@ -140,8 +140,8 @@ fn main() -> ExitCode {
                 _ => 1,
             };
             match failure {
-                Failure::Signals(e) => eprintln!("pifork-mpi: rank {rank}: signal handler: {e}"),
-                Failure::Run(e) => eprintln!("pifork-mpi: rank {rank}: {e}"),
+                Failure::Signals(e) => say(&format!("rank {rank}: signal handler: {e}")),
+                Failure::Run(e) => say(&format!("rank {rank}: {e}")),
                 _ => {}
             }
             forkserver::stop();
@@ -149,6 +149,12 @@ fn main() -> ExitCode {
             world.abort(code)
         }
     }
+}
+
+/// Writes `pifork-mpi: <line>` to stderr in one write, so that lines of several ranks, which
+/// mpirun forwards as they come, do not interleave.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("pifork-mpi: {line}\n").as_bytes());
 }
 
 /// The command line, checked; every rank parses the same arguments.
@@ -217,7 +223,7 @@ fn run(world: &SimpleCommunicator, o: &Options, init: Duration) -> Result<(), Fa
     let workers = o.workers.unwrap_or(cpus);
     let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
     if let Some(warning) = affinity_warning(rank, &host, cpus, workers) {
-        eprintln!("pifork-mpi: {warning}");
+        say(&warning);
     }
 
     world.barrier();
