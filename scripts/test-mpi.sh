@@ -4,7 +4,8 @@
 #      for bit, as `pifork pi` with the same terms (also with more ranks than chunks);
 #   2. bad input: exit 2 from mpirun, one line from rank 0, no rank left;
 #      a rank bound to fewer CPUs than its workers warns once, naming --bind-to none;
-#   3. a rank SIGKILLed mid-run: mpirun exits non-zero, no rank, fork server or worker is left;
+#   3. a rank SIGKILLed mid-run, and a worker: mpirun exits non-zero, no rank, fork server or
+#      worker is left (a dead worker is reported by its rank, which aborts the job);
 #   4. two hosts: two network namespaces joined by a veth pair on a private /30, sshd in one of
 #      them listening only on its veth address with a key made for the run; deploy-cluster.sh
 #      refuses it for another architecture, then installs there; mpirun with a hostfile across
@@ -46,6 +47,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# forget PID: takes a reaped pid off the list the exit path stops (the number may be reused).
+forget() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do [[ $pid == "$1" ]] || kept+=("$pid"); done
+    PIDS=("${kept[@]}")
+}
 
 fail() { printf '%s: FAIL: %s\n' "$PROG" "$*" >&2; exit 1; }
 
@@ -128,8 +136,9 @@ $(cat "$WORK/err")"
 done
 log "a rank with fewer CPUs than workers warns once, naming --bind-to none"
 
-# ---- 3. a rank SIGKILLed mid-run --------------------------------------------------------------
-for start in forkserver spawn; do
+# ---- 3. a rank or a worker SIGKILLed mid-run --------------------------------------------------
+for case in "forkserver rank" "spawn rank" "spawn worker"; do
+    read -r start what <<<"$case"
     mpirun --oversubscribe -n 2 --bind-to none "$MPI_BIN" pi --terms 1e15 \
         --workers-per-rank 2 --start "$start" </dev/null >"$WORK/out" 2>"$WORK/err" &
     MPIRUN=$!
@@ -152,14 +161,23 @@ for start in forkserver spawn; do
         fi
     done
     [[ -n $victim ]] || fail "$start: rank 1 not found among ${procs[*]}"
+    # A spawned worker is a child of its rank.
+    [[ $what == rank ]] || victim=$(pgrep -P "$victim" | head -n 1)
+    [[ -n $victim ]] || fail "$start: no worker of rank 1 found"
     sleep 0.5
     kill -KILL "$victim"
     rc=0
     for _ in $(seq $((LIMIT * 10))); do kill -0 "$MPIRUN" 2>/dev/null || break; sleep 0.1; done
     wait "$MPIRUN" || rc=$?
-    [[ $rc -ne 0 ]] || fail "$start: mpirun exited 0 after a rank was killed"
+    forget "$MPIRUN"
+    [[ $rc -ne 0 ]] || fail "$start: mpirun exited 0 after a $what was killed"
+    if [[ $what == worker ]]; then
+        grep -q "^pifork-mpi: rank 1: worker [01] (pid $victim) died" "$WORK/err" ||
+            fail "rank 1 did not report its worker's death: $(cat "$WORK/err")"
+    fi
     none_alive "${procs[@]}"
-    log "$start: rank 1 (pid $victim) SIGKILLed: mpirun exit $rc, none of ${#procs[@]} processes left"
+    [[ $what == rank ]] && label="rank 1" || label="a worker of rank 1"
+    log "$start: $label (pid $victim) SIGKILLed: mpirun exit $rc, none of ${#procs[@]} processes left"
 done
 
 # ---- 4. two hosts: two network namespaces, ssh between them -----------------------------------
