@@ -134,21 +134,23 @@ fn main() -> ExitCode {
             forkserver::stop();
             ExitCode::from(2)
         }
-        Err(failure @ (Failure::Run(_) | Failure::Signals(_))) => {
-            let code = match failure {
-                Failure::Run(Error::Interrupted { signal }) => 128 + signal,
+        Err(Failure::Run(e)) => {
+            let code = match e {
+                Error::Interrupted { signal } => 128 + signal,
                 _ => 1,
             };
-            match failure {
-                Failure::Signals(e) => say(&format!("rank {rank}: signal handler: {e}")),
-                Failure::Run(e) => say(&format!("rank {rank}: {e}")),
-                _ => {}
-            }
-            forkserver::stop();
-            // The other ranks may wait for this one in a collective: end the whole job.
-            world.abort(code)
+            abort(&world, &format!("rank {rank}: {e}"), code)
         }
+        Err(Failure::Signals(e)) => abort(&world, &format!("rank {rank}: signal handler: {e}"), 1),
     }
+}
+
+/// Ends the whole job after `line`: the other ranks may be waiting for this one in a
+/// collective. The fork server (and so any worker left) goes first.
+fn abort(world: &SimpleCommunicator, line: &str, code: i32) -> ! {
+    say(line);
+    forkserver::stop();
+    world.abort(code)
 }
 
 /// Writes `pifork-mpi: <line>` to stderr in one write, so that lines of several ranks, which
