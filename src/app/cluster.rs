@@ -155,9 +155,8 @@ mod tests {
                 assert_eq!(shares[0].start, 0);
                 assert_eq!(shares[ranks - 1].end, chunks);
                 assert!(shares.windows(2).all(|w| w[0].end == w[1].start));
-                let (min, max) = shares
-                    .iter()
-                    .fold((usize::MAX, 0), |(lo, hi), s| (lo.min(s.len()), hi.max(s.len())));
+                let lens: Vec<usize> = shares.iter().map(|s| s.end - s.start).collect();
+                let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
                 assert!(max - min <= 1, "{chunks} chunks over {ranks} ranks: {shares:?}");
             }
         }
