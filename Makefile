@@ -4,14 +4,16 @@
 #   make test           everything CI checks: format, lints, the library's layering (built
 #                       alone, no import circles), host tests on both process backends, the aarch64 suite under qemu-user, the 4-core VM test,
 #                       the Windows spawn backend's tests under Wine, the systemd unit, lintian
-#                       on the .deb, and
-#                       the service deployed on an emulated Pi 4 running Debian with systemd
+#                       on the .deb, the service deployed on an emulated Pi 4 running Debian
+#                       with systemd, and pifork-mpi under mpirun (see mk/mpi.mk)
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
 #   make bench          kernel, start methods, scaling; then pifork against CPython,
 #                       and the start+join round trips over 7 separate runs
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 #   make mca            the kernel's predicted speed on the Pi 4's Cortex-A72 (llvm-mca)
 #   make man            doc/pifork.1 from the program's --help (a test checks it is current)
+#   make build-mpi / test-mpi / build-aarch64-mpi / deploy-cluster HOSTS="pi1 pi2"
+#                       pifork-mpi for a Pi cluster under MPI (see mk/mpi.mk)
 
 CARGO   ?= cargo
 # The binary is static on every machine, as on the Pi: musl, for this machine's CPU.
@@ -72,7 +74,7 @@ test-host: setup-static
 	PIFORK_BACKEND=pipe $(CARGO) test
 	$(CARGO) test --target $(STATIC_TARGET)
 
-test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit lint-deb test-system
+test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit lint-deb test-system test-mpi
 
 # pifork's own figures, then the CPython reference programs in the same session.
 bench: build
@@ -88,3 +90,4 @@ clean:
 include mk/aarch64.mk
 include mk/windows.mk
 include mk/service.mk
+include mk/mpi.mk

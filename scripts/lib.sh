@@ -99,17 +99,18 @@ need_qemu_system() {
         die "qemu-system-aarch64 not on PATH after installing qemu-system-arm"
 }
 
-# fetch_arm64_debs APT_DIR MIRROR SUITE KEYRING: downloads Debian's current arm64 kernel package
-# and busybox-static into APT_DIR/debs through a private apt configuration kept in APT_DIR (the
-# host's apt setup is not touched; no emulation needed). Sets KPKG to the kernel package's name.
-fetch_arm64_debs() {
+# arm64_apt APT_DIR MIRROR SUITE KEYRING: a private apt configuration for Debian's arm64 packages
+# kept in APT_DIR (the host's apt setup is not touched; no emulation needed), its index fetched.
+# Sets APT_OPTS to the options that make apt-get and apt-cache use it.
+APT_OPTS=()
+arm64_apt() {
     local dir=$1 mirror=$2 suite=$3 keyring=$4
     [[ -r $keyring ]] || die "$keyring missing (package debian-archive-keyring)"
     rm -rf "$dir"
     mkdir -p "$dir"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d,debs}
     : >"$dir/status"
     echo "deb [arch=arm64 signed-by=$keyring] $mirror $suite main" >"$dir/etc/sources.list"
-    local opts=(
+    APT_OPTS=(
         -o "Dir::State=$dir"
         -o "Dir::State::Lists=$dir/lists"
         -o "Dir::State::status=$dir/status"
@@ -127,12 +128,20 @@ fetch_arm64_debs() {
         -o "Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false"
     )
     # As root apt would hand downloads to the _apt user, which cannot write here.
-    if [[ $(id -u) -eq 0 ]]; then opts+=(-o "APT::Sandbox::User=root"); fi
+    if [[ $(id -u) -eq 0 ]]; then APT_OPTS+=(-o "APT::Sandbox::User=root"); fi
     log "fetching the arm64 package index of Debian $suite"
-    apt-get "${opts[@]}" update -qq </dev/null
-    KPKG=$(apt-cache "${opts[@]}" depends linux-image-arm64 |
+    apt-get "${APT_OPTS[@]}" update -qq </dev/null
+}
+
+# fetch_arm64_debs APT_DIR MIRROR SUITE KEYRING: downloads Debian's current arm64 kernel package
+# and busybox-static into APT_DIR/debs through a private apt configuration (arm64_apt). Sets
+# KPKG to the kernel package's name.
+fetch_arm64_debs() {
+    local dir=$1 suite=$3
+    arm64_apt "$@"
+    KPKG=$(apt-cache "${APT_OPTS[@]}" depends linux-image-arm64 |
         awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-arm64$/ { print $2; exit }')
     [[ -n $KPKG ]] || die "could not resolve linux-image-arm64 in Debian $suite"
     log "downloading $KPKG and busybox-static (arm64)"
-    (cd "$dir/debs" && apt-get "${opts[@]}" download "$KPKG" busybox-static </dev/null >/dev/null)
+    (cd "$dir/debs" && apt-get "${APT_OPTS[@]}" download "$KPKG" busybox-static </dev/null >/dev/null)
 }

@@ -11,9 +11,11 @@
 //! bench, report   measurements; text and JSON reports; count parsing
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
+//! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
 //! ```
 
 pub mod bench;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod info;

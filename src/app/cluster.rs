@@ -1,0 +1,224 @@
+//! The pi computation shared among the ranks of a cluster job (`pifork-mpi`), without the
+//! transport: each rank's fixed share of the chunk plan, the flat records its results travel
+//! in, and the reports rank 0 prints. The message passing itself lives in the program.
+
+use std::fmt::Write;
+use std::ops::Range;
+use std::time::Duration;
+
+use super::engine::PiReport;
+use super::pool::WorkerReport;
+use super::report::{pi_json, pi_text};
+
+/// Rank `rank`'s share of a plan of `chunks` chunks among `ranks` ranks: a contiguous run of
+/// chunk indices, the runs in rank order and covering the plan once. Ranks past the number of
+/// chunks get none.
+pub fn share(chunks: usize, rank: usize, ranks: usize) -> Range<usize> {
+    let ranks = ranks.max(1);
+    let start = |r: usize| chunks * r.min(ranks) / ranks;
+    start(rank)..start(rank + 1)
+}
+
+/// Numbers per worker record ([`worker_record`]).
+pub const WORKER_FIELDS: usize = 7;
+
+/// A worker's report as numbers, for a gather: index, pid, pinned + 1 (0: none), cpu + 1
+/// (0: unknown), chunks, terms, busy ns.
+pub fn worker_record(w: &WorkerReport) -> [u64; WORKER_FIELDS] {
+    let opt = |v: Option<usize>| v.map_or(0, |c| c as u64 + 1);
+    [
+        w.index as u64,
+        w.pid as u64,
+        opt(w.pinned),
+        opt(w.cpu),
+        w.chunks,
+        w.terms,
+        w.busy.as_nanos() as u64,
+    ]
+}
+
+/// The worker report of a record made by [`worker_record`], renumbered `index`.
+pub fn worker_from_record(r: &[u64; WORKER_FIELDS], index: usize) -> WorkerReport {
+    let opt = |v: u64| v.checked_sub(1).map(|c| c as usize);
+    WorkerReport {
+        index,
+        pid: r[1] as i32,
+        pinned: opt(r[2]),
+        cpu: opt(r[3]),
+        chunks: r[4],
+        terms: r[5],
+        busy: Duration::from_nanos(r[6]),
+    }
+}
+
+/// One rank's part of a cluster run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankReport {
+    /// Its rank in the job.
+    pub rank: usize,
+    /// The host it ran on.
+    pub host: String,
+    /// Its worker processes.
+    pub workers: usize,
+    /// The CPUs its affinity mask allowed.
+    pub cpus: usize,
+    /// The chunks of the plan it computed.
+    pub chunks: usize,
+    /// Wall time of its share, from its workers' start to its last partial sum.
+    pub busy: Duration,
+    /// How long its MPI initialisation took.
+    pub init: Duration,
+}
+
+/// The warning a rank gives when its affinity mask has fewer CPUs than the workers asked for,
+/// or `None` when it has enough.
+pub fn affinity_warning(rank: usize, host: &str, cpus: usize, workers: usize) -> Option<String> {
+    (cpus < workers).then(|| {
+        format!(
+            "warning: rank {rank} on {host} may use {cpus} CPU{} but {workers} workers were asked \
+             for; start mpirun with --bind-to none to let a rank's workers spread",
+            if cpus == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// The report of `pifork-mpi pi`: `pifork pi`'s, then one line per rank.
+pub fn cluster_text(report: &PiReport, correct: bool, ranks: &[RankReport]) -> String {
+    let mut out = pi_text(report, correct);
+    for r in ranks {
+        let _ = writeln!(
+            out,
+            "rank {}: host {} workers {} cpus {} chunks {} busy {:.1} ms (mpi init {:.1} ms)",
+            r.rank,
+            r.host,
+            r.workers,
+            r.cpus,
+            r.chunks,
+            r.busy.as_secs_f64() * 1e3,
+            r.init.as_secs_f64() * 1e3
+        );
+    }
+    out
+}
+
+/// The JSON report of `pifork-mpi pi --json`: `pifork pi --json`'s object with a `per_rank`
+/// array.
+pub fn cluster_json(report: &PiReport, correct: bool, ranks: &[RankReport]) -> String {
+    let mut out = pi_json(report, correct);
+    out.pop(); // the closing brace
+    let _ = write!(out, ",\"ranks\":{},\"per_rank\":[", ranks.len());
+    for (i, r) in ranks.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}{{\"rank\":{},\"host\":\"{}\",\"workers\":{},\"cpus\":{},\"chunks\":{},\
+             \"ms\":{:.3},\"init_ms\":{:.3}}}",
+            if i > 0 { "," } else { "" },
+            r.rank,
+            json_escape(&r.host),
+            r.workers,
+            r.cpus,
+            r.chunks,
+            r.busy.as_secs_f64() * 1e3,
+            r.init.as_secs_f64() * 1e3
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `text` as the inside of a JSON string.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::plan::chunk_plan;
+
+    #[test]
+    fn shares_cover_the_plan_once_in_rank_order() {
+        for chunks in [0usize, 1, 5, 48] {
+            for ranks in 1..=60 {
+                let shares: Vec<_> = (0..ranks).map(|r| share(chunks, r, ranks)).collect();
+                assert_eq!(shares[0].start, 0);
+                assert_eq!(shares[ranks - 1].end, chunks);
+                assert!(shares.windows(2).all(|w| w[0].end == w[1].start));
+                let lens: Vec<usize> = shares.iter().map(|s| s.end - s.start).collect();
+                let (min, max) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+                assert!(max - min <= 1, "{chunks} chunks over {ranks} ranks: {shares:?}");
+            }
+        }
+        assert_eq!(share(chunk_plan(10_000_000_000).len(), 1, 4), 12..24);
+    }
+
+    #[test]
+    fn worker_records_round_trip() {
+        let w = WorkerReport {
+            index: 3,
+            pid: 4242,
+            pinned: Some(0),
+            cpu: None,
+            chunks: 5,
+            terms: 1 << 33,
+            busy: Duration::from_nanos(123_456_789),
+        };
+        let back = worker_from_record(&worker_record(&w), 7);
+        assert_eq!(back, WorkerReport { index: 7, ..w });
+    }
+
+    #[test]
+    fn warns_only_when_workers_outnumber_cpus() {
+        assert_eq!(affinity_warning(0, "pi1", 4, 4), None);
+        let w = affinity_warning(2, "pi3", 1, 4).unwrap();
+        assert!(w.contains("rank 2 on pi3 may use 1 CPU but 4 workers"), "{w}");
+        assert!(w.contains("--bind-to none"), "{w}");
+    }
+
+    #[test]
+    fn reports_add_one_line_per_rank() {
+        let report = PiReport {
+            terms: 1000,
+            estimate: 3.25,
+            wall: Duration::from_millis(5),
+            workers: Vec::new(),
+            backend: crate::Backend::Pipe,
+            kernel: crate::app::kernel::Path::Baseline,
+        };
+        let ranks: Vec<RankReport> = (0..2)
+            .map(|rank| RankReport {
+                rank,
+                host: format!("pi\"{rank}"),
+                workers: 4,
+                cpus: 4,
+                chunks: 24,
+                busy: Duration::from_millis(1500),
+                init: Duration::from_millis(20),
+            })
+            .collect();
+        let text = cluster_text(&report, false, &ranks);
+        assert!(text.starts_with(&pi_text(&report, false)));
+        assert!(text.ends_with(
+            "rank 1: host pi\"1 workers 4 cpus 4 chunks 24 busy 1500.0 ms (mpi init 20.0 ms)\n"
+        ));
+        let json = cluster_json(&report, true, &ranks);
+        let plain = pi_json(&report, true);
+        assert!(json.starts_with(&plain[..plain.len() - 1]), "{json}");
+        assert!(json.ends_with(
+            ",\"ranks\":2,\"per_rank\":[{\"rank\":0,\"host\":\"pi\\\"0\",\"workers\":4,\"cpus\":4,\
+             \"chunks\":24,\"ms\":1500.000,\"init_ms\":20.000},{\"rank\":1,\"host\":\"pi\\\"1\",\
+             \"workers\":4,\"cpus\":4,\"chunks\":24,\"ms\":1500.000,\"init_ms\":20.000}]}"
+        ));
+    }
+}
