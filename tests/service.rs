@@ -154,19 +154,29 @@ fn sigkill_at_random_points_loses_nothing_and_keeps_the_bits() {
     let mut kills = 0;
     let mut progress = Vec::new();
     for _ in 0..5 {
-        let child = spawn(serve(&dir));
+        let mut child = spawn(serve(&dir));
         let pid = child.id() as i32;
-        workers_of(pid);
-        // xorshift: a delay of 30..230 ms after the workers are up.
+        // Up once its two workers are; a run that finds the job done exits without any (the
+        // previous kill may have landed after the last chunk was saved).
+        let mut exited = None;
+        let up = eventually(Duration::from_secs(30), || {
+            exited = child.try_wait().unwrap();
+            exited.is_some() || descendants(pid).len() >= 2
+        });
+        assert!(up, "no workers");
+        if exited.is_some() {
+            break;
+        }
+        // xorshift: a delay of 10..130 ms after the workers are up (the whole job takes
+        // about half a second natively).
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(30 + seed % 200));
+        std::thread::sleep(Duration::from_millis(10 + seed % 120));
         let tree = descendants(pid);
         if kill(Pid::from_raw(pid), Signal::SIGKILL).is_err() {
             break;
         }
-        let mut child = child;
         let status = child.wait().unwrap();
         if status.success() {
             break; // it finished first
