@@ -34,7 +34,7 @@ SYSCALLS=(
     pipe2 dup3 fcntl ppoll poll
     rt_sigaction rt_sigprocmask rt_sigreturn sigaltstack
     openat close read write readv writev pwrite64 lseek fsync fdatasync renameat renameat2 rename
-    flock ftruncate unlinkat unlink
+    ftruncate unlinkat unlink prlimit64 getrlimit setrlimit geteuid
     mkdirat newfstatat fstat statx getdents64 ioctl
     mmap munmap mprotect madvise mremap brk futex set_robust_list getrandom
     uname clock_gettime clock_nanosleep nanosleep

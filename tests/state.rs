@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
 use pifork::app::pi::partial_sum;
-use pifork::app::service::state::{LOCK_FILE, MAX_BYTES, State, TEMP_NAMES, seal, temp_name};
+use pifork::app::service::state::{LOCK_FILE, Lock, MAX_BYTES, State, TEMP_NAMES, seal, temp_name};
 
 /// The small job of these tests: 4 chunks, done in milliseconds.
 const TERMS: u64 = 4000;
@@ -355,6 +355,35 @@ fn special_files_are_refused_at_once() {
             }
         }
     }
+}
+
+/// The lock belongs to the service alone: when the service is SIGKILLed while a process it
+/// forked (a worker on its way out) still holds a copy of the lock file's descriptor, the
+/// directory is free at once.
+#[test]
+fn a_killed_service_does_not_leave_its_directory_locked_by_a_child() {
+    let dir = temp_dir("lock-fork");
+    let (tx, rx) = pifork::channel::<i32>().unwrap();
+    let keep = [std::os::fd::AsRawFd::as_raw_fd(&tx)];
+    let held = dir.clone();
+    // This test harness has threads; the processes below only lock, fork and sleep.
+    let mut service = pifork::Process::new(move || {
+        let _lock = Lock::acquire(&held).unwrap();
+        let mut lingering = pifork::Process::new(|| std::thread::sleep(Duration::from_secs(30)))
+            .allow_threads(true);
+        lingering.start().unwrap();
+        tx.send(&lingering.pid().unwrap().unwrap().as_raw()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+    })
+    .inherit_fds(keep)
+    .allow_threads(true);
+    service.start().unwrap();
+    let lingering = rx.recv().unwrap().unwrap();
+    service.kill().unwrap();
+    service.join().unwrap();
+    let o = run(serve(&dir));
+    let _ = kill(Pid::from_raw(lingering), Signal::SIGKILL);
+    assert!(o.status.success(), "the child kept the directory locked: {}", stderr(&o));
 }
 
 #[test]

@@ -1,5 +1,9 @@
-//! One service per state directory: an exclusive `flock` on `DIR/lock`, held while `serve`
-//! runs, with the holder's pid written in the file so that a second one can name it.
+//! One service per state directory: an exclusive lock on `DIR/lock`, held while `serve` runs,
+//! with the holder's pid written in the file so that a second one can name it. The lock is a
+//! POSIX record lock (`fcntl(F_SETLK)`), which belongs to the process alone: the workers it
+//! forks do not share it (as they would an `flock`, through their copy of the descriptor), so
+//! it is released the moment the service ends, even by SIGKILL, while its workers may still be
+//! on their way out.
 //! `status` takes no lock: the state file is only ever replaced whole, so it reads safely.
 
 use std::fs::{File, OpenOptions};
@@ -8,7 +12,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::FcntlArg;
 
 use super::file::{self, open_regular};
 use super::{FILE, StateError};
@@ -16,11 +20,10 @@ use super::{FILE, StateError};
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
 
-/// The exclusive hold on a state directory; released when dropped (or when the process and
-/// every child that inherited the descriptor have ended).
+/// The exclusive hold on a state directory; released when dropped or when the process ends.
 #[derive(Debug)]
 pub struct Lock {
-    _file: Flock<File>,
+    _file: File,
 }
 
 impl Lock {
@@ -43,13 +46,22 @@ impl Lock {
         if links != 1 {
             return Err(StateError::NotRegular { path, kind: "a file with other hard links" });
         }
-        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(f) => f,
-            Err((mut file, Errno::EWOULDBLOCK)) => {
+        let mut file = file;
+        // A write lock over the whole file (from offset 0, length 0: to its end, however long).
+        let whole = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        match nix::fcntl::fcntl(&file, FcntlArg::F_SETLK(&whole)) {
+            Ok(_) => {}
+            Err(Errno::EAGAIN | Errno::EACCES) => {
                 return Err(StateError::Busy { dir: dir.to_path_buf(), pid: holder(&mut file) });
             }
-            Err((_, errno)) => return Err(lock_error(path, "lock", errno.desc())),
-        };
+            Err(errno) => return Err(lock_error(path, "lock", errno.desc())),
+        }
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)
             .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
