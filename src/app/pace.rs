@@ -56,7 +56,9 @@ impl Pace {
     /// estimate), or `None` before any measurement.
     pub fn expected(&self, terms: u64) -> Option<Duration> {
         let slowest = self.recent.iter().copied().fold(f64::NAN, f64::max);
-        (!slowest.is_nan()).then(|| Duration::from_secs_f64(slowest * terms as f64 * 1e-9))
+        (!slowest.is_nan()).then(|| {
+            Duration::try_from_secs_f64(slowest * terms as f64 * 1e-9).unwrap_or(Duration::MAX)
+        })
     }
 
     /// When a chunk of `terms` terms becomes late and when stuck, counted from its start.

@@ -430,7 +430,7 @@ impl Pool {
             .filter_map(|w| {
                 let (_, terms, since, warned) = w.current()?;
                 let (late, stuck) = self.pace.bounds(terms)?;
-                Some(since + if warned { stuck } else { late })
+                since.checked_add(if warned { stuck } else { late })
             })
             .min()
     }
