@@ -584,9 +584,10 @@ mod command_line {
             && workers > chunks as u64
         {
             logging::note(&format!(
-                "--workers {workers}: {terms} terms make only {chunks} chunks, so {chunks} \
-                 worker{} run",
-                if chunks == 1 { "" } else { "s" }
+                "--workers {workers}: {terms} terms make only {chunks} {}, so {chunks} {} run{}",
+                if chunks == 1 { "chunk" } else { "chunks" },
+                if chunks == 1 { "worker" } else { "workers" },
+                if chunks == 1 { "s" } else { "" }
             ));
         }
     }
