@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::error::{Error, Result};
 use super::kernel::Path;
 use super::plan::{chunk_plan, combine};
-use super::pool::{DEPTH, Event, Kernel, Pool, PoolSpec, WorkerReport};
+use super::pool::{DEPTH, Event, Kernel, Pool, PoolSpec, WorkerReport, describe_late};
 use crate::{Backend, StartMethod, backend};
 
 /// How many times a chunk is taken from a stuck worker and redone before the run fails.
@@ -167,13 +167,9 @@ pub fn run_chunks(
                         hand_out(&mut pool, worker, &mut redo);
                     }
                 }
-                Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
-                    "worker {worker} (pid {pid}) has held chunk {} for {:.1} s; chunks take about \
-                     {:.3} s",
-                    chunks[chunk],
-                    waited.as_secs_f64(),
-                    expected.as_secs_f64()
-                ),
+                Event::Late { worker, pid, chunk, waited, expected } => {
+                    log::warn!("{}", describe_late(worker, pid, chunks[chunk], waited, expected));
+                }
                 Event::Ready(_) => {
                     if let Some(err) = cancelled() {
                         log::debug!("cancelled: {err}");

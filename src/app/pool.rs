@@ -187,15 +187,30 @@ pub enum Event {
     },
 }
 
+/// The line that reports [`Event::Late`]: which worker holds which chunk, for how long, and
+/// how long chunks take.
+pub fn describe_late(
+    worker: usize,
+    pid: i32,
+    chunk: usize,
+    waited: Duration,
+    expected: Duration,
+) -> String {
+    format!(
+        "worker {worker} (pid {pid}) has held chunk {chunk} for {:.1} s; chunks take about {:.3} s",
+        waited.as_secs_f64(),
+        expected.as_secs_f64()
+    )
+}
+
 /// One worker process and its two channels.
 struct Worker {
     process: Process<Summary>,
     tasks: Option<Sender<(u64, u64)>>,
     results: Receiver<(f64, u64)>,
-    /// Chunks handed to this worker and not yet reported, oldest first.
-    in_flight: VecDeque<usize>,
-    /// Their sizes in terms, in the same order.
-    sizes: VecDeque<u64>,
+    /// Chunks handed to this worker and not yet reported, oldest first, with their sizes in
+    /// terms.
+    in_flight: VecDeque<(usize, u64)>,
     /// When the worker began the oldest of them (when it was handed out to an idle worker,
     /// or when the one before it was reported), and whether it was reported late already.
     front: Option<(Instant, bool)>,
@@ -236,7 +251,6 @@ impl Worker {
             tasks: Some(task_tx),
             results: result_rx,
             in_flight: VecDeque::new(),
-            sizes: VecDeque::new(),
             front: None,
             pinned,
         })
@@ -250,7 +264,8 @@ impl Worker {
     /// The chunk it holds, its size and since when, if any.
     fn current(&self) -> Option<(usize, u64, Instant, bool)> {
         let (since, warned) = self.front?;
-        Some((*self.in_flight.front()?, *self.sizes.front()?, since, warned))
+        let &(chunk, terms) = self.in_flight.front()?;
+        Some((chunk, terms, since, warned))
     }
 
     fn died(&mut self, index: usize) -> Error {
@@ -347,8 +362,7 @@ impl Pool {
         if w.in_flight.is_empty() {
             w.front = Some((Instant::now(), false));
         }
-        w.in_flight.push_back(chunk);
-        w.sizes.push_back(bounds.1.saturating_sub(bounds.0) + 1);
+        w.in_flight.push_back((chunk, bounds.1.saturating_sub(bounds.0) + 1));
         if !matches!(sent, Some(Ok(()))) {
             log::debug!("worker-{worker} did not take chunk {chunk}");
         }
@@ -397,9 +411,8 @@ impl Pool {
                     let w = &mut self.workers[i];
                     match w.results.recv() {
                         Ok(Some((sum, ns))) => {
-                            let chunk =
+                            let (chunk, terms) =
                                 w.in_flight.pop_front().expect("a watched worker holds a chunk");
-                            let terms = w.sizes.pop_front().unwrap_or(0);
                             w.front = (!w.in_flight.is_empty()).then(|| (Instant::now(), false));
                             self.pace.record(terms, ns);
                             log::debug!("worker-{i} finished chunk {chunk}");
@@ -483,8 +496,7 @@ impl Pool {
     /// The event for worker `worker`, ended (and reaped) for `error`: the chunks it held.
     fn lose(&mut self, worker: usize, error: Error) -> Event {
         let w = &mut self.workers[worker];
-        let lost = w.in_flight.drain(..).collect();
-        w.sizes.clear();
+        let lost = w.in_flight.drain(..).map(|(chunk, _)| chunk).collect();
         w.front = None;
         w.tasks = None;
         Event::Ended { worker, lost, error }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
-use super::pool::{DEPTH, Event, Pool, PoolSpec};
+use super::pool::{DEPTH, Event, Pool, PoolSpec, describe_late};
 use crate::{SignalPipe, StartMethod, signal_name};
 use notify::{Notifier, watchdog_interval};
 use state::{FILE, State, StateError};
@@ -296,13 +296,11 @@ impl Service<'_> {
     ) -> Result<Option<Stopped>> {
         for event in events {
             match event {
-                Event::Ready(_) => match signals.take() {
-                    Some(signal_hook::consts::SIGHUP) => {
-                        log::info!("pifork serve: status: {}", self.status());
+                Event::Ready(_) => {
+                    if let Some(stopped) = self.obey(signals) {
+                        return stopped.map(Some);
                     }
-                    Some(sig) => return self.stop(sig).map(Some),
-                    None => {}
-                },
+                }
                 Event::Reported { worker, chunk, sum } => {
                     self.state.record(chunk as u64, sum)?;
                     *recorded = true;
@@ -311,24 +309,30 @@ impl Service<'_> {
                 Event::Ended { worker, lost, error } => {
                     // A signal sent to the whole process group (Ctrl-C, `systemctl kill`) also
                     // kills workers: the stop it asks for comes first.
-                    match signals.take() {
-                        Some(signal_hook::consts::SIGHUP) => {
-                            log::info!("pifork serve: status: {}", self.status());
-                        }
-                        Some(sig) => return self.stop(sig).map(Some),
-                        None => {}
+                    if let Some(stopped) = self.obey(signals) {
+                        return stopped.map(Some);
                     }
                     self.restart(worker, lost, error)?;
                 }
                 Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
-                    "pifork serve: worker {worker} (pid {pid}) has held chunk {chunk} for {:.1} \
-                     s; chunks take about {:.3} s",
-                    waited.as_secs_f64(),
-                    expected.as_secs_f64()
+                    "pifork serve: {}",
+                    describe_late(worker, pid, chunk, waited, expected)
                 ),
             }
         }
         Ok(None)
+    }
+
+    /// The signal received since the last look, if any: SIGHUP logs the status; any other
+    /// stops the service (`Some`, with how the stop went).
+    fn obey(&mut self, signals: &SignalPipe) -> Option<Result<Stopped>> {
+        match signals.take()? {
+            signal_hook::consts::SIGHUP => {
+                log::info!("pifork serve: status: {}", self.status());
+                None
+            }
+            signal => Some(self.stop(signal)),
+        }
     }
 
     /// Runs `f` with the pool taken out of `self` (there is one while chunks are pending).
