@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-use common::{alive, children_of, descendants, eventually, pifork};
+use common::{alive, children_of, descendants, eventually, pifork, stderr};
 
 fn run(args: &[&str]) -> Output {
     pifork().args(args).env_remove("RUST_LOG").output().expect("run pifork")
@@ -14,10 +14,6 @@ fn run(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The value of `"key":` in a flat JSON object (numbers and strings only).

@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, eventually, pifork};
+use common::{alive, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -26,10 +26,6 @@ fn with_ulimit(ulimit_args: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("RUST_LOG");
     shell.output().expect("run bash")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

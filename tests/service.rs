@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, descendants, eventually, pifork};
+use common::{alive, descendants, emulated, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -24,11 +24,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// about a second natively; ten times smaller under an emulator (`PIFORK_RUNNER`), which
 /// divides some thirty times slower.
 fn job() -> (&'static str, &'static str) {
-    if std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty()) {
-        ("4e8", "4e6")
-    } else {
-        ("4e10", "4e8")
-    }
+    if emulated() { ("4e8", "4e6") } else { ("4e10", "4e8") }
 }
 
 fn serve(dir: &Path) -> Command {
@@ -47,10 +43,6 @@ fn serve(dir: &Path) -> Command {
 
 fn spawn(mut cmd: Command) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The `result` line of a finished state: the final bits.

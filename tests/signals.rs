@@ -8,13 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, descendants, eventually, pifork};
+use common::{alive, descendants, emulated, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-
-fn emulated() -> bool {
-    std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty())
-}
 
 /// `pifork args...` in a process group of its own, as a shell starts a foreground job.
 fn start(args: &[&str]) -> Child {
@@ -26,10 +22,6 @@ fn start(args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pifork")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A pseudo-random delay of `base..base + spread` ms (xorshift on `state`).

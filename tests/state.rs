@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{eventually, pifork};
+use common::{emulated, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
@@ -28,11 +28,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// True under an emulator (`PIFORK_RUNNER`), where every start of the binary costs ~100 ms.
-fn emulated() -> bool {
-    std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty())
 }
 
 /// True if the tests run as root (as CI does).
@@ -85,10 +80,6 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
 
 fn run(cmd: Command) -> Output {
     run_bounded(cmd, Duration::from_secs(if emulated() { 120 } else { 20 }))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts `o` failed with exit code `code` and exactly one line on stderr containing `why`.

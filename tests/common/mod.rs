@@ -138,15 +138,21 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `native` rounds of a loop that hunts a race, or a tenth of them under an emulator
-/// (`PIFORK_RUNNER` set, as `make test-aarch64` does), where every spawned child is a new
-/// emulator and costs a hundred times more.
+/// True when the binary under test runs under an emulator (`PIFORK_RUNNER` set, as
+/// `make test-aarch64` does).
+pub fn emulated() -> bool {
+    std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty())
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `native` rounds of a loop that hunts a race, or a tenth of them under an emulator, where
+/// every spawned child is a new emulator and costs a hundred times more.
 pub fn rounds(native: u64) -> u64 {
-    if std::env::var_os("PIFORK_RUNNER").is_some_and(|r| !r.is_empty()) {
-        native / 10
-    } else {
-        native
-    }
+    if emulated() { native / 10 } else { native }
 }
 
 /// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
