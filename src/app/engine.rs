@@ -153,7 +153,13 @@ pub fn run_chunks(
                     if let Some(err) = cancelled() {
                         return Err(err);
                     }
-                    let Error::WorkerStuck { .. } = error else { return Err(error) };
+                    let Error::WorkerStuck { pid, chunk, waited, expected, .. } = error else {
+                        return Err(error);
+                    };
+                    // The pool names a chunk by its position in `chunks`; say its plan index,
+                    // as the late line does.
+                    let error =
+                        Error::WorkerStuck { worker, pid, chunk: chunks[chunk], waited, expected };
                     log::warn!("{error}; redoing its chunks on a new worker");
                     for &k in lost.iter().rev() {
                         stuck[k] += 1;
