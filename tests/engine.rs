@@ -1,14 +1,23 @@
 //! The pi engine (the appliance on top of the library): the same bits for any worker count,
 //! pinning and start method, any subset of the chunk plan on its own, and a panicking worker
-//! reported as such.
+//! reported as such. A plain `main` runs the tests one after the other on the main thread, as
+//! forking needs, and checks after each that no child process is left (`common::run_suite`);
+//! `cargo test --test engine -- FILTER` runs those whose name contains FILTER.
 
-use pifork::app::engine::{self, PiJob};
-use pifork::app::plan::{chunk_plan, combine};
+mod common;
+
+use common::{Test, cases};
 use pifork::{ExitCode, StartMethod};
+use pifork_pi::engine::{self, PiJob};
+use pifork_pi::plan::{chunk_plan, combine};
 
-use crate::common::Test;
+fn main() {
+    pifork_pi::register_entries();
+    pifork::main_guard();
+    common::run_suite(cases("engine", TESTS, &StartMethod::ALL));
+}
 
-pub const TESTS: &[Test] = &[
+const TESTS: &[Test] = &[
     Test::Once(
         "engine_bits_do_not_depend_on_worker_count",
         engine_bits_do_not_depend_on_worker_count,
@@ -35,7 +44,7 @@ fn engine_bits_do_not_depend_on_worker_count() {
 }
 
 fn engine_bits_match_across_start_methods() {
-    // The spawn and forkserver workers are the appliance's entries (app::register_entries).
+    // The spawn and forkserver workers are the appliance's entries (pifork_pi::register_entries).
     let n = 3_000_017;
     let bits: Vec<u64> = pifork::StartMethod::ALL
         .into_iter()
@@ -53,12 +62,12 @@ fn engine_reports_a_panicking_worker() {
         if m > 1 {
             panic!("chunk {m}..={n} is cursed");
         }
-        pifork::app::pi::partial_sum(m, n)
+        pifork_pi::pi::partial_sum(m, n)
     }
     let mut job = PiJob::new(4 << 20, 2);
     job.kernel = Some(faulty);
     match engine::run(&job, None) {
-        Err(pifork::app::Error::WorkerDied { exitcode, panic, .. }) => {
+        Err(pifork_pi::Error::WorkerDied { exitcode, panic, .. }) => {
             assert_eq!(exitcode, ExitCode::Exited(1));
             assert!(panic.unwrap().contains("is cursed"));
         }

@@ -1,10 +1,9 @@
 //! Helpers shared by the integration tests: process-table inspection, assertions on a
 //! process's life, and the test table of the single-threaded suites (tests/process,
-//! tests/windows).
+//! tests/windows; the appliance's tests include this file too).
 #![allow(dead_code)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pifork::StartMethod;
@@ -155,20 +154,6 @@ pub fn rounds(native: u64) -> u64 {
     if emulated() { native / 10 } else { native }
 }
 
-/// The binary under test; `PIFORK_RUNNER` (e.g. `qemu-aarch64-static`) runs a cross-built one.
-pub fn pifork() -> Command {
-    let bin = env!("CARGO_BIN_EXE_pifork");
-    match std::env::var("PIFORK_RUNNER").ok().filter(|r| !r.is_empty()) {
-        Some(runner) => {
-            let mut parts = runner.split_whitespace();
-            let mut cmd = Command::new(parts.next().expect("runner"));
-            cmd.args(parts).arg(bin);
-            cmd
-        }
-        None => Command::new(bin),
-    }
-}
-
 /// After `close()`, every call on a process is `Error::Closed` (CPython's ValueError).
 pub fn assert_closed<T: pifork::Message>(p: &mut pifork::Process<T>) {
     use pifork::Error::Closed;
@@ -222,4 +207,50 @@ pub fn assert_terminated<T: pifork::Message + std::fmt::Debug>(
     p.terminate().unwrap();
     p.kill().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Signaled(15)));
+}
+
+/// Runs a single-threaded suite's `cases` one after the other on this thread, as `cargo test`
+/// would list and filter them (`--list`, a name filter), checking after each that it left no
+/// child process behind (the fork server aside, which is stopped and checked at the end).
+/// Exits non-zero if any failed.
+#[cfg(unix)]
+pub fn run_suite(cases: Vec<Case>) {
+    let me = std::process::id() as i32;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for case in &cases {
+            println!("{}: test", case.name);
+        }
+        return;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    println!("backend: {}", pifork::backend().as_str());
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for case in cases.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f.as_str()))) {
+        ran += 1;
+        let passed = case.passes();
+        let server = pifork::forkserver::pid().map(|p| p.as_raw());
+        let leftovers: Vec<i32> =
+            children_of(me).into_iter().filter(|&p| Some(p) != server).collect();
+        let ok = passed && leftovers.is_empty();
+        println!("test {} ... {}", case.name, if ok { "ok" } else { "FAILED" });
+        if !leftovers.is_empty() {
+            println!("  left child processes behind: {leftovers:?}");
+        }
+        if !ok {
+            failed.push(case.name.as_str());
+        }
+    }
+    pifork::forkserver::stop();
+    let leftovers = children_of(me);
+    if !leftovers.is_empty() {
+        println!("the fork server left child processes behind: {leftovers:?}");
+        failed.push("forkserver::stop");
+    }
+    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
 }

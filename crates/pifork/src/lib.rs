@@ -46,9 +46,6 @@
 //! baseline against which the fork start method's "single-threaded" check is made. It only
 //! reads `/proc/self/task` and stores a number.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
-
 #[cfg(unix)]
 pub mod channel;
 #[cfg(unix)]
@@ -94,7 +91,3 @@ pub use wait::wait;
 pub fn bare_fork_round_trip() -> Result<()> {
     sys::bare_fork_round_trip().map_err(Error::sys("fork"))
 }
-
-/// The pi appliance built on the library (the `pifork` program's engine, service and reports).
-#[cfg(all(unix, feature = "app"))]
-pub mod app;
