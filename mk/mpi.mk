@@ -41,17 +41,17 @@ setup-mpi:
 	@bash -c '. scripts/lib.sh && PROG=setup-mpi && need_packages $(MPI_PACKAGES)'
 
 build-mpi: setup-mpi
-	$(CARGO) build --release --features mpi --bin pifork-mpi
+	$(CARGO) build --release -p pifork-mpi
 	@echo "build-mpi: $(MPI_BIN): $$(stat -c %s '$(MPI_BIN)') bytes, needs $$(ldd '$(MPI_BIN)' | awk '/libmpi/ { print $$1 }')"
 
 test-mpi: build-mpi test-aarch64-mpi
-	$(CARGO) clippy --features mpi --all-targets -- -D warnings
+	$(CARGO) clippy -p pifork-mpi --all-targets -- -D warnings
 	$(CARGO) build --release --bin pifork
 	bash scripts/test-mpi.sh '$(MPI_BIN)' '$(MPI_REF_BIN)'
 
 build-aarch64-mpi:
 	bash scripts/setup-aarch64-mpi.sh '$(MPI_SYSROOT)'
-	$(MPI_AARCH64_ENV) $(CARGO) build --release --features mpi --bin pifork-mpi --target $(MPI_AARCH64)
+	$(MPI_AARCH64_ENV) $(CARGO) build --release -p pifork-mpi --target $(MPI_AARCH64)
 	@readelf -h '$(MPI_AARCH64_BIN)' | grep -q 'Machine:.*AArch64' && \
 	    readelf -l '$(MPI_AARCH64_BIN)' | grep -q 'program interpreter' || \
 	    { echo "build-aarch64-mpi: $(MPI_AARCH64_BIN) is not a dynamic aarch64 binary" >&2; exit 1; }

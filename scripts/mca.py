@@ -5,8 +5,8 @@ Usage: mca.py BINARY [LLVM_MCA [LLVM_OBJDUMP]]
 
 BINARY is the aarch64 release build with its symbols (`cargo build --profile mca`). The loops
 are found by function name, not by address: the innermost loop of
-`pifork::app::kernel::aarch64::neon::block_sums` (the division-free kernel) and of
-`pifork::app::pi::division_pair_sum` (the previous kernel, one division per two terms), each
+`pifork_pi::kernel::aarch64::neon::block_sums` (the division-free kernel) and of
+`pifork_pi::pi::division_pair_sum` (the previous kernel, one division per two terms), each
 the backward branch that closes the most instructions. Terms per loop iteration are counted
 from the instructions themselves, so unrolling cannot skew them: the new kernel does one
 integer `sub` (the reciprocal seed) per 2 groups of 16 terms, the old one an `fdiv` per 4
@@ -31,9 +31,9 @@ UNITS = {
 ITERATIONS = 500
 LOOPS = [
     # (label, function name, how to count terms per iteration)
-    ("division-free kernel (NEON)", "pifork::app::kernel::aarch64::neon::block_sums",
+    ("division-free kernel (NEON)", "pifork_pi::kernel::aarch64::neon::block_sums",
      lambda body: 32 * sum(1 for i in body if re.match(r"sub\s+v\d+\.2d", i))),
-    ("old divider loop", "pifork::app::pi::division_pair_sum",
+    ("old divider loop", "pifork_pi::pi::division_pair_sum",
      lambda body: 4 * sum(1 for i in body if re.match(r"fdiv\s+v\d+\.2d", i))),
 ]
 

@@ -1,6 +1,6 @@
 //! `pifork`: computes pi with one pinned worker process per core, races workers, runs as a
 //! systemd service, benchmarks, and reports what the system offers. Flags are parsed and
-//! checked here, exit codes are decided here; the work is done by `pifork::app`. The appliance
+//! checked here, exit codes are decided here; the work is done by `pifork_pi`. The appliance
 //! runs on Linux; on Windows, where pifork is a library with the spawn start method, this
 //! program only serves as a spawned child and otherwise says where the command line runs.
 
@@ -26,14 +26,14 @@ mod command_line {
     use std::process::ExitCode as ProcessExit;
 
     use argh::FromArgs;
-    use pifork::app::progress::TerminalLine;
-    use pifork::app::report::{
+    use pifork::{SignalPipe, StartMethod, forkserver};
+    use pifork_pi::progress::TerminalLine;
+    use pifork_pi::report::{
         BenchReport, bench_json, bench_text, json_string, parse_count, pi_json, pi_text, race_json,
         race_text, round_trips_json, round_trips_text, status_json, status_text,
     };
-    use pifork::app::service::state::{FILE, State, StateError, check_job};
-    use pifork::app::{Error, bench, engine, info, kernel, logging, pi, plan, pool, race, service};
-    use pifork::{SignalPipe, StartMethod, forkserver};
+    use pifork_pi::service::state::{FILE, State, StateError, check_job};
+    use pifork_pi::{Error, bench, engine, info, kernel, logging, pi, plan, pool, race, service};
 
     /// Python's multiprocessing.Process model, natively: parallel pi on pinned worker processes.
     #[derive(FromArgs)]
@@ -306,7 +306,7 @@ mod command_line {
 
     pub(crate) fn main() -> ProcessExit {
         // A spawned worker runs its entry point here and exits; nothing below runs in it.
-        pifork::app::register_entries();
+        pifork_pi::register_entries();
         pifork::main_guard();
         let args = match shim(std::env::args_os()) {
             Ok(Shimmed::Args(args)) => args,

@@ -35,7 +35,7 @@ fn estimate(terms: u64, workers: usize) -> f64 {
 
 /// pi - 4*S_N from the remainder expansion, exact far below f64 precision for N >= 1000.
 fn expected(n: u64) -> f64 {
-    std::f64::consts::PI - pifork::app::pi::remainder(n)
+    std::f64::consts::PI - pifork_pi::pi::remainder(n)
 }
 
 /// A long run with `start`, its pid, its workers once all have started, and every process
@@ -215,7 +215,7 @@ const GOLDEN: [(&str, u64); 2] = [("1e8", 0x400921fb52ec942a), ("1e9", 0x400921f
 
 #[test]
 fn every_kernel_path_gives_the_same_bits_on_every_cpu() {
-    use pifork::app::kernel::{self, Path};
+    use pifork_pi::kernel::{self, Path};
     for path in Path::ALL {
         if kernel::check(path).is_err() {
             println!("kernel path {path}: this CPU lacks it, skipped");
@@ -249,7 +249,7 @@ fn every_kernel_path_gives_the_same_bits_on_every_cpu() {
 
 #[test]
 fn a_kernel_path_the_cpu_lacks_is_one_line_and_exit_2() {
-    use pifork::app::kernel::{self, Path};
+    use pifork_pi::kernel::{self, Path};
     let lacking = Path::ALL.into_iter().find(|&p| kernel::check(p).is_err()).unwrap();
     for (value, why) in [
         (lacking.as_str(), format!("PIFORK_KERNEL={lacking}: this CPU lacks it")),
@@ -265,7 +265,7 @@ fn a_kernel_path_the_cpu_lacks_is_one_line_and_exit_2() {
 
 #[test]
 fn info_names_the_kernel_path() {
-    let best = pifork::app::kernel::best();
+    let best = pifork_pi::kernel::best();
     let o = pifork().arg("info").env_remove("PIFORK_KERNEL").output().unwrap();
     assert!(stdout(&o).contains(&format!("pi kernel: {best} (version 2;")), "{}", stdout(&o));
     let forced = pifork().arg("info").env("PIFORK_KERNEL", "baseline").output().unwrap();
@@ -361,7 +361,7 @@ fn race_reports_the_first_and_terminates_the_rest() {
     let winner: usize = first["first: runner ".len()..].split(' ').next().unwrap().parse().unwrap();
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("runner ")).collect();
     assert_eq!(lines.len(), 3, "{out}");
-    let sizes = pifork::app::race::work_sizes(3, 7, 20_000_000);
+    let sizes = pifork_pi::race::work_sizes(3, 7, 20_000_000);
     for (i, line) in lines.iter().enumerate() {
         assert!(line.contains(&format!(" terms {} ", sizes[i])), "{out}");
     }

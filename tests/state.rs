@@ -15,8 +15,8 @@ use common::{emulated, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
-use pifork::app::pi::partial_sum;
-use pifork::app::service::state::{LOCK_FILE, Lock, MAX_BYTES, State, TEMP_NAMES, seal, temp_name};
+use pifork_pi::pi::partial_sum;
+use pifork_pi::service::state::{LOCK_FILE, Lock, MAX_BYTES, State, TEMP_NAMES, seal, temp_name};
 
 /// The small job of these tests: 4 chunks, done in milliseconds.
 const TERMS: u64 = 4000;

@@ -11,13 +11,13 @@ use super::kernel;
 use super::pi;
 use super::race::RaceReport;
 use super::service::state::{FILE, State};
-use crate::StartMethod;
+use pifork::StartMethod;
 
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
 ///
 /// ```
-/// use pifork::app::report::parse_count;
+/// use pifork_pi::report::parse_count;
 /// assert_eq!(parse_count("1e8"), Ok(100_000_000));
 /// assert_eq!(parse_count("2.5e3"), Ok(2500));
 /// assert!(parse_count("1.5").is_err());
@@ -142,7 +142,7 @@ pub struct BenchReport {
 /// The table `pifork bench` prints.
 pub fn bench_text(r: &BenchReport) -> String {
     let k = &r.kernel;
-    let backend = crate::backend().as_str();
+    let backend = pifork::backend().as_str();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -264,7 +264,7 @@ pub fn bench_json(r: &BenchReport) -> String {
          \"round_trip_us\":{},\"scaling_start\":\"{}\",\"scaling\":[",
         r.terms,
         r.repeat,
-        crate::backend().as_str(),
+        pifork::backend().as_str(),
         k.path,
         k.fast_terms,
         k.terms,
@@ -444,7 +444,7 @@ pub fn race_json(report: &RaceReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::pool::WorkerReport;
+    use crate::pool::WorkerReport;
 
     #[test]
     fn parses_counts() {
@@ -492,8 +492,8 @@ mod tests {
                 terms: 1000,
                 busy: Duration::from_millis(2),
             }],
-            backend: crate::Backend::Pipe,
-            kernel: crate::app::kernel::Path::Baseline,
+            backend: pifork::Backend::Pipe,
+            kernel: crate::kernel::Path::Baseline,
         };
         let json = pi_json(&report, true);
         assert!(

@@ -25,8 +25,10 @@ use std::sync::OnceLock;
 mod portable;
 
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)] // NEON intrinsics
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // AVX2 and AVX-512 intrinsics, detected at run time
 mod x86;
 
 #[cfg(target_arch = "aarch64")]
@@ -81,8 +83,8 @@ macro_rules! group_quotient {
         }
         let e = fnma(q, y, splat(1.0));
         let w = fma(y, e, y);
-        let p = fma(splat($crate::app::kernel::A[2]), w, splat($crate::app::kernel::A[1]));
-        let p = fma(p, w, splat($crate::app::kernel::A[0]));
+        let p = fma(splat($crate::kernel::A[2]), w, splat($crate::kernel::A[1]));
+        let p = fma(p, w, splat($crate::kernel::A[0]));
         mul(p, w)
     }};
 }
@@ -92,27 +94,26 @@ macro_rules! group_quotient {
 /// centred on `top + 32*l`, `top + 32*l - BLOCK_SPAN`, ... (`blocks` of them), in that order.
 macro_rules! block_loop {
     ($acc:expr, $top:expr, $blocks:expr) => {{
-        const N: usize = $crate::app::kernel::LANES / W;
-        let (acc_in, top, blocks): ([f64; $crate::app::kernel::LANES], f64, u64) =
-            ($acc, $top, $blocks);
+        const N: usize = $crate::kernel::LANES / W;
+        let (acc_in, top, blocks): ([f64; $crate::kernel::LANES], f64, u64) = ($acc, $top, $blocks);
         let mut centre = [splat(0.0); N];
         let mut acc = [splat(0.0); N];
         for i in 0..N {
             let mut lanes = [0.0f64; W];
             for (j, lane) in lanes.iter_mut().enumerate() {
-                *lane = top + (2 * $crate::app::kernel::GROUP_TERMS * (i * W + j) as u64) as f64;
+                *lane = top + (2 * $crate::kernel::GROUP_TERMS * (i * W + j) as u64) as f64;
             }
             centre[i] = load(lanes);
             acc[i] = load(std::array::from_fn(|j| acc_in[i * W + j]));
         }
-        let step = splat($crate::app::kernel::BLOCK_SPAN);
+        let step = splat($crate::kernel::BLOCK_SPAN);
         for _ in 0..blocks {
             for i in 0..N {
-                acc[i] = add(acc[i], $crate::app::kernel::group_quotient!(centre[i]));
+                acc[i] = add(acc[i], $crate::kernel::group_quotient!(centre[i]));
                 centre[i] = sub(centre[i], step);
             }
         }
-        let mut out = [0.0f64; $crate::app::kernel::LANES];
+        let mut out = [0.0f64; $crate::kernel::LANES];
         for i in 0..N {
             out[i * W..(i + 1) * W].copy_from_slice(&store(acc[i]));
         }

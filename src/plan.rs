@@ -114,7 +114,7 @@ pub fn plausible_sum(first: u64, last: u64, sum: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::pi::{MAX_TERMS, partial_sum, remainder};
+    use crate::pi::{MAX_TERMS, partial_sum, remainder};
     use std::f64::consts::PI;
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::{Error, Result};
 use super::pace::{Lateness, Pace};
 use super::pi;
-use crate::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, channel, wait};
+use pifork::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, channel, wait};
 
 /// A descriptor to watch beside the workers and what it means once ready: `None` to carry on,
 /// or the error that ends the run (the workers are then terminated and reaped).
@@ -79,7 +79,7 @@ pub const WORKER_ENTRY: &str = "pifork.pi-worker";
 
 /// Registers the worker's entry point (from `main`, before `main_guard`).
 pub fn register_entries() {
-    crate::register(WORKER_ENTRY, |(tasks, results): (i32, i32)| {
+    pifork::register(WORKER_ENTRY, |(tasks, results): (i32, i32)| {
         let tasks = Receiver::from_inherited(tasks).expect("task channel");
         let results = Sender::from_inherited(results).expect("result channel");
         worker_loop(tasks, results, pi::partial_sum)
@@ -113,7 +113,7 @@ fn worker_loop(
 ) -> Summary {
     // A SIGHUP meant for the service (`systemctl kill -s HUP` reaches every process of the
     // unit) must not end its workers: the supervisor alone answers it.
-    let _ = crate::signals::ignore(&[signal_hook::consts::SIGHUP]);
+    let _ = pifork::signals::ignore(&[signal_hook::consts::SIGHUP]);
     let (mut chunks, mut terms, mut busy) = (0u64, 0u64, 0u64);
     while let Some((m, n)) = tasks.recv().expect("task channel") {
         let start = Instant::now();
@@ -237,7 +237,7 @@ impl Worker {
                 Process::entry(WORKER_ENTRY, &(keep[0], keep[1])).start_method(method)
             }
             (method, Some(_)) => {
-                return Err(crate::Error::NeedsEntry { method: method.as_str() }.into());
+                return Err(pifork::Error::NeedsEntry { method: method.as_str() }.into());
             }
         };
         let mut process = process.name(format!("worker-{index}")).daemon(true).inherit_fds(keep);
@@ -276,7 +276,7 @@ impl Worker {
             let _ = self.process.kill();
         }
         let panic = match self.process.result() {
-            Err(crate::Error::ChildPanicked { message, .. }) => Some(message),
+            Err(pifork::Error::ChildPanicked { message, .. }) => Some(message),
             _ => None,
         };
         let exitcode = self.process.exitcode().ok().flatten().unwrap_or(ExitCode::Signaled(9));

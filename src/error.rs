@@ -3,13 +3,13 @@
 use std::fmt;
 
 use super::service::state::StateError;
-use crate::{ExitCode, signal_name};
+use pifork::{ExitCode, signal_name};
 
 /// Everything that can stop a `pifork` command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// The process library failed.
-    Process(crate::Error),
+    Process(pifork::Error),
     /// A worker of a parallel job ended before its work was done.
     WorkerDied {
         /// The worker's index.
@@ -73,8 +73,8 @@ pub enum Error {
 /// Result alias for the appliance.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<crate::Error> for Error {
-    fn from(e: crate::Error) -> Error {
+impl From<pifork::Error> for Error {
+    fn from(e: pifork::Error) -> Error {
         Error::Process(e)
     }
 }

@@ -1,4 +1,4 @@
-//! The pi appliance, built only on the library's public API: the Leibniz kernel and the chunk
+//! pifork-pi, the pi appliance, built only on the public API of the `pifork` library: the Leibniz kernel and the chunk
 //! plan, a pool of pinned worker processes, the engine and the race on top of it, the systemd
 //! service with its durable state, the benchmarks, and the reports the `pifork` program prints.
 //!
@@ -13,6 +13,13 @@
 //! progress        the self-updating line a terminal shows during long work
 //! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
 //! ```
+//!
+//! The appliance runs on Linux: on other systems this crate is empty, and the `pifork` program
+//! only serves the spawned children of the library's Windows backend. `unsafe` appears only in
+//! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`).
+
+#![cfg(unix)]
+#![deny(unsafe_code)]
 
 pub mod bench;
 pub mod cluster;

@@ -1,7 +1,7 @@
 //! `pifork info`: what the system offers, as the library sees it.
 
 use super::kernel::{self, Path};
-use crate::{Backend, available_cpus, backend, probe_pidfd};
+use pifork::{Backend, available_cpus, backend, probe_pidfd};
 
 /// Facts about the system as pifork sees it.
 #[derive(Debug, Clone)]

@@ -145,7 +145,7 @@ fn json_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::plan::chunk_plan;
+    use crate::plan::chunk_plan;
 
     #[test]
     fn shares_cover_the_plan_once_in_rank_order() {
@@ -193,8 +193,8 @@ mod tests {
             estimate: 3.25,
             wall: Duration::from_millis(5),
             workers: Vec::new(),
-            backend: crate::Backend::Pipe,
-            kernel: crate::app::kernel::Path::Baseline,
+            backend: pifork::Backend::Pipe,
+            kernel: crate::kernel::Path::Baseline,
         };
         let ranks: Vec<RankReport> = (0..2)
             .map(|rank| RankReport {

@@ -191,7 +191,7 @@ pub fn correct_decimals(estimate: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::plan::{chunk_plan, combine};
+    use crate::plan::{chunk_plan, combine};
 
     /// The partial sum for small ranges, term by term with compensation, and the sum of the
     /// terms' magnitudes (the scale of its rounding error).

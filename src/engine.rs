@@ -11,7 +11,7 @@ use super::error::{Error, Result};
 use super::kernel::Path;
 use super::plan::{chunk_plan, combine};
 use super::pool::{DEPTH, Event, Kernel, Pool, PoolSpec, WorkerReport, describe_late};
-use crate::{Backend, StartMethod, backend};
+use pifork::{Backend, StartMethod, backend};
 
 /// How many times a chunk is taken from a stuck worker and redone before the run fails.
 pub const MAX_STUCK: u32 = 2;
@@ -34,7 +34,7 @@ pub struct PiJob {
 impl PiJob {
     /// N terms on `workers` pinned workers with the real kernel, started the default way.
     pub fn new(terms: u64, workers: usize) -> PiJob {
-        PiJob { terms, workers, pin: true, start: crate::get_start_method(), kernel: None }
+        PiJob { terms, workers, pin: true, start: pifork::get_start_method(), kernel: None }
     }
 }
 

@@ -3,7 +3,7 @@
 //! a fixed share of the same chunk plan on its own pinned worker processes; rank 0 gathers the
 //! partial sums in chunk order and combines them as `pifork pi` does, so the result has the same
 //! bits for any number of ranks and workers. Flags are checked and exit codes decided here; the
-//! work is done by `pifork::app`.
+//! work is done by `pifork_pi`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,15 +15,15 @@ use argh::FromArgs;
 use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
-use pifork::app::cluster::{
+use pifork::{SignalPipe, StartMethod, forkserver};
+use pifork_pi::cluster::{
     RankReport, WORKER_FIELDS, affinity_warning, cluster_json, cluster_text, share,
     worker_from_record, worker_record,
 };
-use pifork::app::engine::{self, PiJob, PiReport};
-use pifork::app::plan::{chunk_plan, combine};
-use pifork::app::report::parse_count;
-use pifork::app::{Error, kernel, pi};
-use pifork::{SignalPipe, StartMethod, forkserver};
+use pifork_pi::engine::{self, PiJob, PiReport};
+use pifork_pi::plan::{chunk_plan, combine};
+use pifork_pi::report::parse_count;
+use pifork_pi::{Error, kernel, pi};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// pifork across the ranks of an MPI job: the same bits as `pifork pi` on one machine.
@@ -90,7 +90,7 @@ impl<E: Into<Error>> From<E> for Failure {
 
 fn main() -> ExitCode {
     // A spawned worker runs its entry point here and exits; nothing below runs in it.
-    pifork::app::register_entries();
+    pifork_pi::register_entries();
     pifork::main_guard();
     let args: Vec<String> = std::env::args().collect();
     let options = parse(&args);

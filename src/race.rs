@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::engine::Cancel;
 use super::error::{Error, Result};
 use super::pi;
-use crate::{ExitCode, Process, StartMethod, Supervisor, available_cpus, wait};
+use pifork::{ExitCode, Process, StartMethod, Supervisor, available_cpus, wait};
 
 /// One runner's outcome.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub const PARTIAL_SUM_ENTRY: &str = "pifork.partial-sum";
 
 /// Registers the race's entry point (from `main`, before `main_guard`).
 pub fn register_entries() {
-    crate::register(PARTIAL_SUM_ENTRY, |(m, n): (u64, u64)| pi::partial_sum(m, n));
+    pifork::register(PARTIAL_SUM_ENTRY, |(m, n): (u64, u64)| pi::partial_sum(m, n));
 }
 
 /// splitmix64: a small, well-mixed generator; plenty for picking work sizes.
@@ -95,7 +95,7 @@ pub fn race(
         }
         // Each descriptor waited on, with what its readiness means.
         let procs = sup.processes();
-        let mut watched: Vec<(Option<usize>, crate::Sentinel<'_>)> = Vec::new();
+        let mut watched: Vec<(Option<usize>, pifork::Sentinel<'_>)> = Vec::new();
         for &i in &running {
             watched.push((Some(i), procs[i].sentinel()?));
         }

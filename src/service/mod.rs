@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
 use super::pool::{DEPTH, Event, Pool, PoolSpec, describe_late};
-use crate::{SignalPipe, StartMethod, signal_name};
 use notify::{Notifier, watchdog_interval};
+use pifork::{SignalPipe, StartMethod, signal_name};
 use state::{FILE, State, StateError};
 
 /// Where the state lives unless told otherwise and not run by systemd.
@@ -236,7 +236,7 @@ impl Service<'_> {
             let timeout = deadline.saturating_duration_since(now);
             let mut events = match &mut self.pool {
                 Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
-                None => crate::wait(&[signals.fd()], Some(timeout))?
+                None => pifork::wait(&[signals.fd()], Some(timeout))?
                     .into_iter()
                     .map(Event::Ready)
                     .collect(),

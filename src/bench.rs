@@ -13,7 +13,7 @@ use super::error::{Error, Result};
 use super::kernel::{self, Path};
 use super::pi;
 use super::plan::{chunk_plan, combine};
-use crate::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
+use pifork::{NOOP_ENTRY, Process, StartMethod, Supervisor, available_cpus};
 
 /// Ends the benchmark if `cancel` says so (a signal arrived).
 fn check(cancel: Option<Cancel<'_>>) -> Result<()> {
@@ -323,7 +323,7 @@ fn concurrent_kernels(copies: usize, terms: u64) -> Result<Vec<Duration>> {
         .processes_mut()
         .iter_mut()
         .map(|p| p.result().map(Duration::from_nanos))
-        .collect::<crate::Result<_>>()?)
+        .collect::<pifork::Result<_>>()?)
 }
 
 /// Capacity with `copies` at once: the sum over copies of (time alone / time together).
@@ -418,7 +418,7 @@ fn one_round_trip(method: StartMethod, cancel: Option<Cancel<'_>>) -> Result<Dur
             cancel,
             Error::MeasurementFailed {
                 what: format!("a {method} start+join round trip"),
-                exitcode: code.unwrap_or(crate::ExitCode::Signaled(9)),
+                exitcode: code.unwrap_or(pifork::ExitCode::Signaled(9)),
             },
         )),
     }
@@ -447,7 +447,7 @@ pub fn round_trips(runs: usize, cancel: Option<Cancel<'_>>) -> Result<RoundTrips
         let n = BLOCK.min(runs - fork.len());
         for _ in 0..n {
             let start = Instant::now();
-            crate::bare_fork_round_trip().map_err(|e| failed(cancel, e))?;
+            pifork::bare_fork_round_trip().map_err(|e| failed(cancel, e))?;
             bare.push(start.elapsed());
         }
         for _ in 0..n {

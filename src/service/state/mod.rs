@@ -44,9 +44,9 @@ use std::path::{Path, PathBuf};
 
 use crc::{CRC_32_ISCSI, Crc};
 
-use crate::app::kernel;
-use crate::app::pi::MAX_TERMS;
-use crate::app::plan::{MAX_CHUNKS, SUM_TOLERANCE, combine, expected_sum, plausible_sum};
+use crate::kernel;
+use crate::pi::MAX_TERMS;
+use crate::plan::{MAX_CHUNKS, SUM_TOLERANCE, combine, expected_sum, plausible_sum};
 pub use file::{TEMP_NAMES, temp_name};
 pub use lock::{LOCK_FILE, Lock};
 
@@ -557,7 +557,7 @@ fn parse_bits(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::pi;
+    use crate::pi;
 
     fn sample() -> State {
         let mut s = State::new(10, 4);
