@@ -119,4 +119,39 @@ mod tests {
         assert_eq!(format_cpu_list(&[0, 2, 4, 5]), "0,2,4-5");
         assert_eq!(format_cpu_list(&[]), "");
     }
+
+    /// What a Pi with pidfd and a known kernel path reports, or, `ok` false, one without.
+    fn system(ok: bool) -> SystemInfo {
+        SystemInfo {
+            kernel: ("Linux".into(), "6.1 \"x\"".into(), "aarch64".into()),
+            pidfd: if ok { Ok(()) } else { Err("no\tpidfd: \\ \"ENOSYS\"\n".into()) },
+            cpus: if ok { vec![0, 1, 3] } else { Vec::new() },
+            backend: Backend::Pipe,
+            pi_kernel: if ok {
+                Ok(Path::Baseline)
+            } else {
+                Err("PIFORK_KERNEL=\"avx9\" unknown".into())
+            },
+            kernels: if ok { vec![Path::Baseline] } else { Vec::new() },
+        }
+    }
+
+    #[test]
+    fn json_is_exact_and_escaped() {
+        let exact = |json: &str| {
+            json.replace("VERSION", env!("CARGO_PKG_VERSION"))
+                .replace("\"kernel_version\":2", &format!("\"kernel_version\":{}", kernel::VERSION))
+        };
+        let works = "{\"version\":\"VERSION\",\"os\":\"Linux\",\"release\":\"6.1 \\\"x\\\"\",\
+            \"machine\":\"aarch64\",\"pidfd\":\"works\",\"cpus\":[0,1,3],\"backend\":\"pipe\",\
+            \"pi_kernel\":\"baseline\",\"pi_kernel_error\":null,\"kernel_version\":2,\
+            \"kernels\":[\"baseline\"]}";
+        assert_eq!(info_json(&system(true)), exact(works));
+        let fails = "{\"version\":\"VERSION\",\"os\":\"Linux\",\"release\":\"6.1 \\\"x\\\"\",\
+            \"machine\":\"aarch64\",\"pidfd\":\"no\\u0009pidfd: \\\\ \\\"ENOSYS\\\"\\n\",\
+            \"cpus\":[],\"backend\":\"pipe\",\"pi_kernel\":null,\
+            \"pi_kernel_error\":\"PIFORK_KERNEL=\\\"avx9\\\" unknown\",\"kernel_version\":2,\
+            \"kernels\":[]}";
+        assert_eq!(info_json(&system(false)), exact(fails));
+    }
 }

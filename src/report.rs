@@ -508,4 +508,260 @@ mod tests {
             "\"per_worker\":[{\"index\":0,\"pid\":42,\"cpu\":null,\"pinned\":1,\"chunks\":1,\"terms\":1000,\"ms\":2.000}]}"
         ));
     }
+
+    /// A report of two workers: one pinned to the CPU it ran on, one neither pinned nor placed.
+    fn two_workers(estimate: f64) -> PiReport {
+        let worker = |index, pid, placed: Option<usize>, terms, busy| WorkerReport {
+            index,
+            pid,
+            pinned: placed,
+            cpu: placed,
+            chunks: 5,
+            terms,
+            busy,
+        };
+        PiReport {
+            terms: 10_000_000,
+            estimate,
+            wall: Duration::from_micros(680_123),
+            workers: vec![
+                worker(0, 101, Some(0), 5_242_880, Duration::from_nanos(119_456_789)),
+                worker(1, 102, None, 4_757_120, Duration::from_micros(140)),
+            ],
+            backend: pifork::Backend::Pidfd,
+            kernel: crate::kernel::Path::Baseline,
+        }
+    }
+
+    #[test]
+    fn pi_reports_are_exact() {
+        assert_eq!(
+            pi_json(&two_workers(3.1415925535897933), true),
+            "{\"terms\":10000000,\"workers\":2,\"backend\":\"pidfd\",\
+            \"estimate\":3.1415925535897933,\"error\":-9.999999983634211e-8,\
+            \"correct_decimals\":6,\"kernel\":\"baseline\",\"wall_ms\":680.123,\
+            \"corrected\":3.141592653589793,\"corrected_error\":0.0,\"per_worker\":[{\"index\":0,\
+            \"pid\":101,\"cpu\":0,\"pinned\":0,\"chunks\":5,\"terms\":5242880,\"ms\":119.457},\
+            {\"index\":1,\"pid\":102,\"cpu\":null,\"pinned\":null,\"chunks\":5,\"terms\":4757120,\
+            \"ms\":0.140}]}"
+        );
+        let text = concat!(
+            "pi estimate:      3.141592553589793\n",
+            "error:            -1.000e-7\n",
+            "correct decimals: 6\n",
+            "corrected:        3.141592653589793  (error +0.000e0)\n",
+            "terms:            10000000  (2 workers, pidfd backend, baseline kernel)\n",
+            "wall time:        680.1 ms\n",
+            "worker 0: pid 101 cpu 0 pinned 0 chunks 5 terms 5242880 busy 119.5 ms\n",
+            "worker 1: pid 102 cpu ? pinned no chunks 5 terms 4757120 busy 0.1 ms\n",
+        );
+        assert_eq!(pi_text(&two_workers(3.1415925535897933), true), text);
+    }
+
+    #[test]
+    fn non_finite_figures_are_written_as_rust_prints_them() {
+        let json = pi_json(&two_workers(f64::NAN), true);
+        assert!(json.contains("\"estimate\":NaN,\"error\":NaN,"), "{json}");
+        assert!(json.contains("\"corrected\":NaN,\"corrected_error\":NaN,"), "{json}");
+        let json = pi_json(&two_workers(f64::INFINITY), false);
+        assert!(json.contains("\"estimate\":inf,\"error\":inf,"), "{json}");
+        let mut bench = noisy_bench();
+        bench.kernel.kernel_ns_per_term = 0.0;
+        bench.rows[1].capacity = 0.0;
+        let json = bench_json(&bench);
+        assert!(json.contains("\"kernel_ns_per_term\":0.0000,"), "{json}");
+        assert!(json.contains("\"of_fp_floor\":inf,"), "{json}");
+        assert!(json.contains("\"kernel_speedup\":inf,"), "{json}");
+        assert!(json.contains("\"capacity\":0.000,\"of_capacity\":inf,"), "{json}");
+    }
+
+    /// A bench that warns of its spread, of the division limit and of the scaling.
+    fn noisy_bench() -> BenchReport {
+        let row = |workers, wall, speedup, efficiency, capacity, threads| ScalingRow {
+            workers,
+            wall: Duration::from_nanos(wall),
+            speedup,
+            efficiency,
+            capacity,
+            threads: Duration::from_nanos(threads),
+        };
+        BenchReport {
+            terms: 1_000_000,
+            repeat: 3,
+            kernel: KernelFigures {
+                terms: 1_048_576,
+                fast_terms: 10_485_760,
+                path: crate::kernel::Path::Baseline,
+                kernel_ns_per_term: 0.0184,
+                plain_ns_per_term: 1.04412,
+                division_kernel_ns_per_term: 0.48093,
+                division_ns: 0.99584,
+                floor_ns_per_term: 0.0151,
+                other_paths: vec![(crate::kernel::Path::Baseline, 0.91525)],
+                spread: (0.123456, "plain loop"),
+            },
+            round_trips: RoundTrips {
+                methods: vec![
+                    (StartMethod::Fork, Duration::from_nanos(146_849)),
+                    (StartMethod::Spawn, Duration::from_nanos(1_194_351)),
+                ],
+                bare_fork: Duration::from_nanos(57_949),
+            },
+            start: StartMethod::Fork,
+            rows: vec![
+                row(1, 295_123, 1.0, 1.0, 1.0, 540_456),
+                row(2, 2_878_999, 1.9, 0.95, 1.837, 65_001),
+            ],
+        }
+    }
+
+    #[test]
+    fn bench_reports_are_exact() {
+        let backend = pifork::backend().as_str();
+        let json = "{\"terms\":1000000,\"repeat\":3,\"backend\":\"BACKEND\",\
+            \"kernel_path\":\"baseline\",\"kernel_terms\":10485760,\"slow_loop_terms\":1048576,\
+            \"kernel_ns_per_term\":0.0184,\"fp_floor_ns_per_term\":0.0151,\"of_fp_floor\":0.821,\
+            \"plain_ns_per_term\":1.0441,\
+            \"kernel_speedup\":56.746,\"division_kernel_ns_per_term\":0.4809,\
+            \"division_ns\":0.9958,\"of_division_limit\":1.035,\
+            \"other_paths_ns_per_term\":{\"baseline\":0.9153},\"spread\":0.123,\
+            \"warnings\":[\"noisy run: the plain loop repeats spread by 12% (above 10%); rerun on \
+            an idle machine\",\"noisy run: 103.5% of the division limit, above the 100% a core \
+            can deliver\",\"noisy run: 2 workers at 103.4% of capacity, above the 100% the \
+            machine can deliver\"],\"round_trip_us\":{\"bare_fork\":57.9,\"fork\":146.8,\
+            \"spawn\":1194.4},\"scaling_start\":\"fork\",\"scaling\":[{\"workers\":1,\
+            \"wall_ms\":0.295,\"speedup\":1.000,\"efficiency\":1.000,\"capacity\":1.000,\
+            \"of_capacity\":1.000,\"threads_ms\":0.540},{\"workers\":2,\"wall_ms\":2.879,\
+            \"speedup\":1.900,\"efficiency\":0.950,\"capacity\":1.837,\"of_capacity\":1.034,\
+            \"threads_ms\":0.065}]}";
+        assert_eq!(bench_json(&noisy_bench()), json.replace("BACKEND", backend));
+        let text = concat!(
+            "pifork bench: N = 1000000, medians of 3 runs, BACKEND backend\n",
+            "kernel, one core, 10485760 terms (1048576 for the slow loops), baseline path \
+            (PIFORK_KERNEL=... forces another):\n",
+            "  pifork kernel      0.018 ns/term\n",
+            "  FP floor           0.015 ns/term  (the kernel's mix, 15 ops per 16 terms, on \
+            independent accumulators: kernel at 82% of it)\n",
+            "  plain loop         1.044 ns/term  (kernel 56.7x faster)\n",
+            "  division kernel    0.481 ns/term  (the previous kernel, one division per two \
+            terms; kernel 26.1x faster)\n",
+            "  division limit     0.996 ns/div   (division kernel: 0.962 ns per division, 104% of \
+            the limit)\n",
+            "  baseline path      0.915 ns/term  (same bits)\n",
+            "warning: noisy run: the plain loop repeats spread by 12% (above 10%); rerun on an \
+            idle machine\n",
+            "warning: noisy run: 103.5% of the division limit, above the 100% a core can \
+            deliver\n",
+            "start+join round trip, median (bare fork: fork, _exit, waitpid alone):\n",
+            "  bare fork        57.9 us\n",
+            "  fork            146.8 us\n",
+            "  spawn          1194.4 us\n",
+            "scaling (fork workers):\n",
+            "  workers   wall ms  speedup  efficiency  capacity  of capacity  threads ms  \
+            processes/threads\n",
+            "        1       0.3     1.00        100%      1.00         100%         \
+            0.5               1.83\n",
+            "        2       2.9     1.90         95%      1.84         103%         \
+            0.1               0.02\n",
+            "warning: noisy run: 2 workers at 103.4% of capacity, above the 100% the machine can \
+            deliver\n",
+        );
+        assert_eq!(bench_text(&noisy_bench()), text.replace("BACKEND", backend));
+        assert_eq!(
+            round_trips_json(&noisy_bench().round_trips),
+            "{\"bare_fork\":57.9,\"fork\":146.8,\"spawn\":1194.4}"
+        );
+    }
+
+    /// A state of 10 chunks of which the first `done` are finished but for the fourth (all
+    /// ten when `done` is 10).
+    fn state(done: u64) -> State {
+        let mut state = State::new(10_000_000, 1_000_000);
+        state.elapsed = 1.23456;
+        for i in (0..done).filter(|&i| i != 3 || done == 10) {
+            let (first, last) = state.bounds(i);
+            state.done.insert(i, pi::partial_sum(first, last));
+        }
+        state
+    }
+
+    #[test]
+    fn status_reports_are_exact() {
+        assert_eq!(
+            status_json(&state(0)),
+            "{\"terms\":10000000,\"chunk\":1000000,\"terms_done\":0,\"chunks_done\":0,\
+            \"chunks\":10,\"estimate\":null,\"estimate_terms\":0,\"error\":null,\
+            \"elapsed_s\":1.235,\"rate\":null,\"eta_s\":null,\"complete\":false}"
+        );
+        assert_eq!(
+            status_json(&state(5)),
+            "{\"terms\":10000000,\"chunk\":1000000,\"terms_done\":4000000,\"chunks_done\":4,\
+            \"chunks\":10,\"estimate\":3.1415923202564597,\"estimate_terms\":3000000,\
+            \"error\":-3.33333333379926e-7,\"elapsed_s\":1.235,\"rate\":3240020.736132711,\
+            \"eta_s\":1.8518400000000002,\"complete\":false}"
+        );
+        assert_eq!(
+            status_json(&state(10)),
+            "{\"terms\":10000000,\"chunk\":1000000,\"terms_done\":10000000,\"chunks_done\":10,\
+            \"chunks\":10,\"estimate\":3.141592553589793,\"estimate_terms\":10000000,\
+            \"error\":-1.0000000028043132e-7,\"elapsed_s\":1.235,\"rate\":8100051.840331777,\
+            \"eta_s\":0.0,\"complete\":true}"
+        );
+        let dir = std::path::Path::new("/x");
+        let text = concat!(
+            "state:       /x/state\n",
+            "terms done:  4000000 of 10000000 (40.00%)\n",
+            "chunks done: 4 of 10\n",
+            "estimate:    3.141592320256460 (first 3000000 terms), error -3.333e-7\n",
+            "rate:        3.240e6 terms/s over 1.2 s\n",
+            "eta:         2 s\n",
+        );
+        assert_eq!(status_text(&state(5), dir), text);
+        let text = concat!(
+            "state:       /x/state\n",
+            "terms done:  0 of 10000000 (0.00%)\n",
+            "chunks done: 0 of 10\n",
+            "estimate:    none yet\n",
+            "rate:        unknown yet\n",
+        );
+        assert_eq!(status_text(&state(0), dir), text);
+    }
+
+    #[test]
+    fn race_reports_are_exact() {
+        use crate::race::Runner;
+        let report = RaceReport {
+            seed: 7,
+            winner: 1,
+            runners: vec![
+                Runner {
+                    index: 0,
+                    pid: 201,
+                    terms: 20_984_301,
+                    exitcode: pifork::ExitCode::Signaled(15),
+                    finished: None,
+                },
+                Runner {
+                    index: 1,
+                    pid: 202,
+                    terms: 13_406_430,
+                    exitcode: pifork::ExitCode::Exited(0),
+                    finished: Some(Duration::from_nanos(526_501)),
+                },
+            ],
+        };
+        assert_eq!(
+            race_json(&report),
+            "{\"seed\":7,\"runners\":2,\"winner\":1,\"per_runner\":[{\"index\":0,\"pid\":201,\
+            \"terms\":20984301,\"exitcode\":-15,\"finished_ms\":null},{\"index\":1,\"pid\":202,\
+            \"terms\":13406430,\"exitcode\":0,\"finished_ms\":0.527}]}"
+        );
+        let text = concat!(
+            "race: 2 runners, seed 7\n",
+            "first: runner 1 (pid 202, 13406430 terms) after 0.5 ms\n",
+            "runner 0: pid 201 terms 20984301 exitcode -SIGTERM (terminated)\n",
+            "runner 1: pid 202 terms 13406430 exitcode 0 (finished after 0.5 ms)\n",
+        );
+        assert_eq!(race_text(&report), text);
+    }
 }
