@@ -13,6 +13,10 @@ use super::race::RaceReport;
 use super::service::state::{FILE, State};
 use pifork::StartMethod;
 
+pub mod json;
+
+pub use json::string as json_string;
+
 /// Parses a count: `100000000`, `100_000_000` or `1e8` (also `2.5e3`); must be a whole number
 /// that fits in 64 bits.
 ///
@@ -367,25 +371,6 @@ pub fn status_json(state: &State) -> String {
         num(if state.complete() { Some(0.0) } else { eta }),
         state.complete()
     )
-}
-
-/// `text` as a JSON string, quotes included.
-pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The plain-text report of `pifork race`.
