@@ -1,14 +1,14 @@
 //! The pi computation shared among the ranks of a cluster job (`pifork-mpi`), without the
 //! transport: each rank's fixed share of the chunk plan, the flat records its results travel
-//! in, and the reports rank 0 prints. The message passing itself lives in the program.
+//! in, and the warning of a rank with too few CPUs. The reports rank 0 prints are in
+//! [`crate::report`], re-exported here. The message passing itself lives in the program.
 
-use std::fmt::Write;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::engine::PiReport;
 use super::pool::WorkerReport;
-use super::report::{pi_json, pi_text};
+
+pub use super::report::{RankReport, cluster_json, cluster_text};
 
 /// Rank `rank`'s share of a plan of `chunks` chunks among `ranks` ranks: a contiguous run of
 /// chunk indices, the runs in rank order and covering the plan once. Ranks past the number of
@@ -51,25 +51,6 @@ pub fn worker_from_record(r: &[u64; WORKER_FIELDS], index: usize) -> WorkerRepor
     }
 }
 
-/// One rank's part of a cluster run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RankReport {
-    /// Its rank in the job.
-    pub rank: usize,
-    /// The host it ran on.
-    pub host: String,
-    /// Its worker processes.
-    pub workers: usize,
-    /// The CPUs its affinity mask allowed.
-    pub cpus: usize,
-    /// The chunks of the plan it computed.
-    pub chunks: usize,
-    /// Wall time of its share, from its workers' start to its last partial sum.
-    pub busy: Duration,
-    /// How long its MPI initialisation took.
-    pub init: Duration,
-}
-
 /// The warning a rank gives when its affinity mask has fewer CPUs than the workers asked for,
 /// or `None` when it has enough.
 pub fn affinity_warning(rank: usize, host: &str, cpus: usize, workers: usize) -> Option<String> {
@@ -80,66 +61,6 @@ pub fn affinity_warning(rank: usize, host: &str, cpus: usize, workers: usize) ->
             if cpus == 1 { "" } else { "s" }
         )
     })
-}
-
-/// The report of `pifork-mpi pi`: `pifork pi`'s, then one line per rank.
-pub fn cluster_text(report: &PiReport, correct: bool, ranks: &[RankReport]) -> String {
-    let mut out = pi_text(report, correct);
-    for r in ranks {
-        let _ = writeln!(
-            out,
-            "rank {}: host {} workers {} cpus {} chunks {} busy {:.1} ms (mpi init {:.1} ms)",
-            r.rank,
-            r.host,
-            r.workers,
-            r.cpus,
-            r.chunks,
-            r.busy.as_secs_f64() * 1e3,
-            r.init.as_secs_f64() * 1e3
-        );
-    }
-    out
-}
-
-/// The JSON report of `pifork-mpi pi --json`: `pifork pi --json`'s object with a `per_rank`
-/// array.
-pub fn cluster_json(report: &PiReport, correct: bool, ranks: &[RankReport]) -> String {
-    let mut out = pi_json(report, correct);
-    out.pop(); // the closing brace
-    let _ = write!(out, ",\"ranks\":{},\"per_rank\":[", ranks.len());
-    for (i, r) in ranks.iter().enumerate() {
-        let _ = write!(
-            out,
-            "{}{{\"rank\":{},\"host\":\"{}\",\"workers\":{},\"cpus\":{},\"chunks\":{},\
-             \"ms\":{:.3},\"init_ms\":{:.3}}}",
-            if i > 0 { "," } else { "" },
-            r.rank,
-            json_escape(&r.host),
-            r.workers,
-            r.cpus,
-            r.chunks,
-            r.busy.as_secs_f64() * 1e3,
-            r.init.as_secs_f64() * 1e3
-        );
-    }
-    out.push_str("]}");
-    out
-}
-
-/// `text` as the inside of a JSON string.
-fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -184,41 +105,5 @@ mod tests {
         let w = affinity_warning(2, "pi3", 1, 4).unwrap();
         assert!(w.contains("rank 2 on pi3 may use 1 CPU but 4 workers"), "{w}");
         assert!(w.contains("--bind-to none"), "{w}");
-    }
-
-    #[test]
-    fn reports_add_one_line_per_rank() {
-        let report = PiReport {
-            terms: 1000,
-            estimate: 3.25,
-            wall: Duration::from_millis(5),
-            workers: Vec::new(),
-            backend: pifork::Backend::Pipe,
-            kernel: crate::kernel::Path::Baseline,
-        };
-        let ranks: Vec<RankReport> = (0..2)
-            .map(|rank| RankReport {
-                rank,
-                host: format!("pi\"{rank}"),
-                workers: 4,
-                cpus: 4,
-                chunks: 24,
-                busy: Duration::from_millis(1500),
-                init: Duration::from_millis(20),
-            })
-            .collect();
-        let text = cluster_text(&report, false, &ranks);
-        assert!(text.starts_with(&pi_text(&report, false)));
-        assert!(text.ends_with(
-            "rank 1: host pi\"1 workers 4 cpus 4 chunks 24 busy 1500.0 ms (mpi init 20.0 ms)\n"
-        ));
-        let json = cluster_json(&report, true, &ranks);
-        let plain = pi_json(&report, true);
-        assert!(json.starts_with(&plain[..plain.len() - 1]), "{json}");
-        assert!(json.ends_with(
-            ",\"ranks\":2,\"per_rank\":[{\"rank\":0,\"host\":\"pi\\\"0\",\"workers\":4,\"cpus\":4,\
-             \"chunks\":24,\"ms\":1500.000,\"init_ms\":20.000},{\"rank\":1,\"host\":\"pi\\\"1\",\
-             \"workers\":4,\"cpus\":4,\"chunks\":24,\"ms\":1500.000,\"init_ms\":20.000}]}"
-        ));
     }
 }

@@ -1,7 +1,10 @@
-//! `pifork info`: what the system offers, as the library sees it.
+//! `pifork info`: what the system offers, as the library sees it; its report is in
+//! [`crate::report`], re-exported here.
 
 use super::kernel::{self, Path};
 use pifork::{Backend, available_cpus, backend, probe_pidfd};
+
+pub use super::report::{format_cpu_list, info_json, info_text};
 
 /// Facts about the system as pifork sees it.
 #[derive(Debug, Clone)]
@@ -35,88 +38,5 @@ pub fn system_info() -> SystemInfo {
         backend: backend(),
         pi_kernel: kernel::selected().map_err(|e| e.to_string()),
         kernels: kernel::supported(),
-    }
-}
-
-/// Formats a CPU list compactly: `0-3`, `0,2,4-5`.
-pub fn format_cpu_list(cpus: &[usize]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let mut j = i;
-        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
-            j += 1;
-        }
-        parts.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
-        i = j + 1;
-    }
-    parts.join(",")
-}
-
-/// The text `pifork info` prints.
-pub fn info_text(info: &SystemInfo) -> String {
-    let (sysname, release, machine) = &info.kernel;
-    let pidfd = match &info.pidfd {
-        Ok(()) => "works".to_string(),
-        Err(why) => format!("unavailable ({why})"),
-    };
-    let path = match &info.pi_kernel {
-        Ok(path) => path.to_string(),
-        Err(why) => format!("none ({why})"),
-    };
-    let paths: Vec<&str> = info.kernels.iter().map(|p| p.as_str()).collect();
-    format!(
-        "pifork {}\nkernel: {sysname} {release} {machine}\npidfd: {pidfd}\ncpus: {} ({})\nbackend: {}\n\
-         pi kernel: {path} (version {}; this CPU runs {}; {} forces one)\n",
-        env!("CARGO_PKG_VERSION"),
-        info.cpus.len(),
-        format_cpu_list(&info.cpus),
-        info.backend.as_str(),
-        kernel::VERSION,
-        paths.join(", "),
-        kernel::ENV
-    )
-}
-
-/// The one-object JSON form of [`info_text`]; `pidfd` is `"works"` or why not, `pi_kernel` the
-/// path in use or null (with `pi_kernel_error` saying why).
-pub fn info_json(info: &SystemInfo) -> String {
-    use super::report::json_string;
-    let (sysname, release, machine) = &info.kernel;
-    let pidfd = match &info.pidfd {
-        Ok(()) => "works".to_string(),
-        Err(why) => why.clone(),
-    };
-    let (path, why) = match &info.pi_kernel {
-        Ok(path) => (json_string(path.as_str()), "null".to_string()),
-        Err(why) => ("null".to_string(), json_string(why)),
-    };
-    let cpus: Vec<String> = info.cpus.iter().map(usize::to_string).collect();
-    let paths: Vec<String> = info.kernels.iter().map(|p| json_string(p.as_str())).collect();
-    format!(
-        "{{\"version\":{},\"os\":{},\"release\":{},\"machine\":{},\"pidfd\":{},\
-         \"cpus\":[{}],\"backend\":{},\"pi_kernel\":{path},\"pi_kernel_error\":{why},\
-         \"kernel_version\":{},\"kernels\":[{}]}}",
-        json_string(env!("CARGO_PKG_VERSION")),
-        json_string(sysname),
-        json_string(release),
-        json_string(machine),
-        json_string(&pidfd),
-        cpus.join(","),
-        json_string(info.backend.as_str()),
-        kernel::VERSION,
-        paths.join(",")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists_are_compact() {
-        assert_eq!(format_cpu_list(&[0, 1, 2, 3]), "0-3");
-        assert_eq!(format_cpu_list(&[0, 2, 4, 5]), "0,2,4-5");
-        assert_eq!(format_cpu_list(&[]), "");
     }
 }

@@ -8,10 +8,11 @@
 //! pool, pace      pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
-//! bench, report   measurements; text and JSON reports; count parsing
-//! info, logging   `pifork info`; env_logger set up for a terminal or the journal
+//! bench           measurements: the kernel, the round trips, the scaling
+//! report/         the reports, text and JSON, one module per command; count parsing
+//! info, logging   `pifork info`'s facts; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
-//! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
+//! cluster         the ranks' shares of the plan and records of `pifork-mpi`
 //! ```
 //!
 //! The appliance runs on Linux: on other systems this crate is empty, and the `pifork` program
