@@ -5,10 +5,10 @@
 //! ```text
 //! pi, plan        the series: partial sums, remainder, chunks, combination
 //! kernel/         the division-free group sums, one module per instruction set
-//! pool, pace      pinned worker processes that sum chunks, as typed events; late workers
+//! pool/, pace     pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
-//! bench, report   measurements; text and JSON reports; count parsing
+//! bench/, report  measurements; text and JSON reports; count parsing
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
 //! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
@@ -16,7 +16,8 @@
 //!
 //! The appliance runs on Linux: on other systems this crate is empty, and the `pifork` program
 //! only serves the spawned children of the library's Windows backend. `unsafe` appears only in
-//! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`).
+//! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`) and in the
+//! bare fork the benchmark compares the start methods with (`bench/bare_fork.rs`).
 
 #![cfg(unix)]
 #![deny(unsafe_code)]
