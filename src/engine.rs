@@ -95,101 +95,164 @@ pub fn run_chunks(
     if let Some(&bad) = chunks.iter().find(|&&c| c >= plan.len()) {
         panic!("chunk {bad} is not in the plan of {} chunks", plan.len());
     }
-    let started = Instant::now();
     let spec = PoolSpec {
         workers: job.workers.clamp(1, chunks.len().max(1)),
         pin: job.pin,
         start: job.start,
         kernel: job.kernel,
     };
-    let mut pool = Pool::start(&spec, cancel)?;
-    let mut sums: Vec<Option<f64>> = vec![None; chunks.len()];
-    // Position k of `chunks` travels as the chunk's id through the pool. Chunks taken from a
-    // stuck worker are redone first.
-    let mut next = 0;
-    let mut redo: VecDeque<usize> = VecDeque::new();
-    let mut stuck: Vec<u32> = vec![0; chunks.len()];
-    let mut hand_out = |pool: &mut Pool, worker: usize, redo: &mut VecDeque<usize>| {
-        let position = redo.pop_front().or_else(|| (next < chunks.len()).then_some(next));
+    let mut run = Run::start(&spec, &plan, chunks, cancel)?;
+    let extra: Vec<BorrowedFd<'_>> = cancel.iter().map(|(fd, _)| *fd).collect();
+    while run.pool.busy() {
+        for event in run.pool.next_events(&extra, None)? {
+            run.handle(event)?;
+        }
+    }
+    let wall = run.started.elapsed();
+    let workers = run.pool.finish()?;
+    let sums = chunks
+        .iter()
+        .zip(run.sums)
+        .map(|(&c, s)| (c, s.expect("every chunk was reported")))
+        .collect();
+    Ok(ChunkReport { sums, wall, workers })
+}
+
+/// A run in progress: the pool, which chunks are left to hand out and which came back, and how
+/// far it has come. Position k of `chunks` travels as the chunk's id through the pool; chunks
+/// taken from a stuck worker are redone first. Dropping it (on an error) drops the pool, which
+/// terminates and reaps the workers.
+struct Run<'a> {
+    pool: Pool,
+    plan: &'a [(u64, u64)],
+    chunks: &'a [usize],
+    cancel: Option<Cancel<'a>>,
+    started: Instant,
+    /// The partial sum of each position, once reported.
+    sums: Vec<Option<f64>>,
+    /// The next position never handed out.
+    next: usize,
+    /// Positions taken from a stuck worker, to hand out before `next`.
+    redo: VecDeque<usize>,
+    /// How many times each position was taken from a stuck worker.
+    stuck: Vec<u32>,
+    progress: Progress,
+}
+
+impl<'a> Run<'a> {
+    /// Starts the pool the way `spec` says and gives every worker one chunk, then one more
+    /// queued behind it.
+    fn start(
+        spec: &PoolSpec,
+        plan: &'a [(u64, u64)],
+        chunks: &'a [usize],
+        cancel: Option<Cancel<'a>>,
+    ) -> Result<Run<'a>> {
+        let started = Instant::now();
+        let pool = Pool::start(spec, cancel)?;
+        let terms = chunks.iter().map(|&c| plan[c].1 - plan[c].0 + 1).sum();
+        let progress = Progress {
+            chunks_done: 0,
+            chunks: chunks.len(),
+            terms_done: 0,
+            terms,
+            elapsed: Duration::ZERO,
+        };
+        let (sums, stuck) = (vec![None; chunks.len()], vec![0; chunks.len()]);
+        let mut run = Run {
+            pool,
+            plan,
+            chunks,
+            cancel,
+            started,
+            sums,
+            next: 0,
+            redo: VecDeque::new(),
+            stuck,
+            progress,
+        };
+        for _ in 0..DEPTH {
+            for worker in 0..run.pool.len() {
+                run.hand_out(worker);
+            }
+        }
+        Ok(run)
+    }
+
+    /// Gives worker `worker` the next chunk, or retires it when none is left.
+    fn hand_out(&mut self, worker: usize) {
+        let position =
+            self.redo.pop_front().or_else(|| (self.next < self.chunks.len()).then_some(self.next));
         match position {
             Some(k) => {
-                pool.assign(worker, k, plan[chunks[k]]);
-                next = next.max(k + 1);
+                self.pool.assign(worker, k, self.plan[self.chunks[k]]);
+                self.next = self.next.max(k + 1);
             }
-            None => pool.retire(worker),
-        }
-    };
-    // Every worker gets one chunk, then one more queued behind it.
-    for _ in 0..DEPTH {
-        for worker in 0..pool.len() {
-            hand_out(&mut pool, worker, &mut redo);
+            None => self.pool.retire(worker),
         }
     }
-    let extra: Vec<BorrowedFd<'_>> = cancel.iter().map(|(fd, _)| *fd).collect();
-    let cancelled = || cancel.as_ref().and_then(|(_, on_cancel)| on_cancel());
-    let total: u64 = chunks.iter().map(|&c| plan[c].1 - plan[c].0 + 1).sum();
-    let mut progress = Progress {
-        chunks_done: 0,
-        chunks: chunks.len(),
-        terms_done: 0,
-        terms: total,
-        elapsed: Duration::ZERO,
-    };
-    while pool.busy() {
-        for event in pool.next_events(&extra, None)? {
-            match event {
-                Event::Reported { worker, chunk, sum } => {
-                    sums[chunk] = Some(sum);
-                    hand_out(&mut pool, worker, &mut redo);
-                    let (first, last) = plan[chunks[chunk]];
-                    progress.chunks_done += 1;
-                    progress.terms_done += last - first + 1;
-                    progress.elapsed = started.elapsed();
-                    notify_observer(&progress);
+
+    /// The interruption, if the cancel descriptor's signal arrived.
+    fn cancelled(&self) -> Option<Error> {
+        self.cancel.as_ref().and_then(|(_, on_cancel)| on_cancel())
+    }
+
+    /// Answers one event of the pool; an error ends the run.
+    fn handle(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Reported { worker, chunk, sum } => {
+                self.sums[chunk] = Some(sum);
+                self.hand_out(worker);
+                let (first, last) = self.plan[self.chunks[chunk]];
+                self.progress.chunks_done += 1;
+                self.progress.terms_done += last - first + 1;
+                self.progress.elapsed = self.started.elapsed();
+                notify_observer(&self.progress);
+            }
+            Event::Ended { worker, lost, error } => {
+                // Ctrl-C reaches the whole process group: a worker killed by the signal the
+                // parent caught too means the run was interrupted, not that it failed.
+                if let Some(err) = self.cancelled() {
+                    return Err(err);
                 }
-                Event::Ended { worker, lost, error } => {
-                    // Ctrl-C reaches the whole process group: a worker killed by the signal
-                    // the parent caught too means the run was interrupted, not that it failed.
-                    if let Some(err) = cancelled() {
-                        return Err(err);
-                    }
-                    let Error::WorkerStuck { pid, chunk, waited, expected, .. } = error else {
-                        return Err(error);
-                    };
-                    // The pool names a chunk by its position in `chunks`; say its plan index,
-                    // as the late line does.
-                    let error =
-                        Error::WorkerStuck { worker, pid, chunk: chunks[chunk], waited, expected };
-                    log::warn!("{error}; redoing its chunks on a new worker");
-                    for &k in lost.iter().rev() {
-                        stuck[k] += 1;
-                        if stuck[k] > MAX_STUCK {
-                            return Err(error);
-                        }
-                        redo.push_front(k);
-                    }
-                    pool.replace(worker)?;
-                    for _ in 0..DEPTH {
-                        hand_out(&mut pool, worker, &mut redo);
-                    }
-                }
-                Event::Late { worker, pid, chunk, waited, expected } => {
-                    log::warn!("{}", describe_late(worker, pid, chunks[chunk], waited, expected));
-                }
-                Event::Ready(_) => {
-                    if let Some(err) = cancelled() {
-                        log::debug!("cancelled: {err}");
-                        return Err(err); // dropping the pool terminates and reaps the workers
-                    }
+                self.redo_stuck(worker, &lost, error)?;
+            }
+            Event::Late { worker, pid, chunk, waited, expected } => {
+                log::warn!("{}", describe_late(worker, pid, self.chunks[chunk], waited, expected));
+            }
+            Event::Ready(_) => {
+                if let Some(err) = self.cancelled() {
+                    log::debug!("cancelled: {err}");
+                    return Err(err);
                 }
             }
         }
+        Ok(())
     }
-    let wall = started.elapsed();
-    let workers = pool.finish()?;
-    let sums =
-        chunks.iter().zip(sums).map(|(&c, s)| (c, s.expect("every chunk was reported"))).collect();
-    Ok(ChunkReport { sums, wall, workers })
+
+    /// Worker `worker` ended holding `lost` for `error`: a stuck worker's chunks are redone on
+    /// a fresh one (each at most [`MAX_STUCK`] times); any other end fails the run.
+    fn redo_stuck(&mut self, worker: usize, lost: &[usize], error: Error) -> Result<()> {
+        let Error::WorkerStuck { pid, chunk, waited, expected, .. } = error else {
+            return Err(error);
+        };
+        // The pool names a chunk by its position in `chunks`; say its plan index, as the late
+        // line does.
+        let error = Error::WorkerStuck { worker, pid, chunk: self.chunks[chunk], waited, expected };
+        log::warn!("{error}; redoing its chunks on a new worker");
+        for &k in lost.iter().rev() {
+            self.stuck[k] += 1;
+            if self.stuck[k] > MAX_STUCK {
+                return Err(error);
+            }
+            self.redo.push_front(k);
+        }
+        self.pool.replace(worker)?;
+        for _ in 0..DEPTH {
+            self.hand_out(worker);
+        }
+        Ok(())
+    }
 }
 
 /// How far a run has come, as told to the observer after every reported chunk.

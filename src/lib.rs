@@ -1,14 +1,15 @@
-//! pifork-pi, the pi appliance, built only on the public API of the `pifork` library: the Leibniz kernel and the chunk
-//! plan, a pool of pinned worker processes, the engine and the race on top of it, the systemd
-//! service with its durable state, the benchmarks, and the reports the `pifork` program prints.
+//! pifork-pi, the pi appliance, built only on the public API of the `pifork` library: the
+//! Leibniz kernel and the chunk plan, a pool of pinned worker processes, the engine and the race
+//! on top of it, the systemd service with its durable state, the benchmarks, and the reports the
+//! `pifork` program prints.
 //!
 //! ```text
 //! pi, plan        the series: partial sums, remainder, chunks, combination
 //! kernel/         the division-free group sums, one module per instruction set
-//! pool, pace      pinned worker processes that sum chunks, as typed events; late workers
+//! pool/, pace     pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
-//! bench           measurements: the kernel, the round trips, the scaling
+//! bench/          measurements: the kernel, the round trips, the scaling
 //! report/         the reports, text and JSON, one module per command; count parsing
 //! info, logging   `pifork info`'s facts; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
@@ -17,7 +18,8 @@
 //!
 //! The appliance runs on Linux: on other systems this crate is empty, and the `pifork` program
 //! only serves the spawned children of the library's Windows backend. `unsafe` appears only in
-//! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`).
+//! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`) and in the
+//! bare fork the benchmark compares the start methods with (`bench/bare_fork.rs`).
 
 #![cfg(unix)]
 #![deny(unsafe_code)]

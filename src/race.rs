@@ -75,77 +75,118 @@ pub fn race(
     cancel: Option<Cancel<'_>>,
 ) -> Result<RaceReport> {
     let sizes = work_sizes(workers, seed, max_terms);
-    let cpus = available_cpus();
-    let mut sup: Supervisor<f64> = Supervisor::new();
-    let start = Instant::now();
-    for (i, &terms) in sizes.iter().enumerate() {
-        let p = Process::entry(PARTIAL_SUM_ENTRY, &(1u64, terms))
-            .start_method(method)
-            .name(format!("runner-{i}"))
-            .daemon(true)
-            .cpus([cpus[i % cpus.len()]]);
-        sup.start(p)?;
+    let mut race = Race::start(method, &sizes, cancel)?;
+    while !race.over(join_all) {
+        let ready = race.wait()?;
+        let now = race.start.elapsed();
+        for source in ready {
+            race.on_ready(source, now)?;
+        }
     }
-    let mut finished: Vec<Option<Duration>> = vec![None; workers];
-    let mut winner = None;
-    loop {
-        let running: Vec<usize> = (0..workers).filter(|&i| finished[i].is_none()).collect();
-        if running.is_empty() || (winner.is_some() && !join_all) {
-            break;
+    race.finish(seed, &sizes)
+}
+
+/// Which descriptor of the race a wait was on.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The sentinel of runner i: it ended.
+    Runner(usize),
+    /// The cancel descriptor: a signal arrived.
+    Cancel,
+}
+
+/// A race in progress: the runners, when each finished, and the first to.
+struct Race<'a> {
+    sup: Supervisor<f64>,
+    start: Instant,
+    finished: Vec<Option<Duration>>,
+    winner: Option<usize>,
+    cancel: Option<Cancel<'a>>,
+}
+
+impl<'a> Race<'a> {
+    /// Starts one runner per work size, started with `method`, each pinned to a CPU in turn.
+    fn start(method: StartMethod, sizes: &[u64], cancel: Option<Cancel<'a>>) -> Result<Race<'a>> {
+        let cpus = available_cpus();
+        let mut sup: Supervisor<f64> = Supervisor::new();
+        let start = Instant::now();
+        for (i, &terms) in sizes.iter().enumerate() {
+            let p = Process::entry(PARTIAL_SUM_ENTRY, &(1u64, terms))
+                .start_method(method)
+                .name(format!("runner-{i}"))
+                .daemon(true)
+                .cpus([cpus[i % cpus.len()]]);
+            sup.start(p)?;
         }
-        // Each descriptor waited on, with what its readiness means.
-        let procs = sup.processes();
-        let mut watched: Vec<(Option<usize>, pifork::Sentinel<'_>)> = Vec::new();
-        for &i in &running {
-            watched.push((Some(i), procs[i].sentinel()?));
+        Ok(Race { sup, start, finished: vec![None; sizes.len()], winner: None, cancel })
+    }
+
+    /// True once every runner finished, or one did and the rest need not be waited for.
+    fn over(&self, join_all: bool) -> bool {
+        self.finished.iter().all(Option::is_some) || (self.winner.is_some() && !join_all)
+    }
+
+    /// Waits until a runner still running ends or the cancel descriptor is ready.
+    fn wait(&self) -> Result<Vec<Source>> {
+        let procs = self.sup.processes();
+        let mut watched: Vec<(Source, pifork::Sentinel<'_>)> = Vec::new();
+        for i in (0..self.finished.len()).filter(|&i| self.finished[i].is_none()) {
+            watched.push((Source::Runner(i), procs[i].sentinel()?));
         }
-        if let Some((fd, _)) = &cancel {
-            watched.push((None, *fd));
+        if let Some((fd, _)) = &self.cancel {
+            watched.push((Source::Cancel, *fd));
         }
         let fds: Vec<_> = watched.iter().map(|&(_, fd)| fd).collect();
-        let ready: Vec<Option<usize>> =
-            wait(&fds, None)?.into_iter().map(|k| watched[k].0).collect();
-        let now = start.elapsed();
-        for runner in ready {
-            match runner {
-                Some(i) => {
-                    let p = &mut sup.processes_mut()[i];
-                    p.join()?;
-                    let exitcode = p.exitcode()?.unwrap_or(ExitCode::Signaled(9));
-                    if !exitcode.success() {
-                        // Ctrl-C reaches the runners too: then the race was interrupted.
-                        if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
-                            return Err(err);
-                        }
-                        let pid = p.pid()?.map_or(0, |pid| pid.as_raw());
-                        return Err(Error::WorkerDied { worker: i, pid, exitcode, panic: None });
-                    }
-                    finished[i] = Some(now);
-                    winner.get_or_insert(i);
-                    log::debug!("runner-{i} finished after {now:?}");
-                }
-                None => {
-                    if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
-                        return Err(err);
-                    }
-                }
-            }
-        }
+        Ok(wait(&fds, None)?.into_iter().map(|k| watched[k].0).collect())
     }
-    // The losers: terminated (not joined) unless asked to join all.
-    sup.terminate_all()?;
-    let mut runners = Vec::with_capacity(workers);
-    for (i, p) in sup.processes_mut().iter_mut().enumerate() {
+
+    /// Answers a ready `source`, `now` into the race: a runner that ended is joined and, if it
+    /// succeeded, finished (the first one wins); one that failed ends the race, as does a
+    /// signal.
+    fn on_ready(&mut self, source: Source, now: Duration) -> Result<()> {
+        let Source::Runner(i) = source else {
+            return check(self.cancel);
+        };
+        let p = &mut self.sup.processes_mut()[i];
         p.join()?;
-        runners.push(Runner {
-            index: i,
-            pid: p.pid()?.map_or(0, |pid| pid.as_raw()),
-            terms: sizes[i],
-            exitcode: p.exitcode()?.expect("joined"),
-            finished: finished[i],
-        });
+        let exitcode = p.exitcode()?.unwrap_or(ExitCode::Signaled(9));
+        if !exitcode.success() {
+            // Ctrl-C reaches the runners too: then the race was interrupted.
+            check(self.cancel)?;
+            let pid = p.pid()?.map_or(0, |pid| pid.as_raw());
+            return Err(Error::WorkerDied { worker: i, pid, exitcode, panic: None });
+        }
+        self.finished[i] = Some(now);
+        self.winner.get_or_insert(i);
+        log::debug!("runner-{i} finished after {now:?}");
+        Ok(())
     }
-    Ok(RaceReport { seed, winner: winner.expect("at least one runner finished"), runners })
+
+    /// Ends the race: the losers are terminated (not joined) unless all were joined, then
+    /// every runner is reaped and reported.
+    fn finish(mut self, seed: u64, sizes: &[u64]) -> Result<RaceReport> {
+        self.sup.terminate_all()?;
+        let mut runners = Vec::with_capacity(sizes.len());
+        for (i, p) in self.sup.processes_mut().iter_mut().enumerate() {
+            p.join()?;
+            runners.push(Runner {
+                index: i,
+                pid: p.pid()?.map_or(0, |pid| pid.as_raw()),
+                terms: sizes[i],
+                exitcode: p.exitcode()?.expect("joined"),
+                finished: self.finished[i],
+            });
+        }
+        Ok(RaceReport { seed, winner: self.winner.expect("at least one runner finished"), runners })
+    }
+}
+
+/// Ends the race if `cancel` says so (a signal arrived).
+fn check(cancel: Option<Cancel<'_>>) -> Result<()> {
+    match cancel.and_then(|(_, on_cancel)| on_cancel()) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -83,11 +83,3 @@ pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
 pub use sys::{RawInherit, Sentinel};
 pub use wait::wait;
-
-/// One bare round trip: `fork`, `_exit(0)` in the child at once, `waitpid` in the parent —
-/// what a fork costs with nothing around it, the reference the benchmarks compare with.
-#[cfg(unix)]
-#[doc(hidden)]
-pub fn bare_fork_round_trip() -> Result<()> {
-    sys::bare_fork_round_trip().map_err(Error::sys("fork"))
-}

@@ -25,17 +25,6 @@ pub unsafe fn fork() -> Result<ForkResult, Errno> {
     unsafe { nix::unistd::fork() }
 }
 
-/// One bare round trip: `fork`, `_exit(0)` in the child at once, `waitpid` in the parent.
-/// What a fork costs on this machine with nothing else around it (the benchmark's reference).
-pub fn bare_fork_round_trip() -> Result<(), Errno> {
-    // SAFETY: the child calls only `_exit`, which is async-signal-safe, so this is sound even
-    // in a multi-threaded process.
-    match unsafe { fork() }? {
-        ForkResult::Child => exit_now(0),
-        ForkResult::Parent { child } => waitpid(child, true).map(drop),
-    }
-}
-
 /// `pidfd_open(2)`: a file descriptor referring to process `pid` (Linux >= 5.3). The kernel
 /// always sets close-on-exec on it (the call accepts no `O_CLOEXEC` flag).
 pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {

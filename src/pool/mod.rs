@@ -3,88 +3,37 @@
 //! ended, an extra descriptor was ready, a worker is late), replace a dead worker and learn which
 //! chunks it lost. A worker whose chunk is far overdue (stopped, hung) is ended like a dead one.
 //! The engine and the service keep only their own policy on top of it.
+//!
+//! ```text
+//! mod.rs      the pool: starting workers, handing out chunks, events, late and stuck workers
+//! event.rs    what it reports: the events, the late line, each worker's share of a run
+//! worker.rs   one worker: the loop its process runs, its entry, the parent's handle on it
+//! limits.rs   how many workers: the cap per CPU, the descriptor and process limits
+//! ```
 
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+mod event;
+mod limits;
+mod worker;
+
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
 use super::pace::{Lateness, Pace};
-use super::pi;
-use pifork::{ExitCode, Process, Receiver, Sender, StartMethod, available_cpus, channel, wait};
+use pifork::{StartMethod, available_cpus, wait};
+use worker::Worker;
+
+pub use event::{Event, WorkerReport, describe_late};
+pub use limits::{WORKERS_PER_CPU, make_room, worker_bound};
+pub use worker::{Kernel, WORKER_ENTRY, register_entries};
 
 /// A descriptor to watch beside the workers and what it means once ready: `None` to carry on,
 /// or the error that ends the run (the workers are then terminated and reaped).
 pub type Cancel<'a> = (BorrowedFd<'a>, &'a dyn Fn() -> Option<Error>);
 
-/// Workers per available CPU beyond which more only slow the pool down: the parent, one
-/// process among them all, gets its share of the CPUs to notice a signal and stop them (on
-/// 2 CPUs: stopped in 0.01 s with 8 workers, 0.5 s with 128, 3.8 s with 1000).
-pub const WORKERS_PER_CPU: usize = 64;
-
-/// The most workers worth starting here: [`WORKERS_PER_CPU`] per available CPU.
-pub fn worker_bound() -> usize {
-    WORKERS_PER_CPU * available_cpus().len().max(1)
-}
-
-/// Descriptors the parent holds per worker (two channel ends, the sentinel, the result pipe),
-/// with room for those in transit while one starts.
-const FDS_PER_WORKER: u64 = 6;
-
-/// Descriptors kept for everything else (standard streams, signal pipe, state, fork server).
-const FDS_BESIDES: u64 = 64;
-
-/// Makes room for `workers` worker processes: raises the soft `RLIMIT_NOFILE` toward the hard
-/// limit if their descriptors need it (waits use `poll`, so high numbers are fine), and checks
-/// `RLIMIT_NPROC`. Errors with what is missing and how to raise it.
-pub fn make_room(workers: usize) -> Result<()> {
-    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit, setrlimit};
-    let need = FDS_BESIDES + FDS_PER_WORKER * workers as u64;
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < need
-    {
-        if hard >= need && setrlimit(Resource::RLIMIT_NOFILE, need, hard).is_ok() {
-            log::debug!("raised RLIMIT_NOFILE from {soft} to {need} for {workers} workers");
-        } else {
-            return Err(Error::TooManyWorkers {
-                workers,
-                limit: "RLIMIT_NOFILE",
-                need,
-                have: hard,
-            });
-        }
-    }
-    // Root is not held to RLIMIT_NPROC; anyone else counts every process of the user.
-    if let Ok((soft, _)) = getrlimit(Resource::RLIMIT_NPROC)
-        && soft != RLIM_INFINITY
-        && !nix::unistd::geteuid().is_root()
-        && soft < workers as u64 + 16
-    {
-        let need = workers as u64 + 16;
-        return Err(Error::TooManyWorkers { workers, limit: "RLIMIT_NPROC", need, have: soft });
-    }
-    Ok(())
-}
-
-/// A function summing terms `m..=n` (the pi kernel, or a stand-in in tests).
-pub type Kernel = fn(u64, u64) -> f64;
-
 /// Chunks a worker holds at once: the one it computes and one queued behind it, so that it
 /// never waits for the parent between chunks.
 pub const DEPTH: usize = 2;
-
-/// The entry point of a worker started by spawn or forkserver: its arguments are the numbers
-/// of its inherited task and result descriptors.
-pub const WORKER_ENTRY: &str = "pifork.pi-worker";
-
-/// Registers the worker's entry point (from `main`, before `main_guard`).
-pub fn register_entries() {
-    pifork::register(WORKER_ENTRY, |(tasks, results): (i32, i32)| {
-        let tasks = Receiver::from_inherited(tasks).expect("task channel");
-        let results = Sender::from_inherited(results).expect("result channel");
-        worker_loop(tasks, results, pi::partial_sum)
-    });
-}
 
 /// How the pool's workers are started.
 #[derive(Debug, Clone)]
@@ -98,190 +47,6 @@ pub struct PoolSpec {
     /// A stand-in for the Leibniz kernel (fork only: a function cannot travel to a spawned
     /// process). Used by tests.
     pub kernel: Option<Kernel>,
-}
-
-/// What a worker returns when its task channel closes: (chunks, terms, busy ns, cpu or
-/// `u64::MAX`).
-type Summary = (u64, u64, u64, u64);
-
-/// A worker's life: take `(first, last)` tasks until the channel closes, answer each with
-/// `(sum, ns)`.
-fn worker_loop(
-    tasks: Receiver<(u64, u64)>,
-    results: Sender<(f64, u64)>,
-    kernel: Kernel,
-) -> Summary {
-    // A SIGHUP meant for the service (`systemctl kill -s HUP` reaches every process of the
-    // unit) must not end its workers: the supervisor alone answers it.
-    let _ = pifork::signals::ignore(&[signal_hook::consts::SIGHUP]);
-    let (mut chunks, mut terms, mut busy) = (0u64, 0u64, 0u64);
-    while let Some((m, n)) = tasks.recv().expect("task channel") {
-        let start = Instant::now();
-        let sum = kernel(m, n);
-        let ns = start.elapsed().as_nanos() as u64;
-        results.send(&(sum, ns)).expect("result channel");
-        chunks += 1;
-        terms += n - m + 1;
-        busy += ns;
-    }
-    let cpu = nix::sched::sched_getcpu().map_or(u64::MAX, |c| c as u64);
-    (chunks, terms, busy, cpu)
-}
-
-/// One worker's share of a run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerReport {
-    /// Index 0..W.
-    pub index: usize,
-    /// Its pid.
-    pub pid: i32,
-    /// The CPU it was pinned to (None with `--no-pin`).
-    pub pinned: Option<usize>,
-    /// The CPU it was last seen running on.
-    pub cpu: Option<usize>,
-    /// Chunks it computed.
-    pub chunks: u64,
-    /// Terms it computed.
-    pub terms: u64,
-    /// Time it spent computing.
-    pub busy: Duration,
-}
-
-/// Something that happened in the pool.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// Worker `worker` reported the sum of chunk `chunk`.
-    Reported {
-        /// The worker's index.
-        worker: usize,
-        /// The chunk's index (as given to [`Pool::assign`]).
-        chunk: usize,
-        /// Its partial sum.
-        sum: f64,
-    },
-    /// Worker `worker` ended holding `lost` chunks (oldest first): it is reaped, and the slot
-    /// is empty until [`Pool::replace`].
-    Ended {
-        /// The worker's index.
-        worker: usize,
-        /// The chunks it held.
-        lost: Vec<usize>,
-        /// How it ended.
-        error: Error,
-    },
-    /// The extra descriptor with this index was ready.
-    Ready(usize),
-    /// Worker `worker` has held chunk `chunk` for `waited`, far beyond the `expected` time
-    /// (reported once per chunk). Much later it is ended as stuck.
-    Late {
-        /// The worker's index.
-        worker: usize,
-        /// Its pid.
-        pid: i32,
-        /// The chunk it holds.
-        chunk: usize,
-        /// How long it has held it.
-        waited: Duration,
-        /// How long a chunk of that size takes at the recent pace.
-        expected: Duration,
-    },
-}
-
-/// The line that reports [`Event::Late`]: which worker holds which chunk, for how long, and
-/// how long chunks take.
-pub fn describe_late(
-    worker: usize,
-    pid: i32,
-    chunk: usize,
-    waited: Duration,
-    expected: Duration,
-) -> String {
-    format!(
-        "worker {worker} (pid {pid}) has held chunk {chunk} for {:.1} s; chunks take about {:.3} s",
-        waited.as_secs_f64(),
-        expected.as_secs_f64()
-    )
-}
-
-/// One worker process and its two channels.
-struct Worker {
-    process: Process<Summary>,
-    tasks: Option<Sender<(u64, u64)>>,
-    results: Receiver<(f64, u64)>,
-    /// Chunks handed to this worker and not yet reported, oldest first, with their sizes in
-    /// terms.
-    in_flight: VecDeque<(usize, u64)>,
-    /// When the worker began the oldest of them (when it was handed out to an idle worker,
-    /// or when the one before it was reported), and whether it was reported late already.
-    front: Option<(Instant, bool)>,
-    pinned: Option<usize>,
-}
-
-impl Worker {
-    /// Starts worker `index`, pinned to `pinned`, the way `spec` says.
-    fn start(index: usize, pinned: Option<usize>, spec: &PoolSpec) -> Result<Worker> {
-        let (task_tx, task_rx) = channel::<(u64, u64)>()?;
-        let (result_tx, result_rx) = channel::<(f64, u64)>()?;
-        let keep = [task_rx.as_raw_fd(), result_tx.as_raw_fd()];
-        // With spawn and forkserver the child's ends travel as inherited descriptors, under
-        // the same numbers; the parent's copies are closed once the child has started.
-        let mut child_ends = None;
-        let process = match (spec.start, spec.kernel) {
-            (StartMethod::Fork, kernel) => {
-                let kernel = kernel.unwrap_or(pi::partial_sum);
-                // The closure owns the child's ends: dropped in the parent at start().
-                Process::new(move || worker_loop(task_rx, result_tx, kernel))
-            }
-            (method, None) => {
-                child_ends = Some((task_rx, result_tx));
-                Process::entry(WORKER_ENTRY, &(keep[0], keep[1])).start_method(method)
-            }
-            (method, Some(_)) => {
-                return Err(pifork::Error::NeedsEntry { method: method.as_str() }.into());
-            }
-        };
-        let mut process = process.name(format!("worker-{index}")).daemon(true).inherit_fds(keep);
-        if let Some(cpu) = pinned {
-            process = process.cpus([cpu]);
-        }
-        process.start()?;
-        drop(child_ends);
-        Ok(Worker {
-            process,
-            tasks: Some(task_tx),
-            results: result_rx,
-            in_flight: VecDeque::new(),
-            front: None,
-            pinned,
-        })
-    }
-
-    /// Reaps a worker that ended (or is ending) before its work was done, and says how.
-    fn pid(&self) -> i32 {
-        self.process.pid().ok().flatten().map_or(0, |p| p.as_raw())
-    }
-
-    /// The chunk it holds, its size and since when, if any.
-    fn current(&self) -> Option<(usize, u64, Instant, bool)> {
-        let (since, warned) = self.front?;
-        let &(chunk, terms) = self.in_flight.front()?;
-        Some((chunk, terms, since, warned))
-    }
-
-    fn died(&mut self, index: usize) -> Error {
-        let pid = self.pid();
-        // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
-        // finish (so a panic message arrives whole), then make sure.
-        if !matches!(self.process.join_timeout(Duration::from_secs(1)), Ok(true)) {
-            let _ = self.process.kill();
-        }
-        let panic = match self.process.result() {
-            Err(pifork::Error::ChildPanicked { message, .. }) => Some(message),
-            _ => None,
-        };
-        let exitcode = self.process.exitcode().ok().flatten().unwrap_or(ExitCode::Signaled(9));
-        Error::WorkerDied { worker: index, pid, exitcode, panic }
-    }
 }
 
 /// Which descriptor of the pool a wait was on.
@@ -337,16 +102,6 @@ impl Pool {
     /// True for a pool without workers (never, once started).
     pub fn is_empty(&self) -> bool {
         self.workers.is_empty()
-    }
-
-    /// Chunks worker `worker` holds (assigned, not reported).
-    pub fn in_flight(&self, worker: usize) -> usize {
-        self.workers[worker].in_flight.len()
-    }
-
-    /// True while worker `worker` holds fewer than [`DEPTH`] chunks.
-    pub fn has_room(&self, worker: usize) -> bool {
-        self.in_flight(worker) < DEPTH && self.workers[worker].tasks.is_some()
     }
 
     /// True while some worker holds a chunk.
