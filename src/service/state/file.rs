@@ -8,7 +8,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StateError;
+use super::error::StateError;
+
+/// The state file's name inside the state directory.
+pub const FILE: &str = "state";
 
 /// How many temporary names a write tries (`state.tmp.0` to `state.tmp.7`): a name that
 /// exists, whatever it is, is skipped, never opened.

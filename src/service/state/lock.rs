@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::FcntlArg;
 
-use super::file::{self, open_regular};
-use super::{FILE, StateError};
+use super::error::StateError;
+use super::file::{self, FILE, open_regular};
 
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
