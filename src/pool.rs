@@ -148,7 +148,7 @@ pub struct WorkerReport {
 }
 
 /// Something that happened in the pool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Event {
     /// Worker `worker` reported the sum of chunk `chunk`.
     Reported {
@@ -269,7 +269,7 @@ impl Worker {
     }
 
     fn died(&mut self, index: usize) -> Error {
-        let pid = self.pid();
+        let pid = self.process.pid().ok().flatten();
         // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
         // finish (so a panic message arrives whole), then make sure.
         if !matches!(self.process.join_timeout(Duration::from_secs(1)), Ok(true)) {
@@ -466,7 +466,7 @@ impl Pool {
                 }
                 Lateness::Stuck => {
                     let w = &mut self.workers[i];
-                    let pid = w.pid();
+                    let pid = w.process.pid().ok().flatten();
                     let _ = w.process.kill();
                     let _ = w.process.join();
                     let error = Error::WorkerStuck { worker: i, pid, chunk, waited, expected };

@@ -117,7 +117,7 @@ pub fn race(
                         if let Some(err) = cancel.as_ref().and_then(|(_, on_cancel)| on_cancel()) {
                             return Err(err);
                         }
-                        let pid = p.pid()?.map_or(0, |pid| pid.as_raw());
+                        let pid = p.pid()?;
                         return Err(Error::WorkerDied { worker: i, pid, exitcode, panic: None });
                     }
                     finished[i] = Some(now);

@@ -137,7 +137,7 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
 }
 
 fn state_error(dir: &Path, op: &'static str, e: std::io::Error) -> Error {
-    Error::State(StateError::Io { path: dir.to_path_buf(), op, reason: e.to_string() })
+    Error::State(StateError::Io { path: dir.to_path_buf(), op, source: e })
 }
 
 /// What the service's loop keeps between wake-ups: when the watchdog, STATUS= and the

@@ -1,6 +1,7 @@
 //! What can be wrong with a state directory or its file, and the one line that says so.
 
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 
 use super::version::MAGIC;
@@ -8,7 +9,7 @@ use crate::kernel;
 use crate::plan::MAX_CHUNKS;
 
 /// What can be wrong with a state directory or file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum StateError {
     /// The file cannot be read as a state file.
     Corrupt {
@@ -89,8 +90,39 @@ pub enum StateError {
         path: PathBuf,
         /// What was being done.
         op: &'static str,
-        /// The OS error text.
-        reason: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing or syncing the new file failed: the file it was to replace is as it was.
+    NotReplaced {
+        /// The new (temporary) file, removed again.
+        path: PathBuf,
+        /// What was being done: `write` or `sync`.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+        /// The file left as it was.
+        kept: PathBuf,
+    },
+    /// Every temporary name for a new file is taken by something that is not pifork's file.
+    NoTempName {
+        /// The first temporary name.
+        first: PathBuf,
+        /// The last one, without its directory.
+        last: String,
+        /// How many names were tried.
+        names: usize,
+    },
+    /// There is no state file: `pifork serve` has not run with this directory.
+    NoState {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The state file is private to the service, and the service's published status could
+    /// not be read either.
+    Private {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -117,15 +149,11 @@ impl fmt::Display for StateError {
                 path.display(),
                 kernel::VERSION
             ),
-            StateError::OtherParameters { path, found, wanted } => write!(
+            StateError::OtherParameters { path, found: (terms, chunk), wanted: (t, c) } => write!(
                 f,
-                "state file {} is for --terms {} --chunk {}, not --terms {} --chunk {}; left \
-                 untouched (use another --state-dir or the same parameters)",
-                path.display(),
-                found.0,
-                found.1,
-                wanted.0,
-                wanted.1
+                "state file {} is for --terms {terms} --chunk {chunk}, not --terms {t} --chunk \
+                 {c}; left untouched (use another --state-dir or the same parameters)",
+                path.display()
             ),
             StateError::NotRegular { path, kind } => write!(
                 f,
@@ -139,16 +167,13 @@ impl fmt::Display for StateError {
                  untouched",
                 path.display()
             ),
-            StateError::Busy { dir, pid } => {
-                let holder =
-                    pid.map_or_else(|| "another process".to_string(), |p| format!("pid {p}"));
-                write!(
-                    f,
-                    "state directory {} is in use by another pifork serve ({holder}); stop it \
-                     or use another --state-dir",
-                    dir.display()
-                )
-            }
+            StateError::Busy { dir, pid } => write!(
+                f,
+                "state directory {} is in use by another pifork serve ({}); stop it or use \
+                 another --state-dir",
+                dir.display(),
+                pid.map_or_else(|| "another process".to_string(), |p| format!("pid {p}"))
+            ),
             StateError::EmptyDir => write!(f, "the state directory must not be an empty path"),
             StateError::TooManyChunks { terms, chunk } => write!(
                 f,
@@ -162,11 +187,108 @@ impl fmt::Display for StateError {
                 "the partial sum {sum:e} of chunk {chunk} is not the series' ({expected:e}); not \
                  recorded"
             ),
-            StateError::Io { path, op, reason } => {
-                write!(f, "cannot {op} {}: {reason}", path.display())
+            StateError::Io { path, op, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())
             }
+            StateError::NotReplaced { path, op, source, kept } => {
+                let (path, kept) = (path.display(), kept.display());
+                write!(f, "cannot {op} {path}: {source}; {kept} is left as it was")
+            }
+            StateError::NoTempName { first, last, names } => write!(
+                f,
+                "cannot write {}: all {names} temporary names up to {last} exist and are not \
+                 pifork's files",
+                first.display()
+            ),
+            StateError::NoState { path } => write!(
+                f,
+                "cannot read {}: no such file: pifork serve has not run with this state directory",
+                path.display()
+            ),
+            StateError::Private { path } => write!(
+                f,
+                "cannot read {}: permission denied: the state is private to the service; run \
+                 `sudo pifork status`",
+                path.display()
+            ),
         }
     }
 }
 
-impl std::error::Error for StateError {}
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StateError::Io { source, .. } | StateError::NotReplaced { source, .. } => Some(source),
+            StateError::Corrupt { .. }
+            | StateError::OtherVersion { .. }
+            | StateError::OtherKernel { .. }
+            | StateError::OtherParameters { .. }
+            | StateError::NotRegular { .. }
+            | StateError::TooLarge { .. }
+            | StateError::Busy { .. }
+            | StateError::EmptyDir
+            | StateError::TooManyChunks { .. }
+            | StateError::Implausible { .. }
+            | StateError::NoTempName { .. }
+            | StateError::NoState { .. }
+            | StateError::Private { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_os_error_is_kept_as_the_source_and_said_as_before() {
+        let enospc = || io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = StateError::NotReplaced {
+            path: "d/state.tmp.0".into(),
+            op: "sync",
+            source: enospc(),
+            kept: "d/state".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("cannot sync d/state.tmp.0: {}; d/state is left as it was", enospc())
+        );
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.and_then(io::Error::raw_os_error), Some(libc::ENOSPC));
+        let e = StateError::Io { path: "d".into(), op: "create", source: enospc() };
+        assert_eq!(e.to_string(), format!("cannot create d: {}", enospc()));
+        assert!(e.source().is_some_and(|s| s.is::<io::Error>()));
+    }
+
+    #[test]
+    fn what_is_not_an_os_error_has_no_source() {
+        let cases = [
+            (
+                StateError::NoTempName {
+                    first: "d/state.tmp.0".into(),
+                    last: "state.tmp.7".into(),
+                    names: 8,
+                },
+                "cannot write d/state.tmp.0: all 8 temporary names up to state.tmp.7 exist and \
+                 are not pifork's files",
+            ),
+            (
+                StateError::NoState { path: "d/state".into() },
+                "cannot read d/state: no such file: pifork serve has not run with this state \
+                 directory",
+            ),
+            (
+                StateError::Private { path: "d/state".into() },
+                "cannot read d/state: permission denied: the state is private to the service; \
+                 run `sudo pifork status`",
+            ),
+            (StateError::EmptyDir, "the state directory must not be an empty path"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            assert!(e.source().is_none(), "{e:?}");
+        }
+    }
+}

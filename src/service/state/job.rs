@@ -114,7 +114,7 @@ pub(super) mod tests {
     #[test]
     fn record_takes_only_the_series_sums() {
         let mut s = State::new(10, 4);
-        assert_eq!(s.record(1, pi::partial_sum(5, 8)), Ok(()));
+        assert!(matches!(s.record(1, pi::partial_sum(5, 8)), Ok(())));
         for (chunk, sum) in [(0, f64::NAN), (0, 0.0), (0, pi::partial_sum(5, 8)), (3, 1.0)] {
             assert!(matches!(s.record(chunk, sum), Err(StateError::Implausible { .. })));
         }
@@ -125,9 +125,12 @@ pub(super) mod tests {
 
     #[test]
     fn too_many_chunks_are_refused_with_a_chunk_that_fits() {
-        assert_eq!(check_job(1_000_000, 1), Ok(()));
+        assert!(matches!(check_job(1_000_000, 1), Ok(())));
         let e = check_job(1_000_000_000_000, 1).unwrap_err();
-        assert_eq!(e, StateError::TooManyChunks { terms: 1_000_000_000_000, chunk: 1 });
+        assert!(
+            matches!(e, StateError::TooManyChunks { terms: 1_000_000_000_000, chunk: 1 }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("use --chunk 1000000 or more"), "{e}");
         assert!(check_job(MAX_TERMS, 1 << 30).is_err() && check_job(MAX_TERMS, 1 << 31).is_ok());
         assert!(check_job(5, 0).is_err());
