@@ -3,10 +3,10 @@
 use std::fmt;
 
 use super::service::state::StateError;
-use pifork::{ExitCode, signal_name};
+use pifork::{ExitCode, Pid, signal_name};
 
 /// Everything that can stop a `pifork` command.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Error {
     /// The process library failed.
     Process(pifork::Error),
@@ -14,8 +14,8 @@ pub enum Error {
     WorkerDied {
         /// The worker's index.
         worker: usize,
-        /// Its pid.
-        pid: i32,
+        /// Its pid (None if it was never started).
+        pid: Option<Pid>,
         /// How it ended.
         exitcode: ExitCode,
         /// Its panic message, if it panicked.
@@ -25,8 +25,8 @@ pub enum Error {
     WorkerStuck {
         /// The worker's index.
         worker: usize,
-        /// Its pid.
-        pid: i32,
+        /// Its pid (None if it was never started).
+        pid: Option<Pid>,
         /// The chunk it held.
         chunk: usize,
         /// How long it had held it.
@@ -90,7 +90,7 @@ impl fmt::Display for Error {
         match self {
             Error::Process(e) => e.fmt(f),
             Error::WorkerDied { worker, pid, exitcode, panic } => {
-                write!(f, "worker {worker} (pid {pid}) died with exit code {exitcode}")?;
+                write!(f, "worker {} died with exit code {exitcode}", Worker(*worker, *pid))?;
                 match panic {
                     Some(message) => write!(f, ": panicked: {message}"),
                     None => Ok(()),
@@ -98,8 +98,9 @@ impl fmt::Display for Error {
             }
             Error::WorkerStuck { worker, pid, chunk, waited, expected } => write!(
                 f,
-                "worker {worker} (pid {pid}) held chunk {chunk} for {:.1} s (chunks take about \
-                 {:.3} s): stopped or hung, killed",
+                "worker {} held chunk {chunk} for {:.1} s (chunks take about {:.3} s): stopped \
+                 or hung, killed",
+                Worker(*worker, *pid),
                 waited.as_secs_f64(),
                 expected.as_secs_f64()
             ),
@@ -140,5 +141,62 @@ impl std::error::Error for Error {
             | Error::TooManyWorkers { .. }
             | Error::Interrupted { .. } => None,
         }
+    }
+}
+
+/// A worker in a message: its index and, if known, its pid (`3 (pid 1234)`).
+struct Worker(usize, Option<Pid>);
+
+impl fmt::Display for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(pid) => write!(f, "{} (pid {pid})", self.0),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_state_directory_failure_keeps_its_os_error_down_the_chain() {
+        let state = StateError::Io {
+            path: "/var/lib/pifork".into(),
+            op: "create",
+            source: io::Error::from_raw_os_error(libc::EROFS),
+        };
+        let e = Error::from(state);
+        assert!(e.to_string().starts_with("cannot create /var/lib/pifork: "), "{e}");
+        let os = e.source().and_then(|s| s.source()).and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(os.and_then(io::Error::raw_os_error), Some(libc::EROFS));
+        let failed = Error::ServiceFailed { chunk: 3, tries: 4, last: Box::new(e) };
+        assert!(failed.source().is_some_and(|s| s.is::<Error>()));
+    }
+
+    #[test]
+    fn a_worker_without_a_pid_is_named_by_its_index() {
+        // A started worker always has its pid (`worker 2 (pid 1234) died ...`); one that never
+        // started is not given a made-up one.
+        let died = Error::WorkerDied {
+            worker: 2,
+            pid: None,
+            exitcode: ExitCode::Signaled(9),
+            panic: Some("boom".into()),
+        };
+        assert_eq!(died.to_string(), "worker 2 died with exit code -SIGKILL: panicked: boom");
+        let stuck = Error::WorkerStuck {
+            worker: 1,
+            pid: None,
+            chunk: 7,
+            waited: std::time::Duration::from_secs(3),
+            expected: std::time::Duration::from_millis(20),
+        };
+        let text = "worker 1 held chunk 7 for 3.0 s (chunks take about 0.020 s): stopped or hung";
+        assert!(stuck.to_string().starts_with(text), "{stuck}");
     }
 }

@@ -447,11 +447,7 @@ mod command_line {
             return published_status(&path, a.json);
         }
         let Some(state) = State::load(&dir)? else {
-            return Err(Failure::Run(Error::State(StateError::Io {
-                path,
-                op: "read",
-                reason: "no such file: pifork serve has not run with this state directory".into(),
-            })));
+            return Err(Failure::Run(Error::State(StateError::NoState { path })));
         };
         if a.json { emit_line(&status_json(&state)) } else { emit(&status_text(&state, &dir)) }
     }
@@ -474,12 +470,8 @@ mod command_line {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|text| !text.is_empty());
         let Some(text) = published else {
-            return Err(Failure::Run(Error::State(StateError::Io {
+            return Err(Failure::Run(Error::State(StateError::Private {
                 path: path.to_path_buf(),
-                op: "read",
-                reason: "permission denied: the state is private to the service; run \
-                         `sudo pifork status`"
-                    .into(),
             })));
         };
         logging::note(&format!("{denied}; systemd's status line of pifork.service follows"));

@@ -153,7 +153,7 @@ impl<'a> Race<'a> {
         if !exitcode.success() {
             // Ctrl-C reaches the runners too: then the race was interrupted.
             check(self.cancel)?;
-            let pid = p.pid()?.map_or(0, |pid| pid.as_raw());
+            let pid = p.pid()?;
             return Err(Error::WorkerDied { worker: i, pid, exitcode, panic: None });
         }
         self.finished[i] = Some(now);

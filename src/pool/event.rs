@@ -25,7 +25,7 @@ pub struct WorkerReport {
 }
 
 /// Something that happened in the pool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Event {
     /// Worker `worker` reported the sum of chunk `chunk`.
     Reported {

@@ -221,7 +221,7 @@ impl Pool {
                 }
                 Lateness::Stuck => {
                     let w = &mut self.workers[i];
-                    let pid = w.pid();
+                    let pid = w.process.pid().ok().flatten();
                     let _ = w.process.kill();
                     let _ = w.process.join();
                     let error = Error::WorkerStuck { worker: i, pid, chunk, waited, expected };

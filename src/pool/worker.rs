@@ -123,7 +123,7 @@ impl Worker {
     /// Reaps worker `index`, which ended (or is ending) before its work was done, and says
     /// how.
     pub(super) fn died(&mut self, index: usize) -> Error {
-        let pid = self.pid();
+        let pid = self.process.pid().ok().flatten();
         // It closed its channel or its sentinel fired: it is exiting. Give it a moment to
         // finish (so a panic message arrives whole), then make sure.
         if !matches!(self.process.join_timeout(Duration::from_secs(1)), Ok(true)) {

@@ -137,7 +137,41 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
 }
 
 fn state_error(dir: &Path, op: &'static str, e: std::io::Error) -> Error {
-    Error::State(StateError::Io { path: dir.to_path_buf(), op, reason: e.to_string() })
+    Error::State(StateError::Io { path: dir.to_path_buf(), op, source: e })
+}
+
+/// What the service's loop keeps between wake-ups: when the watchdog, STATUS= and the
+/// journal are due next, how far the journal has followed the chunks, and whether the end of
+/// the work was announced.
+struct Schedule {
+    watchdog: Option<Duration>,
+    next_watchdog: Option<Instant>,
+    next_status: Instant,
+    next_log: Instant,
+    logged_tenths: usize,
+    announced_done: bool,
+}
+
+impl Schedule {
+    /// The schedule from now on, the journal at `tenths` tenths of the chunks.
+    fn new(tenths: usize) -> Schedule {
+        let watchdog = watchdog_interval();
+        let now = Instant::now();
+        Schedule {
+            watchdog,
+            next_watchdog: watchdog.map(|w| now + w),
+            next_status: now + STATUS_EVERY,
+            next_log: now + LOG_EVERY,
+            logged_tenths: tenths,
+            announced_done: false,
+        }
+    }
+
+    /// How long a wait may last: until STATUS= or the watchdog is due.
+    fn timeout(&self) -> Duration {
+        let deadline = self.next_watchdog.map_or(self.next_status, |w| self.next_status.min(w));
+        deadline.saturating_duration_since(Instant::now())
+    }
 }
 
 impl Service<'_> {
@@ -171,117 +205,144 @@ impl Service<'_> {
         Ok(self.state.save(&self.cfg.state_dir)?)
     }
 
+    /// Starts the workers, then, until the service stops, announces the end once, wakes for
+    /// events and handles them, and sends what is due.
     fn run(&mut self, signals: &SignalPipe) -> Result<Stopped> {
-        if !self.state.complete() {
-            let spec = PoolSpec {
-                workers: self.cfg.workers.clamp(1, self.pending.len().max(1)),
-                pin: true,
-                start: self.cfg.start,
-                kernel: None,
-            };
-            // A stop asked for while thousands of workers start ends the start at once.
-            let on_signal = || match signals.take() {
-                Some(signal_hook::consts::SIGHUP) | None => None,
-                Some(signal) => Some(Error::Interrupted { signal }),
-            };
-            let mut pool = match Pool::start(&spec, Some((signals.fd(), &on_signal))) {
-                Err(Error::Interrupted { signal }) => return self.stop(signal),
-                started => started?,
-            };
-            log::info!(
-                "pifork serve: {} workers on {} chunks of {} terms ({} left)",
-                pool.len(),
-                self.state.chunks(),
-                self.cfg.chunk,
-                self.pending.len()
-            );
-            for _ in 0..DEPTH {
-                for worker in 0..pool.len() {
-                    self.hand_out(&mut pool, worker);
-                }
-            }
-            self.pool = Some(pool);
+        if !self.state.complete()
+            && let Some(stopped) = self.start_pool(signals)?
+        {
+            return Ok(stopped);
         }
         self.notify("READY=1");
         self.notify(&format!("STATUS={}", self.status()));
-        let watchdog = watchdog_interval();
-        let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
-        let mut next_status = Instant::now() + STATUS_EVERY;
-        let mut next_log = Instant::now() + LOG_EVERY;
-        let mut logged_tenths = self.tenths();
-        let mut announced_done = false;
+        let mut schedule = Schedule::new(self.tenths());
         loop {
-            if self.state.complete() && !announced_done {
-                announced_done = true;
-                if let Some(pool) = self.pool.take() {
-                    pool.wind_down(Duration::from_secs(2));
-                }
-                let result = self.state.estimate().unwrap_or(f64::NAN);
-                log::info!(
-                    "pifork serve: done: {} terms, pi ~ {result:.15} (error {:+.3e})",
-                    self.state.terms,
-                    result - std::f64::consts::PI
-                );
-                self.notify(&format!("STATUS={}", self.status()));
-                if self.cfg.exit_when_done {
-                    self.notify("STOPPING=1");
-                    return Ok(Stopped::Done);
+            if self.state.complete() && !schedule.announced_done {
+                schedule.announced_done = true;
+                if let Some(stopped) = self.announce_done() {
+                    return Ok(stopped);
                 }
             }
-            let now = Instant::now();
-            let mut deadline = next_status;
-            if let Some(w) = next_watchdog {
-                deadline = deadline.min(w);
-            }
-            let timeout = deadline.saturating_duration_since(now);
-            let mut events = match &mut self.pool {
-                Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
-                None => pifork::wait(&[signals.fd()], Some(timeout))?
-                    .into_iter()
-                    .map(Event::Ready)
-                    .collect(),
-            };
-            // Reports first and signals last, so that a stop records every finished chunk;
-            // the state is saved once per wake-up, however many workers reported (with a
-            // thousand workers, one save per report kept a stop waiting for seconds).
-            events.sort_by_key(|e| matches!(e, Event::Ready(_)));
-            let mut recorded = false;
-            let outcome = self.handle(events, signals, &mut recorded);
-            if recorded && !matches!(outcome, Ok(Some(_))) {
-                self.save()?;
-            }
-            if let Some(stopped) = outcome? {
+            if let Some(stopped) = self.wake(signals, &mut schedule)? {
                 return Ok(stopped);
             }
-            if recorded {
-                // STATUS= follows the chunks within a second (at most once a second).
-                next_status = next_status.min(Instant::now() + STATUS_SOON);
-                let tenths = self.tenths();
-                if tenths > logged_tenths && !self.state.complete() {
-                    logged_tenths = tenths;
-                    log::info!("pifork serve: {}", self.status());
-                    next_log = Instant::now() + LOG_EVERY;
-                }
+            self.send_due(&mut schedule);
+        }
+    }
+
+    /// Starts the workers and hands each its first chunks. `Some` if a stop was asked for
+    /// meanwhile: the service has stopped (its state saved).
+    fn start_pool(&mut self, signals: &SignalPipe) -> Result<Option<Stopped>> {
+        let spec = PoolSpec {
+            workers: self.cfg.workers.clamp(1, self.pending.len().max(1)),
+            pin: true,
+            start: self.cfg.start,
+            kernel: None,
+        };
+        // A stop asked for while thousands of workers start ends the start at once.
+        let on_signal = || match signals.take() {
+            Some(signal_hook::consts::SIGHUP) | None => None,
+            Some(signal) => Some(Error::Interrupted { signal }),
+        };
+        let mut pool = match Pool::start(&spec, Some((signals.fd(), &on_signal))) {
+            Err(Error::Interrupted { signal }) => return self.stop(signal).map(Some),
+            started => started?,
+        };
+        log::info!(
+            "pifork serve: {} workers on {} chunks of {} terms ({} left)",
+            pool.len(),
+            self.state.chunks(),
+            self.cfg.chunk,
+            self.pending.len()
+        );
+        for _ in 0..DEPTH {
+            for worker in 0..pool.len() {
+                self.hand_out(&mut pool, worker);
             }
-            let now = Instant::now();
-            if let (Some(w), Some(at)) = (watchdog, next_watchdog)
-                && now >= at
-            {
-                // Fed only while the work progresses: not while a worker is late with its
-                // chunk (stopped, hung), so that systemd restarts a service stuck that way.
-                if !self.pool.as_ref().is_some_and(Pool::is_late) {
-                    self.notify("WATCHDOG=1");
-                }
-                next_watchdog = Some(now + w);
+        }
+        self.pool = Some(pool);
+        Ok(None)
+    }
+
+    /// Every chunk is done: the workers end, the result goes to the journal and STATUS=.
+    /// `Some` if the service ends with it (`--exit-when-done`).
+    fn announce_done(&mut self) -> Option<Stopped> {
+        if let Some(pool) = self.pool.take() {
+            pool.wind_down(Duration::from_secs(2));
+        }
+        let result = self.state.estimate().unwrap_or(f64::NAN);
+        log::info!(
+            "pifork serve: done: {} terms, pi ~ {result:.15} (error {:+.3e})",
+            self.state.terms,
+            result - std::f64::consts::PI
+        );
+        self.notify(&format!("STATUS={}", self.status()));
+        if !self.cfg.exit_when_done {
+            return None;
+        }
+        self.notify("STOPPING=1");
+        Some(Stopped::Done)
+    }
+
+    /// Waits for the workers' events and the signals until the next STATUS= or watchdog ping
+    /// is due, and handles what came. `Some` once the service has stopped.
+    fn wake(&mut self, signals: &SignalPipe, schedule: &mut Schedule) -> Result<Option<Stopped>> {
+        let timeout = schedule.timeout();
+        let mut events = match &mut self.pool {
+            Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
+            None => pifork::wait(&[signals.fd()], Some(timeout))?
+                .into_iter()
+                .map(Event::Ready)
+                .collect(),
+        };
+        // Reports first and signals last, so that a stop records every finished chunk;
+        // the state is saved once per wake-up, however many workers reported (with a
+        // thousand workers, one save per report kept a stop waiting for seconds).
+        events.sort_by_key(|e| matches!(e, Event::Ready(_)));
+        let mut recorded = false;
+        let outcome = self.handle(events, signals, &mut recorded);
+        if recorded && !matches!(outcome, Ok(Some(_))) {
+            self.save()?;
+        }
+        let stopped = outcome?;
+        if recorded && stopped.is_none() {
+            self.recorded(schedule);
+        }
+        Ok(stopped)
+    }
+
+    /// Chunks were recorded: STATUS= follows within a second (at most once a second), the
+    /// journal at every tenth of the chunks.
+    fn recorded(&self, schedule: &mut Schedule) {
+        schedule.next_status = schedule.next_status.min(Instant::now() + STATUS_SOON);
+        let tenths = self.tenths();
+        if tenths > schedule.logged_tenths && !self.state.complete() {
+            schedule.logged_tenths = tenths;
+            log::info!("pifork serve: {}", self.status());
+            schedule.next_log = Instant::now() + LOG_EVERY;
+        }
+    }
+
+    /// Sends what is due: the watchdog's ping, STATUS=, the journal's progress line.
+    fn send_due(&self, schedule: &mut Schedule) {
+        let now = Instant::now();
+        if let (Some(w), Some(at)) = (schedule.watchdog, schedule.next_watchdog)
+            && now >= at
+        {
+            // Fed only while the work progresses: not while a worker is late with its
+            // chunk (stopped, hung), so that systemd restarts a service stuck that way.
+            if !self.pool.as_ref().is_some_and(Pool::is_late) {
+                self.notify("WATCHDOG=1");
             }
-            if now >= next_status {
-                self.notify(&format!("STATUS={}", self.status()));
-                next_status = now + STATUS_EVERY;
-            }
-            if now >= next_log && !self.state.complete() {
-                log::info!("pifork serve: {}", self.status());
-                next_log = now + LOG_EVERY;
-            }
+            schedule.next_watchdog = Some(now + w);
+        }
+        if now >= schedule.next_status {
+            self.notify(&format!("STATUS={}", self.status()));
+            schedule.next_status = now + STATUS_EVERY;
+        }
+        if now >= schedule.next_log && !self.state.complete() {
+            log::info!("pifork serve: {}", self.status());
+            schedule.next_log = now + LOG_EVERY;
         }
     }
 

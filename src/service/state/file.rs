@@ -8,7 +8,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StateError;
+use super::error::StateError;
+
+/// The state file's name inside the state directory.
+pub const FILE: &str = "state";
 
 /// How many temporary names a write tries (`state.tmp.0` to `state.tmp.7`): a name that
 /// exists, whatever it is, is skipped, never opened.
@@ -44,18 +47,13 @@ fn kind(meta: &Metadata) -> &'static str {
 }
 
 /// The error for an open or read that failed.
-fn io_error(path: &Path, op: &'static str, e: &io::Error) -> StateError {
+fn io_error(path: &Path, op: &'static str, e: io::Error) -> StateError {
     let kind = match e.raw_os_error() {
         Some(libc::ELOOP) => "a symbolic link",
         Some(libc::EISDIR) => "a directory",
-        _ => return StateError::Io { path: path.to_path_buf(), op, reason: e.to_string() },
+        _ => return StateError::Io { path: path.to_path_buf(), op, source: e },
     };
     StateError::NotRegular { path: path.to_path_buf(), kind }
-}
-
-/// The error for a write that failed.
-fn write_error(path: &Path, op: &'static str, e: &io::Error) -> StateError {
-    StateError::Io { path: path.to_path_buf(), op, reason: e.to_string() }
 }
 
 /// Opens `path` with `options` plus [`NO_FOLLOW`] and checks it is a regular file; `None`
@@ -68,9 +66,9 @@ pub fn open_regular(
     let file = match options.custom_flags(NO_FOLLOW).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, op, &e)),
+        Err(e) => return Err(io_error(path, op, e)),
     };
-    let meta = file.metadata().map_err(|e| io_error(path, op, &e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, op, e))?;
     if !meta.is_file() {
         return Err(StateError::NotRegular { path: path.to_path_buf(), kind: kind(&meta) });
     }
@@ -84,13 +82,13 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, StateErr
         return Ok(None);
     };
     let too_large = |size| StateError::TooLarge { path: path.to_path_buf(), size, limit };
-    let size = file.metadata().map_err(|e| io_error(path, "read", &e))?.len();
+    let size = file.metadata().map_err(|e| io_error(path, "read", e))?.len();
     if size > limit {
         return Err(too_large(size));
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // The file may grow after the check: read one byte past the limit to notice.
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, "read", &e))?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, "read", e))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
@@ -111,17 +109,13 @@ fn create_temp(dir: &Path, file: &str) -> Result<(PathBuf, File), StateError> {
         match opened {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(write_error(&tmp, "write", &e)),
+            Err(e) => return Err(StateError::Io { path: tmp, op: "write", source: e }),
         }
     }
-    Err(StateError::Io {
-        path: temp_name(dir, file, 0),
-        op: "write",
-        reason: format!(
-            "all {TEMP_NAMES} temporary names up to {file}.tmp.{} exist and are not pifork's \
-             files",
-            TEMP_NAMES - 1
-        ),
+    Err(StateError::NoTempName {
+        first: temp_name(dir, file, 0),
+        last: format!("{file}.tmp.{}", TEMP_NAMES - 1),
+        names: TEMP_NAMES,
     })
 }
 
@@ -138,17 +132,13 @@ pub fn replace(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), StateError> {
     drop(out);
     if let Err((e, op)) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(StateError::Io {
-            path: tmp,
-            op,
-            reason: format!("{e}; {} is left as it was", target.display()),
-        });
+        return Err(StateError::NotReplaced { path: tmp, op, source: e, kept: target });
     }
     if let Err(e) = fs::rename(&tmp, &target) {
         let _ = fs::remove_file(&tmp);
-        return Err(io_error(&target, "replace", &e));
+        return Err(io_error(&target, "replace", e));
     }
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "sync", &e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "sync", e))
 }
 
 /// Removes the temporary files an interrupted write left behind (regular files under the

@@ -7,15 +7,15 @@
 //! `status` takes no lock: the state file is only ever replaced whole, so it reads safely.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::FcntlArg;
 
-use super::file::{self, open_regular};
-use super::{FILE, StateError};
+use super::error::StateError;
+use super::file::{self, FILE, open_regular};
 
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
@@ -39,7 +39,7 @@ impl Lock {
         let file = open_regular(&path, &mut options, "create")?.ok_or_else(|| StateError::Io {
             path: path.clone(),
             op: "create",
-            reason: "it vanished while being created".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "it vanished while being created"),
         })?;
         // Writing the pid into a file with another name would write into that other file.
         let links = file.metadata().map(|m| m.nlink()).unwrap_or(0);
@@ -60,19 +60,15 @@ impl Lock {
             Err(Errno::EAGAIN | Errno::EACCES) => {
                 return Err(StateError::Busy { dir: dir.to_path_buf(), pid: holder(&mut file) });
             }
-            Err(errno) => return Err(lock_error(path, "lock", errno.desc())),
+            Err(errno) => return Err(StateError::Io { path, op: "lock", source: errno.into() }),
         }
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)
             .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
-            .map_err(|e| lock_error(path.clone(), "write", &e.to_string()))?;
+            .map_err(|source| StateError::Io { path: path.clone(), op: "write", source })?;
         file::remove_stale_temps(dir, FILE);
         Ok(Lock { _file: file })
     }
-}
-
-fn lock_error(path: PathBuf, op: &'static str, reason: &str) -> StateError {
-    StateError::Io { path, op, reason: reason.to_string() }
 }
 
 /// The pid the holder wrote into the lock file, if it reads as one.
