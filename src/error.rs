@@ -41,6 +41,13 @@ pub enum Error {
         /// How the process ended.
         exitcode: ExitCode,
     },
+    /// A system call of the appliance's own failed (the library's fail as [`Error::Process`]).
+    Os {
+        /// The call: `fork`, `waitpid`.
+        op: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// More workers than a resource limit allows.
     TooManyWorkers {
         /// The workers asked for.
@@ -107,6 +114,7 @@ impl fmt::Display for Error {
             Error::MeasurementFailed { what, exitcode } => {
                 write!(f, "{what} failed: the process exited with code {exitcode}")
             }
+            Error::Os { op, source } => write!(f, "{op} failed: {source}"),
             Error::TooManyWorkers { workers, limit, need, have } => write!(
                 f,
                 "{workers} workers need {need} of {limit}, which allows {have}: use fewer workers \
@@ -135,6 +143,7 @@ impl std::error::Error for Error {
             Error::Process(e) => Some(e),
             Error::State(e) => Some(e),
             Error::ServiceFailed { last, .. } => Some(last.as_ref()),
+            Error::Os { source, .. } => Some(source),
             Error::WorkerDied { .. }
             | Error::WorkerStuck { .. }
             | Error::MeasurementFailed { .. }
@@ -176,6 +185,14 @@ mod tests {
         assert_eq!(os.and_then(io::Error::raw_os_error), Some(libc::EROFS));
         let failed = Error::ServiceFailed { chunk: 3, tries: 4, last: Box::new(e) };
         assert!(failed.source().is_some_and(|s| s.is::<Error>()));
+    }
+
+    #[test]
+    fn a_failed_call_names_itself_and_keeps_its_os_error() {
+        let e = Error::Os { op: "fork", source: io::Error::from_raw_os_error(libc::EAGAIN) };
+        assert!(e.to_string().starts_with("fork failed: "), "{e}");
+        let os = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(os.and_then(io::Error::raw_os_error), Some(libc::EAGAIN));
     }
 
     #[test]

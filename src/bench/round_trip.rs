@@ -70,7 +70,7 @@ pub fn round_trips(runs: usize, cancel: Option<Cancel<'_>>) -> Result<RoundTrips
         let n = BLOCK.min(runs - fork.len());
         for _ in 0..n {
             let start = Instant::now();
-            bare_fork_round_trip().map_err(|e| failed(cancel, bare_fork_failed(e)))?;
+            bare_fork_round_trip().map_err(|e| failed(cancel, e))?;
             bare.push(start.elapsed());
         }
         for _ in 0..n {
@@ -87,21 +87,13 @@ pub fn round_trips(runs: usize, cancel: Option<Cancel<'_>>) -> Result<RoundTrips
 
 /// One bare round trip: `fork`, `_exit(0)` in the child at once, `waitpid` in the parent —
 /// what a fork costs with nothing around it.
-fn bare_fork_round_trip() -> Result<(), Errno> {
-    let child = bare_fork::fork_and_exit()?;
+fn bare_fork_round_trip() -> Result<()> {
+    let os = |op| move |e: Errno| Error::Os { op, source: e.into() };
+    let child = bare_fork::fork_and_exit().map_err(os("fork"))?;
     loop {
         match waitpid(child, None) {
             Err(Errno::EINTR) => continue,
-            reaped => return reaped.map(drop),
+            reaped => return reaped.map(drop).map_err(os("waitpid")),
         }
-    }
-}
-
-/// The error of a bare round trip that could not fork or reap its child: no exit status is
-/// known, which counts as killed (as for the start methods' round trips).
-fn bare_fork_failed(errno: Errno) -> Error {
-    Error::MeasurementFailed {
-        what: format!("a bare fork round trip ({errno})"),
-        exitcode: ExitCode::Signaled(9),
     }
 }
