@@ -9,6 +9,7 @@
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries
 //! bench, report   measurements; text and JSON reports; count parsing
+//! cli             the command line of both programs: argument shim, limits, exit codes
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
 //! cluster         the ranks' shares of the plan and reports of `pifork-mpi`
@@ -22,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod engine;
 pub mod error;
