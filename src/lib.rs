@@ -7,7 +7,7 @@
 //! kernel/         the division-free group sums, one module per instruction set
 //! pool, pace      pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
-//! service/        `pifork serve`: state file, systemd notification, retries
+//! service/        `pifork serve`: state file, systemd notification, retries; `pifork status`
 //! bench, report   measurements; text and JSON reports; count parsing
 //! cli             the command line of both programs: argument shim, limits, exit codes
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
