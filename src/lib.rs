@@ -9,6 +9,7 @@
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries; `pifork status`
 //! bench, report   measurements; text and JSON reports; count parsing
+//! suite           `pifork bench` in order, its phases named on a terminal
 //! cli             the command line of both programs: argument shim, limits, exit codes
 //! info, logging   `pifork info`; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
@@ -38,6 +39,7 @@ pub mod progress;
 pub mod race;
 pub mod report;
 pub mod service;
+pub mod suite;
 
 pub use error::{Error, Result};
 
