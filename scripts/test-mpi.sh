@@ -2,7 +2,8 @@
 # Tests pifork-mpi under Open MPI's mpirun (make test-mpi):
 #   1. 1 to 4 ranks, 1 and 2 workers per rank, forkserver and spawn: the same estimate, bit
 #      for bit, as `pifork pi` with the same terms (also with more ranks than chunks);
-#   2. bad input: exit 2 from mpirun, one line from rank 0, no rank left;
+#   2. bad input (also an argument that is not UTF-8): exit 2 from mpirun, one line from
+#      rank 0, no panic, no rank left;
 #      a rank bound to fewer CPUs than its workers warns once, naming --bind-to none;
 #   3. a rank SIGKILLed mid-run, and a worker: mpirun exits non-zero, no rank, fork server or
 #      worker is left (a dead worker is reported by its rank, which aborts the job);
@@ -115,7 +116,9 @@ $text"
 log "text report: pifork pi's lines, then one per rank"
 
 # ---- 2. bad input; the affinity warning -------------------------------------------------------
-for bad in "--terms 0" "--terms abc" "--workers-per-rank 0" "--start fork" "--bogus"; do
+# The last is not UTF-8 (a byte 0xff): refused like the rest, not a panic.
+for bad in "--terms 0" "--terms abc" "--workers-per-rank 0" "--start fork" "--bogus" \
+    $'--terms \xff'; do
     rc=0
     # shellcheck disable=SC2086
     mpirun_ -n 3 "$MPI_BIN" pi $bad >"$WORK/out" 2>"$WORK/err" || rc=$?
@@ -123,9 +126,12 @@ for bad in "--terms 0" "--terms abc" "--workers-per-rank 0" "--start fork" "--bo
     lines=$(grep -c '^pifork-mpi:' "$WORK/err" || true)
     [[ $lines -eq 1 ]] || fail "pi $bad: $lines lines from pifork-mpi, want 1:
 $(cat "$WORK/err")"
+    ! grep -q panicked "$WORK/err" || fail "pi $bad panicked: $(cat "$WORK/err")"
     [[ ! -s $WORK/out ]] || fail "pi $bad printed a report"
 done
-log "bad input: exit 2, one line, from rank 0"
+grep -q '^pifork-mpi: argument 3 is not valid UTF-8' "$WORK/err" ||
+    fail "pi --terms 0xff: $(cat "$WORK/err")"
+log "bad input (also an argument that is not UTF-8): exit 2, one line, from rank 0, no panic"
 # Open MPI binds each of 2 ranks to one core by default.
 mpirun_ -n 2 --bind-to core "$MPI_BIN" pi --terms 1e8 --workers-per-rank 2 >"$WORK/out" 2>"$WORK/err"
 for r in 0 1; do

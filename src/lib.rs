@@ -8,9 +8,11 @@
 //! kernel/         the division-free group sums, one module per instruction set
 //! pool/, pace     pinned worker processes that sum chunks, as typed events; late workers
 //! engine, race    one run over the series; the first of several runners
-//! service/        `pifork serve`: state file, systemd notification, retries
+//! service/        `pifork serve`: state file, systemd notification, retries; `pifork status`
 //! bench/          measurements: the kernel, the round trips, the scaling
 //! report/         the reports, text and JSON, one module per command; count parsing
+//! suite           `pifork bench` in order, its phases named on a terminal
+//! cli             the command line of both programs: argument shim, limits, exit codes
 //! info, logging   `pifork info`'s facts; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
 //! cluster         the ranks' shares of the plan and records of `pifork-mpi`
@@ -25,6 +27,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod engine;
 pub mod error;
@@ -39,6 +42,7 @@ pub mod progress;
 pub mod race;
 pub mod report;
 pub mod service;
+pub mod suite;
 
 pub use error::{Error, Result};
 

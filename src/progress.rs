@@ -1,10 +1,10 @@
 //! The self-updating progress line a terminal shows during long work: chunks done, terms per
 //! second and the time left, redrawn in place on stderr and erased at the end.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use super::engine::{Observer, Progress};
+use super::engine::{self, Observer, Progress};
 
 /// Least time between two redraws: the eye cannot follow more, and a slow terminal would lag.
 const REDRAW_EVERY: Duration = Duration::from_millis(200);
@@ -76,6 +76,27 @@ impl Drop for TerminalLine {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
     }
+}
+
+/// Every run's progress on a [`TerminalLine`] of stderr, while it lives; dropping it erases
+/// the line.
+#[derive(Debug)]
+pub struct Shown(());
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        drop(engine::observe(None));
+    }
+}
+
+/// Shows the progress of the runs on this thread on a line labelled `label` until the guard is
+/// dropped: only when stderr is a terminal and not `quiet` (the output is JSON).
+pub fn show(label: &str, quiet: bool) -> Option<Shown> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    engine::observe(Some(TerminalLine::new(label).into_observer()));
+    Some(Shown(()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod notify;
 pub mod state;
+pub mod status;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,10 @@
 //! a cluster (`mpirun --bind-to none --map-by ppr:1:node pifork-mpi pi`). Every rank computes
 //! a fixed share of the same chunk plan on its own pinned worker processes; rank 0 gathers the
 //! partial sums in chunk order and combines them as `pifork pi` does, so the result has the same
-//! bits for any number of ranks and workers. Flags are checked and exit codes decided here; the
-//! work is done by `pifork_pi`.
+//! bits for any number of ranks and workers. Flags are parsed and checked as `pifork`'s are
+//! (`pifork_pi::cli`), and exit codes decided there; the work is done by `pifork_pi`.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,17 +14,21 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 use mpi::datatype::PartitionMut;
-use mpi::topology::SimpleCommunicator;
+use mpi::environment::Universe;
+use mpi::topology::{Process, SimpleCommunicator};
 use mpi::traits::{Communicator, CommunicatorCollectives, Root};
-use pifork::{SignalPipe, StartMethod, forkserver};
+use pifork::{StartMethod, forkserver};
+use pifork_pi::cli::{
+    self, Failure, Interrupts, Parsed, check_terms, check_workers, emit, emit_report, parse_count,
+};
 use pifork_pi::cluster::{
     RankReport, WORKER_FIELDS, affinity_warning, cluster_json, cluster_text, share,
     worker_from_record, worker_record,
 };
 use pifork_pi::engine::{self, PiJob, PiReport};
+use pifork_pi::kernel;
 use pifork_pi::plan::{chunk_plan, combine};
-use pifork_pi::report::parse_count;
-use pifork_pi::{Error, kernel, pi};
+use pifork_pi::pool::WorkerReport;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// pifork across the ranks of an MPI job: the same bits as `pifork pi` on one machine.
@@ -70,32 +75,13 @@ struct Options {
     start: StartMethod,
 }
 
-/// Why the program stops early or fails, turned into output and an exit code in `main`.
-enum Failure {
-    /// `--help`: the text rank 0 prints.
-    Help(String),
-    /// Bad input: one line from rank 0, exit 2 on every rank.
-    Usage(String),
-    /// The run failed on this rank: the job is aborted.
-    Run(Error),
-    /// A signal handler could not be installed: the job is aborted.
-    Signals(std::io::Error),
-}
-
-impl<E: Into<Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure::Run(e.into())
-    }
-}
-
 fn main() -> ExitCode {
     // A spawned worker runs its entry point here and exits; nothing below runs in it.
     pifork_pi::register_entries();
     pifork::main_guard();
-    let args: Vec<String> = std::env::args().collect();
-    let options = parse(&args);
+    let parsed = parse(std::env::args_os());
     // The fork server starts while this process is small and single-threaded: before MPI.
-    if let Ok(o) = &options
+    if let Ok(Parsed::Run(o)) = &parsed
         && o.start == StartMethod::Forkserver
         && let Err(e) = forkserver::start()
     {
@@ -110,47 +96,46 @@ fn main() -> ExitCode {
     let init = init_started.elapsed();
     let world = universe.world();
     let rank = world.rank();
-    let outcome = options.and_then(|o| run(&world, &o, init));
-    let _ = std::io::stdout().flush();
+    let outcome = parsed.and_then(|parsed| match parsed {
+        Parsed::Run(o) => Rank::new(&world, &o, init).run(),
+        // Every rank parsed the same arguments: rank 0 answers for all.
+        Parsed::Print(text) if rank == 0 => emit(&text),
+        Parsed::Print(_) => Ok(()),
+    });
     match outcome {
-        Ok(()) => {
-            drop(universe);
-            forkserver::stop();
-            ExitCode::SUCCESS
-        }
-        Err(Failure::Help(text)) => {
+        Ok(()) => end(universe, 0),
+        // Every rank fails alike on bad input: rank 0 says why.
+        Err(failure @ Failure::Usage(_)) => {
             if rank == 0 {
-                print!("{text}");
+                say_failure(&failure);
             }
-            drop(universe);
-            forkserver::stop();
-            ExitCode::SUCCESS
+            end(universe, failure.exit_code())
         }
-        Err(Failure::Usage(msg)) => {
-            if rank == 0 {
-                say(&msg);
-            }
-            drop(universe);
-            forkserver::stop();
-            ExitCode::from(2)
+        // Only rank 0 writes, once every collective is done.
+        Err(failure @ Failure::Output(_)) => {
+            say_failure(&failure);
+            end(universe, failure.exit_code())
         }
-        Err(Failure::Run(e)) => {
-            let code = match e {
-                Error::Interrupted { signal } => 128 + signal,
-                _ => 1,
-            };
-            abort(&world, &format!("rank {rank}: {e}"), code)
+        Err(failure @ (Failure::Run(_) | Failure::Signals(_))) => {
+            let line = failure.message().unwrap_or_default();
+            abort(&world, &format!("rank {rank}: {line}"), failure.exit_code())
         }
-        Err(Failure::Signals(e)) => abort(&world, &format!("rank {rank}: signal handler: {e}"), 1),
     }
+}
+
+/// Ends this rank with `code` after MPI, then the fork server.
+fn end(universe: Universe, code: u8) -> ExitCode {
+    drop(universe);
+    forkserver::stop();
+    ExitCode::from(code)
 }
 
 /// Ends the whole job after `line`: the other ranks may be waiting for this one in a
 /// collective. The fork server (and so any worker left) goes first.
-fn abort(world: &SimpleCommunicator, line: &str, code: i32) -> ! {
+fn abort(world: &SimpleCommunicator, line: &str, code: u8) -> ! {
     say(line);
     forkserver::stop();
-    world.abort(code)
+    world.abort(i32::from(code))
 }
 
 /// Writes `pifork-mpi: <line>` to stderr in one write, so that lines of several ranks, which
@@ -159,42 +144,21 @@ fn say(line: &str) {
     let _ = std::io::stderr().write_all(format!("pifork-mpi: {line}\n").as_bytes());
 }
 
+/// [`say`]s the line of `failure`, if it has one.
+fn say_failure(failure: &Failure) {
+    if let Some(line) = failure.message() {
+        say(&line);
+    }
+}
+
 /// The command line, checked; every rank parses the same arguments.
-fn parse(args: &[String]) -> Result<Options, Failure> {
-    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cli = match Cli::from_args(&["pifork-mpi"], strs.get(1..).unwrap_or_default()) {
-        Ok(cli) => cli,
-        Err(early) => {
-            return Err(match early.status {
-                Ok(()) => Failure::Help(early.output),
-                Err(()) => {
-                    let first = early.output.lines().next().unwrap_or("invalid arguments");
-                    Failure::Usage(format!("{first} (see pifork-mpi --help)"))
-                }
-            });
-        }
+fn parse(raw: impl IntoIterator<Item = OsString>) -> Result<Parsed<Options>, Failure> {
+    let a = match cli::parse("pifork-mpi", raw)? {
+        Parsed::Run(Cli { command: Command::Pi(a) }) => a,
+        Parsed::Print(text) => return Ok(Parsed::Print(text)),
     };
-    let Command::Pi(a) = cli.command;
-    if a.terms == 0 {
-        return Err(Failure::Usage("--terms must be at least 1".into()));
-    }
-    if a.terms > pi::MAX_TERMS {
-        return Err(Failure::Usage(format!(
-            "--terms {} is too large (at most {})",
-            a.terms,
-            pi::MAX_TERMS
-        )));
-    }
-    let workers = match a.workers_per_rank {
-        None => None,
-        Some(0) => return Err(Failure::Usage("--workers-per-rank must be at least 1".into())),
-        Some(n) if n > 4096 => {
-            return Err(Failure::Usage(format!(
-                "--workers-per-rank {n} is too many (at most 4096)"
-            )));
-        }
-        Some(n) => Some(n as usize),
-    };
+    check_terms(a.terms)?;
+    let workers = a.workers_per_rank.map(|n| check_workers("--workers-per-rank", n)).transpose()?;
     if a.start == StartMethod::Fork {
         return Err(Failure::Usage(
             "--start fork is not possible in an MPI rank, which has threads; use forkserver or \
@@ -206,7 +170,9 @@ fn parse(args: &[String]) -> Result<Options, Failure> {
     if let Err(e) = kernel::selected() {
         return Err(Failure::Usage(e.to_string()));
     }
-    Ok(Options { terms: a.terms, workers, json: a.json, correct: a.correct, start: a.start })
+    let options =
+        Options { terms: a.terms, workers, json: a.json, correct: a.correct, start: a.start };
+    Ok(Parsed::Run(options))
 }
 
 /// Numbers per rank record: workers, CPUs, chunks, busy ns, MPI init ns.
@@ -215,112 +181,185 @@ const RANK_FIELDS: usize = 5;
 /// Bytes of a host name in a rank record.
 const HOST_BYTES: usize = 64;
 
-/// This rank's share of the run; on rank 0 also the gathering, combining and report.
-fn run(world: &SimpleCommunicator, o: &Options, init: Duration) -> Result<(), Failure> {
-    let rank = world.rank() as usize;
-    let ranks = world.size() as usize;
-    let plan = chunk_plan(o.terms).len();
-    let mine: Vec<usize> = share(plan, rank, ranks).collect();
-    let cpus = pifork::cpu_count();
-    let workers = o.workers.unwrap_or(cpus);
-    let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
-    if let Some(warning) = affinity_warning(rank, &host, cpus, workers) {
-        say(&warning);
+/// One rank of the job: where it runs, what it was asked, and its place in the chunk plan.
+struct Rank<'a> {
+    world: &'a SimpleCommunicator,
+    o: &'a Options,
+    /// How long MPI took to initialise here.
+    init: Duration,
+    rank: usize,
+    ranks: usize,
+    /// Chunks in the plan of all ranks.
+    chunks: usize,
+    cpus: usize,
+    host: String,
+}
+
+impl<'a> Rank<'a> {
+    fn new(world: &'a SimpleCommunicator, o: &'a Options, init: Duration) -> Rank<'a> {
+        Rank {
+            world,
+            o,
+            init,
+            rank: world.rank() as usize,
+            ranks: world.size() as usize,
+            chunks: chunk_plan(o.terms).len(),
+            cpus: pifork::cpu_count(),
+            host: mpi::environment::processor_name().unwrap_or_else(|_| "?".into()),
+        }
     }
 
-    world.barrier();
-    let started = Instant::now();
-    let signals = SignalPipe::new(&[SIGINT, SIGTERM])?;
-    let on_signal = || signals.take().map(|signal| Error::Interrupted { signal });
-    let mut job = PiJob::new(o.terms, workers);
-    job.start = o.start;
-    let (sums, worker_reports, busy) = if mine.is_empty() {
-        (Vec::new(), Vec::new(), Duration::ZERO)
-    } else {
-        let r = engine::run_chunks(&job, &mine, Some((signals.fd(), &on_signal)))?;
-        (r.sums.iter().map(|&(_, s)| s).collect::<Vec<f64>>(), r.workers, r.wall)
-    };
-    // The workers are reaped; a signal while waiting for the other ranks ends this one at once.
-    for signal in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            128 + signal,
-            Arc::new(AtomicBool::new(true)),
+    /// This rank's share of the run; on rank 0 also the gathering, combining and report.
+    fn run(&self) -> Result<(), Failure> {
+        let workers = self.o.workers.unwrap_or(self.cpus);
+        if let Some(warning) = affinity_warning(self.rank, &self.host, self.cpus, workers) {
+            say(&warning);
+        }
+        self.world.barrier();
+        let started = Instant::now();
+        let interrupts = Interrupts::catch()?;
+        let mine = self.sum(workers, &interrupts)?;
+        let root = self.world.process_at_rank(0);
+        if self.rank != 0 {
+            mine.send(&root);
+            return Ok(());
+        }
+        // The shares are contiguous and in rank order: gathered in rank order, the partial
+        // sums are in chunk order.
+        let counts: Vec<i32> =
+            (0..self.ranks).map(|r| share(self.chunks, r, self.ranks).len() as i32).collect();
+        let all = mine.gather(&root, &counts);
+        let estimate = 4.0 * combine(&all.sums);
+        let report = PiReport {
+            terms: self.o.terms,
+            estimate,
+            wall: started.elapsed(),
+            workers: all.worker_reports(),
+            backend: pifork::backend(),
+            kernel: kernel::selected().unwrap_or_else(|_| kernel::best()),
+        };
+        let ranks = all.rank_reports();
+        let correct = self.o.correct;
+        emit_report(
+            self.o.json,
+            || cluster_json(&report, correct, &ranks),
+            || cluster_text(&report, correct, &ranks),
         )
-        .map_err(Failure::Signals)?;
     }
 
-    let record: [u64; RANK_FIELDS] = [
-        worker_reports.len() as u64,
-        cpus as u64,
-        mine.len() as u64,
-        busy.as_nanos() as u64,
-        init.as_nanos() as u64,
-    ];
-    let mut host_bytes = [0u8; HOST_BYTES];
-    let n = host.len().min(HOST_BYTES);
-    host_bytes[..n].copy_from_slice(&host.as_bytes()[..n]);
-    let records: Vec<u64> = worker_reports.iter().flat_map(worker_record).collect();
-
-    let root = world.process_at_rank(0);
-    if rank != 0 {
-        root.gather_into(&record[..]);
-        root.gather_into(&host_bytes[..]);
-        root.gather_varcount_into(&sums[..]);
-        root.gather_varcount_into(&records[..]);
-        return Ok(());
-    }
-
-    let mut all_records = vec![0u64; RANK_FIELDS * ranks];
-    root.gather_into_root(&record[..], &mut all_records[..]);
-    let mut all_hosts = vec![0u8; HOST_BYTES * ranks];
-    root.gather_into_root(&host_bytes[..], &mut all_hosts[..]);
-    // The shares are contiguous and in rank order: gathered in rank order, the partial sums
-    // are in chunk order.
-    let counts: Vec<i32> = (0..ranks).map(|r| share(plan, r, ranks).len() as i32).collect();
-    let mut partials = vec![0f64; plan];
-    gather_varcount(&root, &sums, &mut partials, &counts);
-    let worker_counts: Vec<i32> =
-        all_records.chunks(RANK_FIELDS).map(|r| (r[0] as usize * WORKER_FIELDS) as i32).collect();
-    let mut all_workers = vec![0u64; worker_counts.iter().map(|&c| c as usize).sum()];
-    gather_varcount(&root, &records, &mut all_workers, &worker_counts);
-    let estimate = 4.0 * combine(&partials);
-    let wall = started.elapsed();
-
-    let workers = all_workers
-        .chunks_exact(WORKER_FIELDS)
-        .enumerate()
-        .map(|(i, r)| worker_from_record(r.try_into().expect("a whole record"), i))
-        .collect();
-    let rank_reports: Vec<RankReport> = all_records
-        .chunks(RANK_FIELDS)
-        .zip(all_hosts.chunks(HOST_BYTES))
-        .enumerate()
-        .map(|(rank, (r, h))| RankReport {
-            rank,
-            host: String::from_utf8_lossy(h.split(|&b| b == 0).next().unwrap_or_default())
-                .into_owned(),
-            workers: r[0] as usize,
-            cpus: r[1] as usize,
-            chunks: r[2] as usize,
-            busy: Duration::from_nanos(r[3]),
-            init: Duration::from_nanos(r[4]),
+    /// Sums this rank's chunks on `workers` worker processes; then a signal ends the rank at
+    /// once, the workers being reaped, while it waits for the others.
+    fn sum(&self, workers: usize, interrupts: &Interrupts) -> Result<Share, Failure> {
+        let mine: Vec<usize> = share(self.chunks, self.rank, self.ranks).collect();
+        let mut job = PiJob::new(self.o.terms, workers);
+        job.start = self.o.start;
+        let (sums, reports, busy) = if mine.is_empty() {
+            (Vec::new(), Vec::new(), Duration::ZERO)
+        } else {
+            let r = interrupts.run(|cancel| engine::run_chunks(&job, &mine, cancel))?;
+            (r.sums.iter().map(|&(_, s)| s).collect(), r.workers, r.wall)
+        };
+        for signal in [SIGINT, SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                Arc::new(AtomicBool::new(true)),
+            )
+            .map_err(Failure::Signals)?;
+        }
+        let mut host = [0u8; HOST_BYTES];
+        let n = self.host.len().min(HOST_BYTES);
+        host[..n].copy_from_slice(&self.host.as_bytes()[..n]);
+        Ok(Share {
+            record: [
+                reports.len() as u64,
+                self.cpus as u64,
+                mine.len() as u64,
+                busy.as_nanos() as u64,
+                self.init.as_nanos() as u64,
+            ],
+            host,
+            sums,
+            workers: reports.iter().flat_map(worker_record).collect(),
         })
-        .collect();
-    let report = PiReport {
-        terms: o.terms,
-        estimate,
-        wall,
-        workers,
-        backend: pifork::backend(),
-        kernel: kernel::selected().unwrap_or_else(|_| kernel::best()),
-    };
-    if o.json {
-        println!("{}", cluster_json(&report, o.correct, &rank_reports));
-    } else {
-        print!("{}", cluster_text(&report, o.correct, &rank_reports));
     }
-    Ok(())
+}
+
+/// What one rank did, as the numbers rank 0 gathers.
+struct Share {
+    /// Workers, CPUs, chunks, busy ns, MPI init ns.
+    record: [u64; RANK_FIELDS],
+    /// The host name, zero-padded.
+    host: [u8; HOST_BYTES],
+    /// The partial sums of its chunks, in chunk order.
+    sums: Vec<f64>,
+    /// Its workers' records, [`WORKER_FIELDS`] numbers each.
+    workers: Vec<u64>,
+}
+
+impl Share {
+    /// Sends the share to rank 0 (on another rank).
+    fn send(&self, root: &Process<'_>) {
+        root.gather_into(&self.record[..]);
+        root.gather_into(&self.host[..]);
+        root.gather_varcount_into(&self.sums[..]);
+        root.gather_varcount_into(&self.workers[..]);
+    }
+
+    /// Gathers every rank's share on rank 0, its own included; rank r has `counts[r]` sums.
+    fn gather(&self, root: &Process<'_>, counts: &[i32]) -> Gathered {
+        let ranks = counts.len();
+        let mut records = vec![0u64; RANK_FIELDS * ranks];
+        root.gather_into_root(&self.record[..], &mut records[..]);
+        let mut hosts = vec![0u8; HOST_BYTES * ranks];
+        root.gather_into_root(&self.host[..], &mut hosts[..]);
+        let mut sums = vec![0f64; counts.iter().map(|&c| c as usize).sum()];
+        gather_varcount(root, &self.sums, &mut sums, counts);
+        let worker_counts: Vec<i32> =
+            records.chunks(RANK_FIELDS).map(|r| (r[0] as usize * WORKER_FIELDS) as i32).collect();
+        let mut workers = vec![0u64; worker_counts.iter().map(|&c| c as usize).sum()];
+        gather_varcount(root, &self.workers, &mut workers, &worker_counts);
+        Gathered { records, hosts, sums, workers }
+    }
+}
+
+/// Every rank's [`Share`], on rank 0, in rank order.
+struct Gathered {
+    records: Vec<u64>,
+    hosts: Vec<u8>,
+    /// The partial sums of the whole plan, in chunk order.
+    sums: Vec<f64>,
+    workers: Vec<u64>,
+}
+
+impl Gathered {
+    /// The workers of every rank, numbered through.
+    fn worker_reports(&self) -> Vec<WorkerReport> {
+        self.workers
+            .chunks_exact(WORKER_FIELDS)
+            .enumerate()
+            .map(|(i, r)| worker_from_record(r.try_into().expect("a whole record"), i))
+            .collect()
+    }
+
+    /// One report per rank.
+    fn rank_reports(&self) -> Vec<RankReport> {
+        self.records
+            .chunks(RANK_FIELDS)
+            .zip(self.hosts.chunks(HOST_BYTES))
+            .enumerate()
+            .map(|(rank, (r, h))| RankReport {
+                rank,
+                host: String::from_utf8_lossy(h.split(|&b| b == 0).next().unwrap_or_default())
+                    .into_owned(),
+                workers: r[0] as usize,
+                cpus: r[1] as usize,
+                chunks: r[2] as usize,
+                busy: Duration::from_nanos(r[3]),
+                init: Duration::from_nanos(r[4]),
+            })
+            .collect()
+    }
 }
 
 /// `MPI_Gatherv` on rank 0: rank r's `counts[r]` elements land one after another in `into`.
