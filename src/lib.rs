@@ -10,9 +10,9 @@
 //! engine, race    one run over the series; the first of several runners
 //! service/        `pifork serve`: state file, systemd notification, retries; `pifork status`
 //! bench/          measurements: the kernel, the round trips, the scaling
-//! report/         the reports, text and JSON, one module per command; count parsing
+//! report/         the reports, text and JSON, one module per command
 //! suite           `pifork bench` in order, its phases named on a terminal
-//! cli             the command line of both programs: argument shim, limits, exit codes
+//! cli/            the command line of both programs: argument shim, counts, limits, exit codes
 //! info, logging   `pifork info`'s facts; env_logger set up for a terminal or the journal
 //! progress        the self-updating line a terminal shows during long work
 //! cluster         the ranks' shares of the plan and records of `pifork-mpi`

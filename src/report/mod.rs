@@ -1,5 +1,5 @@
 //! The reports of the commands, each as text and as one JSON object, one module per command,
-//! and the JSON writer they share; and the parsing of the counts the commands take.
+//! and the JSON writer they share.
 //!
 //! ```text
 //! pi        pifork pi: the estimate, its error, the workers
@@ -9,14 +9,12 @@
 //! info      pifork info: what the system offers
 //! cluster   pifork-mpi pi: pi's report and each rank's part
 //! json      objects and arrays, strings escaped once, numbers in fixed forms
-//! count     the counts the commands take: 1e8, 100_000_000
 //! ```
 
 use std::time::Duration;
 
 mod bench;
 mod cluster;
-mod count;
 mod info;
 pub mod json;
 mod pi;
@@ -27,7 +25,6 @@ pub use bench::{
     BenchReport, bench_json, bench_text, kernel_text, round_trips_json, round_trips_text,
 };
 pub use cluster::{RankReport, cluster_json, cluster_text};
-pub use count::parse_count;
 pub use info::{format_cpu_list, info_json, info_text};
 pub use json::string as json_string;
 pub use pi::{pi_json, pi_text};

@@ -4,7 +4,7 @@
 /// that fits in 64 bits.
 ///
 /// ```
-/// use pifork_pi::report::parse_count;
+/// use pifork_pi::cli::parse_count;
 /// assert_eq!(parse_count("1e8"), Ok(100_000_000));
 /// assert_eq!(parse_count("2.5e3"), Ok(2500));
 /// assert!(parse_count("1.5").is_err());

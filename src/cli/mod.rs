@@ -15,7 +15,9 @@ use super::error::Error;
 use super::service::{self, state::StateError};
 use super::{logging, plan, pool};
 
-pub use super::report::parse_count;
+mod count;
+
+pub use count::parse_count;
 
 /// Exit code of a bad command line or configuration: the service's unit does not restart on it
 /// (RestartPreventExitStatus=), since trying again cannot help.
