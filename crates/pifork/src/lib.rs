@@ -46,29 +46,34 @@
 //! baseline against which the fork start method's "single-threaded" check is made. It only
 //! reads `/proc/self/task` and stores a number.
 
-#[cfg(unix)]
+// Linux (pidfd, /proc, close_range, PR_SET_PDEATHSIG) and Windows (spawn only): the one
+// predicate for the Linux side is `target_os = "linux"`, here as in sys/, process/ and wait/.
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("pifork runs on Linux and on Windows (spawn only)");
+
+#[cfg(target_os = "linux")]
 pub mod channel;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod connection;
 mod error;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod fdtable;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod frame;
 pub mod message;
 pub mod process;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod signals;
 pub mod status;
 mod sys;
 mod wait;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use channel::{Receiver, Sender, channel};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use connection::{Connection, pipe};
 pub use error::{Error, OsError, Result};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use fdtable::take_inherited;
 pub use message::Message;
 pub use process::{
@@ -76,9 +81,9 @@ pub use process::{
     Supervisor, active_children, available_cpus, backend, cpu_count, current_process, get_context,
     get_start_method, main_guard, parent_process, register, set_start_method, wait_all, wait_first,
 };
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use process::{forkserver, probe_pidfd};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
 pub use sys::{RawInherit, Sentinel};
