@@ -35,7 +35,8 @@
 //! (`examples/entries.rs` shows the whole pattern).
 //!
 //! # Layers
-//! `sys` (the system calls: the `unsafe` functions live there) → [`status`] types (`Pid`, `ExitCode`,
+//! `sys` (the system calls and every `unsafe` function; `unsafe_code` is denied elsewhere but
+//! for a few statements its header lists) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
 //! [`process`]. Nothing here knows the pi appliance built on it.
@@ -45,6 +46,9 @@
 //! process has when it is loaded (one natively, more under an emulator such as qemu-user), the
 //! baseline against which the fork start method's "single-threaded" check is made. It only
 //! reads `/proc/self/task` and stores a number.
+
+// `unsafe` belongs to sys/; its header lists the few statements elsewhere allowed to use it.
+#![deny(unsafe_code)]
 
 // Linux (pidfd, /proc, close_range, PR_SET_PDEATHSIG) and Windows (spawn only): the one
 // predicate for the Linux side is `target_os = "linux"`, here as in sys/, process/ and wait/.
@@ -65,6 +69,7 @@ pub mod process;
 #[cfg(target_os = "linux")]
 pub mod signals;
 pub mod status;
+#[allow(unsafe_code)]
 mod sys;
 mod wait;
 
