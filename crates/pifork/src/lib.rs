@@ -34,6 +34,10 @@
 //! after registering them, the equivalent of Python's `if __name__ == "__main__":`
 //! (`examples/entries.rs` shows the whole pattern).
 //!
+//! The crate's README walks through the rest with examples that run as doctests: CPython
+//! parity, the start methods, waiting and the pidfd or pipe backend, pinning, channels and
+//! connections, signals, Windows, and how it works.
+//!
 //! # Layers
 //! `sys` (the system calls and every `unsafe` function; `unsafe_code` is denied elsewhere but
 //! for a few statements its header lists) → [`status`] types (`Pid`, `ExitCode`,
@@ -93,6 +97,11 @@ pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
 pub use sys::{RawInherit, Sentinel};
 pub use wait::wait;
+
+// The README's examples, compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 /// One bare round trip: `fork`, `_exit(0)` in the child at once, `waitpid` in the parent —
 /// what a fork costs with nothing around it, the reference the benchmarks compare with.
