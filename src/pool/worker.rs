@@ -89,7 +89,7 @@ impl Worker {
                 Process::entry(WORKER_ENTRY, &(keep[0], keep[1])).start_method(method)
             }
             (method, Some(_)) => {
-                return Err(pifork::Error::NeedsEntry { method: method.as_str() }.into());
+                return Err(pifork::Error::NeedsEntry { method }.into());
             }
         };
         let mut process = process.name(format!("worker-{index}")).daemon(true).inherit_fds(keep);

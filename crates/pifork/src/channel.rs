@@ -1,10 +1,12 @@
 //! One-way channels between processes: a pipe carrying length-prefixed [`Message`]s, CPython's
 //! `Pipe(duplex=False)` (for two-way traffic, [`connection::pipe`](crate::connection::pipe)).
 //! Both ends are pifork-owned descriptors: a child keeps one only if its `Process` inherits it.
+//! An end is made from a pipe end this process owns (`From<OwnedFd>`), or claimed in a child by
+//! the number its parent handed down (`from_inherited`).
 //! The direction is in the types: a [`Receiver`] has no `send`, a [`Sender`] no `recv`.
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -80,24 +82,6 @@ impl<T> From<OwnedFd> for Receiver<T> {
     /// A receiving end on a pipe's read end (no other child inherits it).
     fn from(fd: OwnedFd) -> Receiver<T> {
         Receiver { fd: Tracked::new(fd), _t: PhantomData }
-    }
-}
-
-impl<T> FromRawFd for Sender<T> {
-    /// # Safety
-    /// `fd` must be an open pipe write end that nothing else in this process owns.
-    unsafe fn from_raw_fd(fd: RawFd) -> Sender<T> {
-        // SAFETY: forwarded to the caller (see above).
-        Sender::from(unsafe { sys::own_fd(fd) })
-    }
-}
-
-impl<T> FromRawFd for Receiver<T> {
-    /// # Safety
-    /// `fd` must be an open pipe read end that nothing else in this process owns.
-    unsafe fn from_raw_fd(fd: RawFd) -> Receiver<T> {
-        // SAFETY: forwarded to the caller (see above).
-        Receiver::from(unsafe { sys::own_fd(fd) })
     }
 }
 

@@ -1,7 +1,9 @@
 //! Two-way connections between processes, CPython's `multiprocessing.Pipe()`: [`pipe`] makes
 //! two [`Connection`]s on a Unix stream socket pair, each end sending and receiving
 //! length-prefixed [`Message`]s. Both ends are pifork-owned descriptors: a child keeps one only
-//! if its `Process` inherits it.
+//! if its `Process` inherits it. An end is made from a socket this process owns
+//! (`From<OwnedFd>`), or claimed in a child by the number its parent handed down
+//! ([`Connection::from_inherited`]).
 //!
 //! ```
 //! let (parent, child) = pifork::connection::pipe::<String>()?;
@@ -30,7 +32,7 @@
 //! ```
 
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -88,15 +90,6 @@ impl<T> From<OwnedFd> for Connection<T> {
     /// A connection on one end of a connected stream socket (no other child inherits it).
     fn from(fd: OwnedFd) -> Connection<T> {
         Connection { fd: Tracked::new(fd), _t: PhantomData }
-    }
-}
-
-impl<T> FromRawFd for Connection<T> {
-    /// # Safety
-    /// `fd` must be an open, connected stream socket that nothing else in this process owns.
-    unsafe fn from_raw_fd(fd: RawFd) -> Connection<T> {
-        // SAFETY: forwarded to the caller (see above).
-        Connection::from(unsafe { sys::own_fd(fd) })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::status::ExitCode;
+use crate::status::{ExitCode, Pid, StartMethod};
 
 /// An error code from the operating system (errno, or Windows' last error), kept as the source
 /// of [`Error::Sys`].
@@ -67,7 +67,7 @@ pub enum Error {
         /// Name of the process.
         name: String,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// The panic message.
         message: String,
     },
@@ -76,7 +76,7 @@ pub enum Error {
         /// Name of the process.
         name: String,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// How it ended.
         exitcode: ExitCode,
     },
@@ -90,7 +90,7 @@ pub enum Error {
     /// The spawn and forkserver start methods run registered entry points only.
     NeedsEntry {
         /// The start method asked for.
-        method: &'static str,
+        method: StartMethod,
     },
     /// A spawned child ran its program's `main` instead of its entry: the program does not call
     /// `pifork::main_guard()` at the top of `main`.
@@ -98,7 +98,7 @@ pub enum Error {
     /// The start method does not exist on this platform.
     Unsupported {
         /// The start method asked for.
-        method: &'static str,
+        method: StartMethod,
     },
     /// The fork server could not be started or refused a request.
     Forkserver {

@@ -89,11 +89,14 @@ pub(crate) fn close_others_in_child(keep: impl Fn(RawFd) -> bool) {
                 bits &= bits - 1;
                 let fd = (segment * SEGMENT_FDS + w * 64 + bit) as RawFd;
                 if !keep(fd) {
+                    #[allow(unsafe_code)] // closing by number in a forked child (see sys/mod.rs)
                     // SAFETY: the table lists only descriptors owned by pifork objects of the
                     // parent; their copies in this freshly forked child are never used or
                     // dropped (the child leaves through `_exit`), so closing the numbers here
                     // leaves no owner behind.
-                    unsafe { crate::sys::close_raw(fd) };
+                    unsafe {
+                        crate::sys::close_raw(fd)
+                    };
                     word.fetch_and(!(1u64 << bit), Ordering::Release);
                 }
             }
@@ -163,9 +166,11 @@ pub fn take_inherited(fd: RawFd) -> Result<OwnedFd> {
     if !claimed || !crate::sys::is_open(fd) {
         return Err(Error::NotInherited { fd });
     }
+    #[allow(unsafe_code)] // owning a handed-down number (see sys/mod.rs)
     // SAFETY: the parent handed this open descriptor down for this process to own, and the
     // claim above succeeds only once per handed-down number, so there is no other owner.
-    Ok(unsafe { crate::sys::own_fd(fd) })
+    let owned = unsafe { crate::sys::own_fd(fd) };
+    Ok(owned)
 }
 
 #[cfg(test)]

@@ -34,8 +34,13 @@
 //! after registering them, the equivalent of Python's `if __name__ == "__main__":`
 //! (`examples/entries.rs` shows the whole pattern).
 //!
+//! The crate's README walks through the rest with examples that run as doctests: CPython
+//! parity, the start methods, waiting and the pidfd or pipe backend, pinning, channels and
+//! connections, signals, Windows, and how it works.
+//!
 //! # Layers
-//! `sys` (the system calls: the `unsafe` functions live there) → [`status`] types (`Pid`, `ExitCode`,
+//! `sys` (the system calls and every `unsafe` function; `unsafe_code` is denied elsewhere but
+//! for a few statements its header lists) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
 //! [`process`]. Nothing here knows the pi appliance built on it.
@@ -46,29 +51,38 @@
 //! baseline against which the fork start method's "single-threaded" check is made. It only
 //! reads `/proc/self/task` and stores a number.
 
-#[cfg(unix)]
+// `unsafe` belongs to sys/; its header lists the few statements elsewhere allowed to use it.
+#![deny(unsafe_code)]
+
+// Linux (pidfd, /proc, close_range, PR_SET_PDEATHSIG) and Windows (spawn only): the one
+// predicate for the Linux side is `target_os = "linux"`, here as in sys/, process/ and wait/.
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("pifork runs on Linux and on Windows (spawn only)");
+
+#[cfg(target_os = "linux")]
 pub mod channel;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod connection;
 mod error;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod fdtable;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod frame;
 pub mod message;
 pub mod process;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod signals;
 pub mod status;
+#[allow(unsafe_code)]
 mod sys;
 mod wait;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use channel::{Receiver, Sender, channel};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use connection::{Connection, pipe};
 pub use error::{Error, OsError, Result};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use fdtable::take_inherited;
 pub use message::Message;
 pub use process::{
@@ -76,10 +90,15 @@ pub use process::{
     Supervisor, active_children, available_cpus, backend, cpu_count, current_process, get_context,
     get_start_method, main_guard, parent_process, register, set_start_method, wait_all, wait_first,
 };
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use process::{forkserver, probe_pidfd};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
 pub use sys::{RawInherit, Sentinel};
 pub use wait::wait;
+
+// The README's examples, compiled and run with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

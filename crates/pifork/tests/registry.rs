@@ -17,7 +17,7 @@ fn main() {
         Err(Error::ChildPanicked { message, .. }) => assert_eq!(message, EXPECTED),
         other => panic!("spawn: expected the child's report, got {other:?}"),
     }
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     {
         // fork: refused before the fork.
         let mut p = Process::<()>::entry("nope", &()).start_method(StartMethod::Fork);

@@ -109,13 +109,13 @@ mod suite {
 
     fn closures_need_an_entry() {
         let mut p = Process::new(|| 1u32);
-        assert_eq!(p.start(), Err(Error::NeedsEntry { method: "spawn" }));
+        assert_eq!(p.start(), Err(Error::NeedsEntry { method: StartMethod::Spawn }));
         let mut p = Process::new(|| 1u32).start_method(StartMethod::Fork);
-        assert_eq!(p.start(), Err(Error::Unsupported { method: "fork" }));
+        assert_eq!(p.start(), Err(Error::Unsupported { method: StartMethod::Fork }));
         let mut p = Process::<()>::entry(NOOP_ENTRY, &()).start_method(StartMethod::Forkserver);
-        assert_eq!(p.start(), Err(Error::Unsupported { method: "forkserver" }));
+        assert_eq!(p.start(), Err(Error::Unsupported { method: StartMethod::Forkserver }));
         let mut p = get_context(StartMethod::Fork).entry::<(), _>(NOOP_ENTRY, &());
-        assert_eq!(p.start(), Err(Error::Unsupported { method: "fork" }));
+        assert_eq!(p.start(), Err(Error::Unsupported { method: StartMethod::Fork }));
         // A refused process can still be started with the method that exists here.
         let mut p = p_with_spawn();
         p.start().unwrap();

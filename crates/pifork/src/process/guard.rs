@@ -32,6 +32,7 @@ pub fn main_guard() {
         );
         std::process::exit(2);
     }
+    #[allow(unsafe_code)] // owning handed-down numbers (see sys/mod.rs)
     // SAFETY: the parent handed these two descriptors (handles) down for this process to own,
     // under the numbers in `PIFORK_SPAWN`, and nothing else in this process refers to them.
     let (mut result, mut args_file) =

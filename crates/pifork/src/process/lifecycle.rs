@@ -245,7 +245,7 @@ impl<T: Message> Process<T> {
                 })?
             }
             (_, Some(Target::Closure(_))) => {
-                return Err(Error::NeedsEntry { method: method.as_str() });
+                return Err(Error::NeedsEntry { method });
             }
             (StartMethod::Spawn, Some(Target::Entry { name, args })) => {
                 entry::check_name(name)?;
@@ -357,7 +357,7 @@ impl<T: Message> Process<T> {
             Some(code) => code,
             None => unreachable!("waiting without a deadline returns only when the child ended"),
         };
-        let pid = child.pid().0;
+        let pid = child.pid();
         match child.output().split_first() {
             Some((&TAG_VALUE, rest)) if code.success() => message::from_bytes(rest),
             Some((&TAG_PANIC, mut rest)) => {

@@ -16,14 +16,14 @@ mod parent;
 mod spec;
 mod supervisor;
 mod target;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod unix;
 #[cfg(windows)]
 mod windows;
 
 // The platform backend: every OS module offers the same `Child`, `Backend`, `backend`,
 // `DEFAULT_METHOD`, `adopt_inherited` and start functions.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use unix as imp;
 #[cfg(windows)]
 use windows as imp;
@@ -33,7 +33,7 @@ pub use entry::{NOOP_ENTRY, register};
 pub use guard::main_guard;
 pub use identity::{ProcessInfo, current_process};
 pub use imp::{Backend, backend};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub use imp::{forkserver, probe_pidfd};
 pub use lifecycle::Process;
 pub use method::{available_cpus, cpu_count, get_start_method, set_start_method};

@@ -2,12 +2,12 @@
 //! ready — the equivalent of `multiprocessing.connection.wait`, on `poll(2)`.
 
 mod deadline;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod unix;
 #[cfg(windows)]
 mod windows;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use unix as imp;
 #[cfg(windows)]
 use windows as imp;
@@ -34,7 +34,7 @@ pub fn wait(sentinels: &[Sentinel<'_>], timeout: Option<Duration>) -> Result<Vec
     Ok(ready)
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::sys;

@@ -213,7 +213,7 @@ pub fn assert_terminated<T: pifork::Message + std::fmt::Debug>(
 /// would list and filter them (`--list`, a name filter), checking after each that it left no
 /// child process behind (the fork server aside, which is stopped and checked at the end).
 /// Exits non-zero if any failed.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub fn run_suite(cases: Vec<Case>) {
     let me = std::process::id() as i32;
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -38,9 +38,9 @@ fn contexts_bind_their_start_method(m: StartMethod) {
 fn closures_need_the_fork_method() {
     for m in [StartMethod::Spawn, StartMethod::Forkserver] {
         let mut p = Process::new(|| 1u8).start_method(m);
-        assert_eq!(p.start(), Err(Error::NeedsEntry { method: m.as_str() }));
+        assert_eq!(p.start(), Err(Error::NeedsEntry { method: m }));
         let mut q = get_context(m).process(|| 1u8);
-        assert_eq!(q.start(), Err(Error::NeedsEntry { method: m.as_str() }));
+        assert_eq!(q.start(), Err(Error::NeedsEntry { method: m }));
         // The refused process keeps its closure: it can still be started with fork.
         let mut q = q.start_method(StartMethod::Fork);
         q.start().unwrap();

@@ -20,7 +20,7 @@ pub fn register_entries() {
         sleep_ms(ms);
         ms
     });
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     linux::register_entries();
 }
 
@@ -29,9 +29,9 @@ pub fn tests() -> Vec<Test> {
     [TESTS, LINUX_TESTS].concat()
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const LINUX_TESTS: &[Test] = linux::TESTS;
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 const LINUX_TESTS: &[Test] = &[];
 
 const TESTS: &[Test] = &[
@@ -105,7 +105,7 @@ fn supervisor_shutdown_terminates_daemons_and_joins_the_rest(m: StartMethod) {
 }
 
 /// Linux only: checks through `/proc`, and signals.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod linux {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};

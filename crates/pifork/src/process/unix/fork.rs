@@ -61,6 +61,7 @@ pub(super) fn fork(
     // Signals sent to the child before it has reset the parent's handlers wait for it (see
     // `block_all_signals`); the child's mask is cleared in `child_setup`.
     let mask = sys::block_all_signals().map_err(Error::sys("sigprocmask"))?;
+    #[allow(unsafe_code)] // the one `fork` of the fork start method (see sys/mod.rs)
     // SAFETY: either the process is single-threaded (checked in `prepare`), so the child can
     // take any lock, or the caller opted in knowing the child's code is fork-safe.
     let forked = unsafe { sys::fork() };

@@ -6,7 +6,7 @@ use super::command::{affinity_mask, environment_block, push_quoted};
 use crate::error::{Error, Result};
 use crate::process::entry::{HANDSHAKE, SpawnSpec};
 use crate::process::spec::ChildSpec;
-use crate::status::{ExitCode, Pid};
+use crate::status::{ExitCode, Pid, StartMethod};
 use crate::sys;
 use crate::wait::{remaining_ms, timeout_ms};
 use std::ffi::OsStr;
@@ -81,7 +81,7 @@ impl Child {
         _spec: &ChildSpec<'_>,
         _body: impl FnOnce() -> Result<B>,
     ) -> Result<Child> {
-        Err(Error::Unsupported { method: "fork" })
+        Err(Error::Unsupported { method: StartMethod::Fork })
     }
 
     /// Neither does the forkserver start method.
@@ -90,7 +90,7 @@ impl Child {
         _entry: &str,
         _args: &[u8],
     ) -> Result<Child> {
-        Err(Error::Unsupported { method: "forkserver" })
+        Err(Error::Unsupported { method: StartMethod::Forkserver })
     }
 
     /// The spawn start method: runs the current executable again, suspended, with

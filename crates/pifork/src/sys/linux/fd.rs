@@ -140,7 +140,7 @@ pub fn is_open(fd: RawFd) -> bool {
 /// # Safety
 /// No owner (`OwnedFd`, `File`, ...) of `fd` in this process may use or close it afterwards:
 /// used in a freshly forked child on copies of the parent's bookkeeping descriptors, whose
-/// owners the child never drops (it leaves only through [`exit_now`]).
+/// owners the child never drops (it leaves only through [`exit_now`](super::exit_now)).
 pub unsafe fn close_raw(fd: RawFd) {
     // SAFETY: forwarded to the caller (see above); closing a number touches no memory.
     unsafe {

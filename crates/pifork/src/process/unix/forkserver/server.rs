@@ -39,9 +39,12 @@ struct Served {
 pub(super) fn serve(sock: BorrowedFd<'_>, own: [RawFd; 2]) -> ! {
     let mut keep: Vec<RawFd> = [sock.as_raw_fd()].into_iter().chain(own).collect();
     keep.sort_unstable();
+    #[allow(unsafe_code)] // closing by number in a freshly forked child (see sys/mod.rs)
     // SAFETY: this freshly forked server uses no descriptor but `keep` and stdio; the owners of
     // the others (copies of the parent's objects) are never used or dropped here.
-    unsafe { sys::close_all_except(&keep, sys::descriptor_limit(), false) };
+    unsafe {
+        sys::close_all_except(&keep, sys::descriptor_limit(), false)
+    };
     let _ = sys::block_signal(Signal::SIGINT);
     let _ = sys::block_signal(Signal::SIGHUP);
     let parent = sys::getppid();
@@ -159,10 +162,13 @@ fn place(
         sources.iter().map(|fd| sys::dup_above(fd.as_fd(), 1024)).collect::<Result<Vec<_>, _>>()?;
     fdtable::close_others_in_child(|fd| fd == hold);
     for (from, &to) in high.iter().zip(targets) {
+        #[allow(unsafe_code)] // replacing by number in a freshly forked child (see sys/mod.rs)
         // SAFETY: the numbers the parent asked for belong to nobody in this worker any more:
         // the server's descriptors were just closed, and their owners are copies the worker
         // never uses (it leaves through `_exit`).
-        unsafe { sys::dup2_onto(from.as_fd(), to)? };
+        unsafe {
+            sys::dup2_onto(from.as_fd(), to)?
+        };
     }
     Ok(result)
 }
