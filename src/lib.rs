@@ -23,7 +23,7 @@
 //! the kernel's per-instruction-set files (`kernel/x86.rs`, `kernel/aarch64.rs`) and in the
 //! bare fork the benchmark compares the start methods with (`bench/bare_fork.rs`).
 
-#![cfg(unix)]
+#![cfg(target_os = "linux")]
 #![deny(unsafe_code)]
 
 pub mod bench;

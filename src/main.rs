@@ -6,10 +6,10 @@
 //! method, this program only serves as a spawned child and otherwise says where the command
 //! line runs.
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod args;
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
     command_line::main()
 }
@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The command line on Linux: parse, check, dispatch, one exit.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod command_line {
     use std::process::ExitCode;
 
