@@ -84,8 +84,11 @@ lint-deb: deb
 verify-unit:
 	bash ci/verify-unit.sh '$(UNIT)'
 
+# The make the system test runs `make deploy` with. Named through a variable, not written out in
+# the recipe, so that `make -n test` prints the recipe instead of running the test.
+SYSTEM_TEST_MAKE = $(MAKE) -f $(abspath $(firstword $(MAKEFILE_LIST)))
+
 test-system: setup-aarch64 build-aarch64
-	PIFORK_MAKE='$(MAKE) -f $(abspath $(firstword $(MAKEFILE_LIST)))' \
-	    bash ci/test-system.sh '$(AARCH64_BIN)'
+	PIFORK_MAKE='$(SYSTEM_TEST_MAKE)' bash ci/test-system.sh '$(AARCH64_BIN)'
 
 .DEFAULT_GOAL := $(SERVICE_SAVED_DEFAULT_GOAL)
