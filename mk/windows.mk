@@ -45,11 +45,15 @@ setup-windows:
 build-windows: setup-windows
 	$(WINDOWS_ENV) $(WINDOWS_CARGO) build --target $(WINDOWS_TARGET)
 
-# wineserver outlives the tests by a few seconds (and any child a failed test left
+# `cargo test` builds pifork.exe only for an integration test of its own package, and the
+# Windows suite is the library's: the binary is built on its own, for its start under Wine at
+# the end. wineserver outlives the tests by a few seconds (and any child a failed test left
 # behind by longer): it is stopped at the end, pass or fail, in this prefix only.
 test-windows: setup-windows
 	@echo "== cargo clippy --target $(WINDOWS_TARGET) =="
 	$(WINDOWS_ENV) $(WINDOWS_CARGO) clippy --target $(WINDOWS_TARGET) $(WINDOWS_TEST_TARGETS) -- -D warnings
+	@echo "== cargo build --target $(WINDOWS_TARGET) --bin pifork =="
+	$(WINDOWS_ENV) $(WINDOWS_CARGO) build --target $(WINDOWS_TARGET) --bin pifork
 	@echo "== cargo test --target $(WINDOWS_TARGET) under Wine =="
 	@status=0; \
 	$(WINDOWS_ENV) timeout -k 30 $(WINDOWS_TEST_TIMEOUT) \
