@@ -1,8 +1,10 @@
 # pifork — build, test, benchmark, cross-build for the Raspberry Pi 4.
 #
+#   make check          the quick loop: cargo fmt --check, clippy -D warnings, cargo test
 #   make run            static release build, then `pifork pi` with the defaults
-#   make test           everything CI checks: format, lints, the library's layering (built
-#                       alone, no import circles), host tests on both process backends, the aarch64 suite under qemu-user, the 4-core VM test,
+#   make test           everything CI checks (.ci/run): format, lints, the library's layering
+#                       (built alone, no import circles), host tests on both process backends,
+#                       the aarch64 suite under qemu-user, the 4-core VM test (ci/),
 #                       the Windows spawn backend's tests under Wine, the systemd unit, lintian
 #                       on the .deb, the service deployed on an emulated Pi 4 running Debian
 #                       with systemd, and pifork-mpi under mpirun (see mk/mpi.mk)
@@ -21,7 +23,7 @@ STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build setup-static run test test-host check-tools fmt-check clippy layers bench man clean
+.PHONY: all build setup-static run check test test-host check-tools fmt-check clippy layers bench man clean
 
 all: build
 
@@ -50,9 +52,14 @@ fmt-check: check-tools
 clippy: check-tools
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# The quick loop while working: the default members (the library and the appliance), once.
+check: fmt-check clippy
+	$(CARGO) test
+
 # The library is a crate of its own (crates/pifork): it depends on none of the appliance's
-# crates, has no import circles between its modules, and the docs of the workspace have no
-# broken links. The appliance can reach only its public API: the crate edge enforces that.
+# crates, has no import circles between its modules (rustc accepts those; the script does not),
+# and the docs of the workspace have no broken links. The appliance can reach only its public
+# API: the crate edge enforces that.
 layers: check-tools
 	@deps=$$($(CARGO) tree -p pifork -e normal --prefix none | awk '{ print $$1 }' | sort -u); \
 	for dep in argh env_logger crc pifork-pi; do \

@@ -9,7 +9,7 @@
 #                        (pidfd backend, then PIFORK_BACKEND=pipe)
 #   make cross-test      the test suite through `cross` (Docker or Podman)
 #   make test-vm         boot an aarch64 kernel in qemu-system-aarch64 and run
-#                        the appliance checks there (scripts/test-vm.sh)
+#                        the appliance checks there (ci/test-vm.sh)
 #   make mca             predict the kernel loops on a Cortex-A72 with llvm-mca
 #                        (scripts/mca.py; installs Debian's llvm package)
 #
@@ -105,7 +105,7 @@ cross-test:
 	CROSS_CONFIG=cross/Cross.toml cross test --target $(AARCH64_TARGET)
 
 test-vm: setup-aarch64 build-aarch64
-	AARCH64_BIN='$(AARCH64_BIN)' bash scripts/test-vm.sh '$(AARCH64_BIN)'
+	AARCH64_BIN='$(AARCH64_BIN)' bash ci/test-vm.sh '$(AARCH64_BIN)'
 
 # The release build with symbols (profile "mca": release, not stripped), so that the kernel
 # loops are found by function name; llvm-mca and llvm-objdump come from Debian's llvm.

@@ -1,11 +1,12 @@
-# pifork-mpi, the pi computation across the ranks of an MPI job (a Pi cluster): cargo
-# feature "mpi", Debian's Open MPI, linked dynamically (Debian ships no static libmpi).
+# pifork-mpi, the pi computation across the ranks of an MPI job (a Pi cluster): the crate
+# crates/pifork-mpi (not a default member of the workspace), on Debian's Open MPI, linked
+# dynamically (Debian ships no static libmpi).
 # Included by the top-level Makefile.
 #
 #   make build-mpi          release pifork-mpi for this machine (installs Open MPI, libclang)
-#   make test-mpi           clippy of the mpi feature; 1 to 4 ranks against pifork pi, bad
+#   make test-mpi           clippy of pifork-mpi; 1 to 4 ranks against pifork pi, bad
 #                           input, a rank SIGKILLed, two hosts as two network namespaces over
-#                           ssh (scripts/test-mpi.sh); the aarch64 build under qemu-user
+#                           ssh (ci/test-mpi.sh); the aarch64 build under qemu-user
 #   make build-aarch64-mpi  aarch64 pifork-mpi against Debian's arm64 Open MPI in a private
 #                           sysroot under the target directory (scripts/setup-aarch64-mpi.sh)
 #   make bench-mpi [MPI_BENCH_TERMS=1e10]
@@ -47,7 +48,7 @@ build-mpi: setup-mpi
 test-mpi: build-mpi test-aarch64-mpi
 	$(CARGO) clippy -p pifork-mpi --all-targets -- -D warnings
 	$(CARGO) build --release --bin pifork
-	bash scripts/test-mpi.sh '$(MPI_BIN)' '$(MPI_REF_BIN)'
+	bash ci/test-mpi.sh '$(MPI_BIN)' '$(MPI_REF_BIN)'
 
 build-aarch64-mpi:
 	bash scripts/setup-aarch64-mpi.sh '$(MPI_SYSROOT)'

@@ -14,7 +14,7 @@
 #   make verify-unit     systemd-analyze verify + offline security score + the
 #                        system calls pifork makes against @system-service
 #   make test-system     emulated Pi 4 with Debian and systemd: deploy the service
-#                        for real and check it (scripts/test-system.sh)
+#                        for real and check it (ci/test-system.sh)
 
 # This fragment must not change the including Makefile's default goal.
 SERVICE_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
@@ -82,10 +82,13 @@ lint-deb: deb
 	@echo "lint-deb: lintian is clean"
 
 verify-unit:
-	bash scripts/verify-unit.sh '$(UNIT)'
+	bash ci/verify-unit.sh '$(UNIT)'
+
+# The make the system test runs `make deploy` with. Named through a variable, not written out in
+# the recipe, so that `make -n test` prints the recipe instead of running the test.
+SYSTEM_TEST_MAKE = $(MAKE) -f $(abspath $(firstword $(MAKEFILE_LIST)))
 
 test-system: setup-aarch64 build-aarch64
-	PIFORK_MAKE='$(MAKE) -f $(abspath $(firstword $(MAKEFILE_LIST)))' \
-	    bash scripts/test-system.sh '$(AARCH64_BIN)'
+	PIFORK_MAKE='$(SYSTEM_TEST_MAKE)' bash ci/test-system.sh '$(AARCH64_BIN)'
 
 .DEFAULT_GOAL := $(SERVICE_SAVED_DEFAULT_GOAL)

@@ -5,14 +5,14 @@
 #                        ProcessPrng shim and the Wine prefix (scripts/setup-windows.sh)
 #   make build-windows   cargo build for the Windows target (library and binary)
 #   make test-windows    clippy for the Windows target, then every Windows test
-#                        executable (library unit tests, binary, tests/windows.rs)
+#                        executable (unit tests, binary, crates/pifork/tests/windows.rs)
 #                        under Wine, then the binary's own start under Wine
 #
-# The test executables run through scripts/wine-run.sh (cargo's runner for the
+# The test executables run through ci/wine-run.sh (cargo's runner for the
 # target): a throwaway Wine prefix under target/, WINEDEBUG=-all, and the shim
 # bcryptprimitives.dll beside each executable. The shim exists only because
 # Debian bookworm's Wine 8.0 lacks ProcessPrng, which Rust's std imports; it is
-# never part of a Windows build (see scripts/wine-shim/).
+# never part of a Windows build (see ci/wine-shim/).
 
 # This fragment must not change the including Makefile's default goal.
 WINDOWS_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
@@ -21,7 +21,7 @@ WINDOWS_TARGET     ?= x86_64-pc-windows-gnu
 WINDOWS_TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 WINDOWS_CARGO      ?= cargo
 WINDOWS_WINE       ?= /usr/lib/wine/wine64
-WINDOWS_RUNNER     ?= $(CURDIR)/scripts/wine-run.sh
+WINDOWS_RUNNER     ?= $(CURDIR)/ci/wine-run.sh
 WINDOWS_LINKER     ?= x86_64-w64-mingw32-gcc
 # Upper bound for the test run under Wine (build included), so a hung test
 # cannot eat the whole CI budget.
@@ -32,8 +32,9 @@ WINDOWS_ENV = CARGO_TARGET_$(WINDOWS_TRIPLE_ENV)_LINKER=$(WINDOWS_LINKER) \
               CARGO_TARGET_$(WINDOWS_TRIPLE_ENV)_RUNNER=$(WINDOWS_RUNNER) \
               WINE=$(WINDOWS_WINE)
 WINDOWS_PREFIX = $(abspath $(WINDOWS_TARGET_DIR))/wine-prefix
-# The test targets that exist for Windows: the Linux-only suites (tests/process/, tests/cli.rs,
-# ...) are not built for it; tests/windows.rs includes the portable ones of tests/process/.
+# The test targets that exist for Windows: the Linux-only suites (crates/pifork/tests/process/,
+# tests/cli.rs, ...) are not built for it; crates/pifork/tests/windows.rs includes the portable
+# ones of crates/pifork/tests/process/.
 WINDOWS_TEST_TARGETS = --lib --bins --test windows
 
 .PHONY: setup-windows build-windows test-windows
@@ -44,11 +45,15 @@ setup-windows:
 build-windows: setup-windows
 	$(WINDOWS_ENV) $(WINDOWS_CARGO) build --target $(WINDOWS_TARGET)
 
-# wineserver outlives the tests by a few seconds (and any child a failed test left
+# `cargo test` builds pifork.exe only for an integration test of its own package, and the
+# Windows suite is the library's: the binary is built on its own, for its start under Wine at
+# the end. wineserver outlives the tests by a few seconds (and any child a failed test left
 # behind by longer): it is stopped at the end, pass or fail, in this prefix only.
 test-windows: setup-windows
 	@echo "== cargo clippy --target $(WINDOWS_TARGET) =="
 	$(WINDOWS_ENV) $(WINDOWS_CARGO) clippy --target $(WINDOWS_TARGET) $(WINDOWS_TEST_TARGETS) -- -D warnings
+	@echo "== cargo build --target $(WINDOWS_TARGET) --bin pifork =="
+	$(WINDOWS_ENV) $(WINDOWS_CARGO) build --target $(WINDOWS_TARGET) --bin pifork
 	@echo "== cargo test --target $(WINDOWS_TARGET) under Wine =="
 	@status=0; \
 	$(WINDOWS_ENV) timeout -k 30 $(WINDOWS_TEST_TIMEOUT) \

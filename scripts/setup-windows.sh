@@ -3,7 +3,7 @@
 #   - the Rust std for x86_64-pc-windows-gnu (rustup),
 #   - gcc-mingw-w64-x86-64 (linker for that target, and compiler of the shim below),
 #   - wine64 (runs the Windows test executables on Linux),
-# then builds the Wine-only bcryptprimitives.dll shim (scripts/wine-shim/) and creates
+# then builds the Wine-only bcryptprimitives.dll shim (ci/wine-shim/) and creates
 # the throwaway Wine prefix once (its first start is slow).
 # Idempotent: anything already present is left alone. Works non-interactively
 # (CI=true, no stdin), as root or through passwordless sudo.
@@ -19,7 +19,7 @@ TARGET="${WINDOWS_TARGET:-x86_64-pc-windows-gnu}"
 APT_PACKAGES=(wine64 gcc-mingw-w64-x86-64)
 WINE="${WINE:-/usr/lib/wine/wine64}"
 MINGW_GCC=x86_64-w64-mingw32-gcc
-SHIM_SRC=scripts/wine-shim/bcryptprimitives.c
+SHIM_SRC=ci/wine-shim/bcryptprimitives.c
 SHIM_DLL="$TARGET_DIR/wine-shim/bcryptprimitives.dll"
 PREFIX="${WINEPREFIX:-$TARGET_DIR/wine-prefix}"
 PREFIX_TIMEOUT="${WINE_PREFIX_TIMEOUT:-180}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the serial console log of the aarch64 test VM (scripts/vm/init.sh).
+"""Checks the serial console log of the aarch64 test VM (ci/vm/init.sh).
 
 Usage: check-console.py CONSOLE_LOG [EXPECTED_CPUS]
 

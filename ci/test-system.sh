@@ -5,7 +5,7 @@
 # forwarded to 127.0.0.1 only (the guest itself has no route anywhere).
 #
 #   1. builds (or reuses) the kernel, initramfs and root file system image
-#      (scripts/system/build-image.sh; cached under target/system/ by a hash of
+#      (ci/system/build-image.sh; cached under target/system/ by a hash of
 #      the scripts that make it);
 #   2. boots it, waits for ssh, installs a drop-in with a job sized for TCG;
 #   3. runs `make deploy HOST=root@127.0.0.1 SSH_PORT=...` for real;
@@ -20,7 +20,7 @@
 #   5. powers the VM off (QEMU is killed on any exit).
 # Ends with "test-system: N passed, M failed"; exit status 1 if any failed.
 #
-# Usage: scripts/test-system.sh [PATH_TO_AARCH64_PIFORK]
+# Usage: ci/test-system.sh [PATH_TO_AARCH64_PIFORK]
 # Environment:
 #   PIFORK_SYSTEM_DIR      cache and work directory (default: <target dir>/system)
 #   PIFORK_SYSTEM_REBUILD=1  rebuild the image even if a cached one matches
@@ -34,7 +34,7 @@ shopt -s extglob
 
 PROG=test-system
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib.sh"
 pifork_paths
 aarch64_bin "${1:-}"
 SYS_DIR=${PIFORK_SYSTEM_DIR:-$TARGET_DIR/system}
@@ -89,8 +89,8 @@ if [[ ! -s $KEY || ! -s $KEY.pub ]]; then
 fi
 chmod 0600 "$KEY"
 
-HASH=$(cat "$ROOT/scripts/system/build-image.sh" "$ROOT/scripts/system/customize.sh" \
-    "$ROOT/scripts/system/init" "$KEY.pub" <(echo "$PIFORK_SYSTEM_SUITE $PIFORK_SYSTEM_MIRROR") |
+HASH=$(cat "$ROOT/ci/system/build-image.sh" "$ROOT/ci/system/customize.sh" \
+    "$ROOT/ci/system/init" "$KEY.pub" <(echo "$PIFORK_SYSTEM_SUITE $PIFORK_SYSTEM_MIRROR") |
     sha256sum | cut -c1-16)
 IMAGE=$SYS_DIR/image-$HASH
 if [[ ${PIFORK_SYSTEM_REBUILD:-0} == 1 || ! -f $IMAGE/complete ]]; then
@@ -99,7 +99,7 @@ if [[ ${PIFORK_SYSTEM_REBUILD:-0} == 1 || ! -f $IMAGE/complete ]]; then
     log "building the image (kernel, initramfs, Debian $PIFORK_SYSTEM_SUITE arm64 root file system)"
     attempt=1
     until "${SUDO[@]}" env PIFORK_SYSTEM_SUITE="$PIFORK_SYSTEM_SUITE" PIFORK_SYSTEM_MIRROR="$PIFORK_SYSTEM_MIRROR" \
-        bash "$ROOT/scripts/system/build-image.sh" "$IMAGE.tmp" "$KEY.pub" >"$SYS_DIR/build.log" 2>&1; do
+        bash "$ROOT/ci/system/build-image.sh" "$IMAGE.tmp" "$KEY.pub" >"$SYS_DIR/build.log" 2>&1; do
         grep -E '^(build-image|E):' "$SYS_DIR/build.log" | tail -n 5 >&2 || true
         # qemu-user occasionally crashes in a maintainer script; one more try.
         ((attempt < 2)) || die "building the image failed twice (log: $SYS_DIR/build.log)"

@@ -2,18 +2,18 @@
 # Runs a Windows executable under Wine: cargo's runner for x86_64-pc-windows-gnu
 # (CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER), set by mk/windows.mk.
 #
-#   scripts/wine-run.sh path/to/program.exe [args...]
+#   ci/wine-run.sh path/to/program.exe [args...]
 #
 # Uses a throwaway prefix under target/ (made by scripts/setup-windows.sh, or here on
 # first use) and places the Wine-only bcryptprimitives.dll shim beside the executable:
-# Wine 8.0 lacks ProcessPrng, which Rust's std imports (see scripts/wine-shim/).
+# Wine 8.0 lacks ProcessPrng, which Rust's std imports (see ci/wine-shim/).
 set -euo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: $0 program.exe [args...]" >&2; exit 2; }
 
 PROG="wine-run"
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib.sh"
 pifork_paths
 wine="${WINE:-/usr/lib/wine/wine64}"
 shim="$TARGET_DIR/wine-shim/bcryptprimitives.dll"

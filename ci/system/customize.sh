@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # mmdebstrap customize hook for the emulated Pi's root file system
-# (called by scripts/system/build-image.sh as: customize.sh ROOTFS_DIR).
+# (called by ci/system/build-image.sh as: customize.sh ROOTFS_DIR).
 # Environment: PIFORK_SYSTEM_PUBKEY (file with root's authorized key),
 #              PIFORK_SYSTEM_HOSTNAME (default pifork-pi).
 set -euo pipefail

@@ -9,7 +9,7 @@
 # followed by "PIFORK-VM: DONE pass=N fail=M", then powers the VM off.
 # Output blocks to be parsed on the host are framed by
 #     PIFORK-VM: BEGIN <name> ... PIFORK-VM: END <name>
-# scripts/test-vm.sh reads the console log and decides.
+# ci/test-vm.sh reads the console log and decides.
 #
 # Word splitting of PID lists and /proc/PID/stat fields is intended here.
 # shellcheck disable=SC2086,SC1091
@@ -22,7 +22,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 
-# Defaults; /etc/pifork-vm.conf (written by scripts/test-vm.sh) overrides.
+# Defaults; /etc/pifork-vm.conf (written by ci/test-vm.sh) overrides.
 PI_TERMS=600000000
 PI_TIMEOUT=240
 LONG_TERMS=100000000000

@@ -9,7 +9,7 @@
  * (advapi32's SystemFunction036), which Wine has implemented for a long time.
  *
  * Built by scripts/setup-windows.sh with x86_64-w64-mingw32-gcc and copied
- * beside each test executable by scripts/wine-run.sh.
+ * beside each test executable by ci/wine-run.sh.
  */
 #include <windows.h>
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Boots a real aarch64 Linux kernel under QEMU system emulation (TCG, virt
 # machine, 4 x Cortex-A72, 2 GiB: the Raspberry Pi 4's CPU layout) and runs the
-# static aarch64 pifork binary there. Checks (see scripts/vm/init.sh):
+# static aarch64 pifork binary there. Checks (see ci/vm/init.sh):
 #   1. `pifork info` runs and reports 4 CPUs and the pidfd backend;
 #   2. the kernel sees 4 CPUs;
 #   3. `pifork pi --json` runs one worker pinned on each CPU;
 #   4. SIGKILL of the parent leaves no worker alive after 2 s.
 #
-# Usage: scripts/test-vm.sh [PATH_TO_AARCH64_PIFORK]
+# Usage: ci/test-vm.sh [PATH_TO_AARCH64_PIFORK]
 #   (default: $AARCH64_BIN, else target/aarch64-unknown-linux-musl/release/pifork)
 #
 # Host side needs no emulation: Debian's arm64 kernel and busybox-static are
@@ -29,7 +29,7 @@ set -euo pipefail
 
 PROG=test-vm
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib.sh"
 pifork_paths
 aarch64_bin "${1:-}"
 VM_DIR=${PIFORK_VM_DIR:-$TARGET_DIR/vm}
@@ -88,7 +88,7 @@ rm -rf "$INITRD_ROOT"
 mkdir -p "$INITRD_ROOT"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp}
 install -m 0755 "$BUSYBOX" "$INITRD_ROOT/bin/busybox"
 install -m 0755 "$BIN" "$INITRD_ROOT/bin/pifork"
-install -m 0755 "$ROOT/scripts/vm/init.sh" "$INITRD_ROOT/init"
+install -m 0755 "$ROOT/ci/vm/init.sh" "$INITRD_ROOT/init"
 cat >"$INITRD_ROOT/etc/pifork-vm.conf" <<EOF
 PI_TERMS=$PI_TERMS
 PI_TIMEOUT=$((QEMU_TIMEOUT * 2 / 3))
@@ -120,7 +120,7 @@ log "timing: tools $(awk -v a="$T_START" -v b="$T_TOOLS" 'BEGIN{printf "%.1f", b
     "kernel+busybox $(awk -v a="$T_TOOLS" -v b="$T_FETCH" 'BEGIN{printf "%.1f", b-a}')s," \
     "boot-run-poweroff ${BOOT_S}s, total $(awk -v a="$T_START" -v b="$T_END" 'BEGIN{printf "%.1f", b-a}')s"
 
-if python3 "$ROOT/scripts/vm/check-console.py" "$CONSOLE" "$NCPUS"; then
+if python3 "$ROOT/ci/vm/check-console.py" "$CONSOLE" "$NCPUS"; then
     log "PASS (console log: $CONSOLE)"
 else
     die "FAIL (console log: $CONSOLE)"

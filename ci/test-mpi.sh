@@ -11,13 +11,13 @@
 #      them listening only on its veth address with a key made for the run; deploy-cluster.sh
 #      refuses it for another architecture, then installs there; mpirun with a hostfile across
 #      both: the same bits.
-# Usage: scripts/test-mpi.sh PIFORK-MPI PIFORK   (both built already; see mk/mpi.mk)
+# Usage: ci/test-mpi.sh PIFORK-MPI PIFORK   (both built already; see mk/mpi.mk)
 # Everything started here is stopped by pid on every exit path.
 set -euo pipefail
 
 PROG=test-mpi
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib.sh"
 
 [[ $# -eq 2 ]] || die "usage: $0 PIFORK-MPI PIFORK"
 MPI_BIN=$(realpath "$1")
@@ -240,7 +240,7 @@ ip netns exec "$A" "$WORK/ssh" 10.213.7.2 true </dev/null ||
 deploy() {
     ip netns exec "$A" env HOSTS=10.213.7.2 CLUSTER_PREFIX="$WORK/cluster" DEPLOY_TIMEOUT=60 \
         SSH_OPTS="-i $WORK/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR" \
-        "$@" bash "$(dirname "$0")/deploy-cluster.sh" "$MPI_BIN" </dev/null
+        "$@" bash "$(dirname "$0")/../scripts/deploy-cluster.sh" "$MPI_BIN" </dev/null
 }
 other=aarch64
 [[ $(uname -m) != aarch64 ]] || other=x86_64

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the emulated Raspberry Pi 4 that scripts/test-system.sh boots:
+# Builds the emulated Raspberry Pi 4 that ci/test-system.sh boots:
 #   OUT/vmlinuz      Debian's arm64 kernel (unpacked from its .deb on the host,
 #                    not installed in the emulated chroot: that takes ~20 min)
-#   OUT/initrd.img   busybox + the virtio/ext4 modules + scripts/system/init
+#   OUT/initrd.img   busybox + the virtio/ext4 modules + ci/system/init
 #   OUT/rootfs.img   ext4 image of a Debian arm64 root file system made with
 #                    mmdebstrap: systemd, udev, openssh-server, systemd-networkd
-#                    (DHCP), root's authorized key (scripts/system/customize.sh)
+#                    (DHCP), root's authorized key (ci/system/customize.sh)
 #
 # Usage: build-image.sh OUT_DIR PUBLIC_KEY_FILE
 # Environment: PIFORK_SYSTEM_SUITE (default bookworm),
@@ -13,7 +13,7 @@
 #              PIFORK_SYSTEM_IMAGE_MB (default 1024; the image file is sparse).
 # Needs root (mmdebstrap's root mode and chroot), mmdebstrap, arch-test, a
 # binfmt_misc entry running aarch64 ELF binaries through qemu-user, mkfs.ext4,
-# cpio and dpkg-deb. scripts/test-system.sh checks and installs all of that.
+# cpio and dpkg-deb. ci/test-system.sh checks and installs all of that.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +31,7 @@ MODULES=(virtio_pci virtio_blk virtio_net crc32c_generic ext4 virtio-rng autofs4
 
 PROG=build-image
 # shellcheck source=scripts/lib.sh
-source "$HERE/../lib.sh"
+source "$HERE/../../scripts/lib.sh"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 

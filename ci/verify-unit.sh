@@ -10,12 +10,12 @@
 #      service with SIGSYS.
 # Installs Debian's systemd package (for systemd-analyze) when it is missing.
 #
-# Usage: scripts/verify-unit.sh [UNIT_FILE]   (default systemd/pifork.service)
+# Usage: ci/verify-unit.sh [UNIT_FILE]   (default systemd/pifork.service)
 set -euo pipefail
 
 PROG=verify-unit
 # shellcheck source=scripts/lib.sh
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib.sh"
 pifork_paths
 UNIT=${1:-$ROOT/systemd/pifork.service}
 MAX_EXPOSURE=${PIFORK_UNIT_MAX_EXPOSURE:-1.0}
