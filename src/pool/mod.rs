@@ -7,7 +7,8 @@
 //! ```text
 //! mod.rs      the pool: starting workers, handing out chunks, events, late and stuck workers
 //! event.rs    what it reports: the events, the late line, each worker's share of a run
-//! worker.rs   one worker: the loop its process runs, its entry, the parent's handle on it
+//! worker.rs   one worker: how it is started, the loop its process runs, its entry, the
+//!             parent's handle on it
 //! limits.rs   how many workers: the cap per CPU, the descriptor and process limits
 //! ```
 
@@ -20,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
 use super::pace::{Lateness, Pace};
-use pifork::{StartMethod, available_cpus, wait};
+use pifork::{available_cpus, wait};
 use worker::Worker;
 
 pub use event::{Event, WorkerReport, describe_late};
 pub use limits::{WORKERS_PER_CPU, make_room, worker_bound};
-pub use worker::{Kernel, WORKER_ENTRY, register_entries};
+pub use worker::{Kernel, PoolSpec, WORKER_ENTRY, register_entries};
 
 /// A descriptor to watch beside the workers and what it means once ready: `None` to carry on,
 /// or the error that ends the run (the workers are then terminated and reaped).
@@ -34,20 +35,6 @@ pub type Cancel<'a> = (BorrowedFd<'a>, &'a dyn Fn() -> Option<Error>);
 /// Chunks a worker holds at once: the one it computes and one queued behind it, so that it
 /// never waits for the parent between chunks.
 pub const DEPTH: usize = 2;
-
-/// How the pool's workers are started.
-#[derive(Debug, Clone)]
-pub struct PoolSpec {
-    /// Worker processes.
-    pub workers: usize,
-    /// Pin worker i to the i-th available CPU.
-    pub pin: bool,
-    /// How the workers are started.
-    pub start: StartMethod,
-    /// A stand-in for the Leibniz kernel (fork only: a function cannot travel to a spawned
-    /// process). Used by tests.
-    pub kernel: Option<Kernel>,
-}
 
 /// Which descriptor of the pool a wait was on.
 #[derive(Debug, Clone, Copy)]

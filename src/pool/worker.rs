@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::PoolSpec;
 use crate::error::{Error, Result};
 use crate::pi;
 use pifork::{ExitCode, Process, Receiver, Sender, StartMethod, channel};
@@ -53,6 +52,20 @@ fn worker_loop(
     }
     let cpu = nix::sched::sched_getcpu().map_or(u64::MAX, |c| c as u64);
     (chunks, terms, busy, cpu)
+}
+
+/// How the pool's workers are started.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    /// Worker processes.
+    pub workers: usize,
+    /// Pin worker i to the i-th available CPU.
+    pub pin: bool,
+    /// How the workers are started.
+    pub start: StartMethod,
+    /// A stand-in for the Leibniz kernel (fork only: a function cannot travel to a spawned
+    /// process). Used by tests.
+    pub kernel: Option<Kernel>,
 }
 
 /// One worker process, its two channels and the chunks it holds, as the parent sees them.
