@@ -1,6 +1,6 @@
 //! The fork start method: a raw `fork`, the child running its target straight from the
 //! parent's memory. Everything that can fail is prepared before the fork, and the fork path
-//! touches as few pages as it can (see the README's notes on the round trip).
+//! touches as few pages as it can (the crate README's *How it works*).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
