@@ -226,6 +226,15 @@ fn damaged_or_foreign_state_is_refused_and_left_untouched() {
             "to restart the job from the beginning, move the file away",
         ),
         ("\u{0}\u{1}binary".to_string(), "is corrupt"),
+        (
+            format!("{header}elapsed 1\nend 0\n").replace('\n', "\r\n"),
+            "the header \"pifork-state v2\" ends with a carriage return (CR, \\r",
+        ),
+        (
+            format!("{header}elapsed 1\nend 0\n").replacen('\n', " \n", 1),
+            "the header \"pifork-state v2\" ends with a trailing space",
+        ),
+        (format!("{header}elapsed 1\r\nend 0\n"), "line 5: the line ends with a carriage return"),
     ];
     for (text, why) in cases {
         std::fs::write(dir.join("state"), &text).unwrap();
