@@ -36,12 +36,17 @@ use crate::plan::{MAX_CHUNKS, SUM_TOLERANCE};
 /// bytes) for each of [`MAX_CHUNKS`] chunks.
 pub const MAX_BYTES: u64 = 4096 + 40 * MAX_CHUNKS;
 
-/// CRC-32C, the checksum of every line.
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// CRC-32C, the checksum of every line (of the state file and of the journal).
+pub(super) static CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
 impl State {
     /// The file's text.
     pub fn to_text(&self) -> String {
+        self.to_sealed().0
+    }
+
+    /// The file's text and its identity, the checksum that ends it (see [`identity`]).
+    pub(super) fn to_sealed(&self) -> (String, u32) {
         let mut body = format!(
             "{MAGIC}\nkernel {}\nterms {}\nchunk {}\nelapsed {:.3}\n",
             kernel::VERSION,
@@ -56,7 +61,7 @@ impl State {
             let _ = writeln!(body, "result {:016x}", self.estimate().unwrap_or(0.0).to_bits());
         }
         let _ = writeln!(body, "end {}", self.done.len());
-        seal(&body)
+        sealed(&body)
     }
 
     /// Parses a file's text (`path` only names it in errors).
@@ -68,11 +73,28 @@ impl State {
     }
 }
 
+/// The identity of a v3 file's `text`: the checksum that ends its last line, which covers
+/// every byte before it. A journal names the identity of the snapshot it follows; `None` for
+/// a text that is not v3 (a v2 file has no checksums).
+pub fn identity(text: &str) -> Option<u32> {
+    if !text.starts_with(MAGIC) || !text[MAGIC.len()..].starts_with('\n') {
+        return None;
+    }
+    let (_, sum) = text.strip_suffix('\n')?.rsplit_once(' ')?;
+    u32::from_str_radix(sum, 16).ok().filter(|_| sum.len() == 8)
+}
+
 /// Appends to every line of `text` after the first its checksum: the CRC-32C of the bytes
 /// from the start of the result up to and including the space before it.
 pub fn seal(text: &str) -> String {
+    sealed(text).0
+}
+
+/// [`seal`], and the last checksum it wrote (0 for a text of one line).
+fn sealed(text: &str) -> (String, u32) {
     let mut out = String::with_capacity(text.len() + text.len() / 3);
     let mut digest = CRC32C.digest();
+    let mut last = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let start = out.len();
         if i == 0 {
@@ -82,18 +104,19 @@ pub fn seal(text: &str) -> String {
             out.push_str(content);
             out.push(' ');
             digest.update(&out.as_bytes()[start..]);
-            let _ = writeln!(out, "{:08x}", digest.clone().finalize());
+            last = digest.clone().finalize();
+            let _ = writeln!(out, "{last:08x}");
             digest.update(&out.as_bytes()[start + content.len() + 1..]);
             continue;
         }
         digest.update(&out.as_bytes()[start..]);
     }
-    out
+    (out, last)
 }
 
 /// What ends `line` (without its end of line) that no line of pifork's ends with: a carriage
 /// return (a file given Windows line ends) or a space, named for the error.
-fn stray_end(line: &str) -> Option<&'static str> {
+pub(super) fn stray_end(line: &str) -> Option<&'static str> {
     if line.ends_with('\r') {
         Some("a carriage return (CR, \\r: Windows line ends?)")
     } else if line.ends_with(' ') {
@@ -107,10 +130,18 @@ fn stray_end(line: &str) -> Option<&'static str> {
 
 /// The reason a first line that is `magic` but for what ends it is refused: it names the
 /// character; `None` if `first` (without its end of line) is not such a line.
-fn stray_header(first: &str, magics: &[&str]) -> Option<String> {
+pub(super) fn stray_header(first: &str, magics: &[&str]) -> Option<String> {
     let what = stray_end(first)?;
     let bare = first.trim_end_matches(['\r', ' ', '\t']);
     magics.contains(&bare).then(|| format!("the header {bare:?} ends with {what}"))
+}
+
+/// The reason a partial sum is refused: it is not the series' own.
+pub(super) fn implausible(chunk: u64, sum: f64, expected: f64) -> String {
+    format!(
+        "the partial sum {sum:e} of chunk {chunk} is not the series' ({expected:e}, to \
+         {SUM_TOLERANCE:e})"
+    )
 }
 
 /// The error for line `line` of the file `path`.
@@ -270,13 +301,9 @@ impl<'a> Reader<'a> {
             return Err(self.corrupt(n, "chunk listed twice"));
         }
         match state.record(i, sum) {
-            Err(StateError::Implausible { expected, .. }) => Err(self.corrupt(
-                n,
-                &format!(
-                    "the partial sum {sum:e} of chunk {i} is not the series' ({expected:e}, to \
-                     {SUM_TOLERANCE:e})"
-                ),
-            )),
+            Err(StateError::Implausible { expected, .. }) => {
+                Err(self.corrupt(n, &implausible(i, sum, expected)))
+            }
             _ => Ok(()),
         }
     }
