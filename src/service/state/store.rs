@@ -195,18 +195,25 @@ impl Store {
     /// [`State::record`]) and appends it, with `state.elapsed`, to the journal; compacts when
     /// the journal has grown past its bound or the job is complete. A chunk already recorded
     /// keeps its first sum. Once this returns, a crash of the service cannot lose the chunk;
-    /// a power cut can until the next sync ([`Store::sync_due`]).
+    /// a power cut can until the next sync ([`Store::sync_due`]). If it cannot be written,
+    /// the chunk is not recorded in `state` either.
     pub fn record(&mut self, state: &mut State, index: u64, sum: f64) -> Result<(), StateError> {
         if state.done.contains_key(&index) {
             return Ok(());
         }
         state.record(index, sum)?;
-        if self.stale {
-            return self.compact(state);
+        let saved = if self.stale {
+            self.compact(state)
+        } else {
+            let mut chain = self.chain.clone();
+            let line = journal::done_line(&mut chain, index, sum, state.elapsed);
+            self.append(&line, chain)
+        };
+        if let Err(e) = saved {
+            // Not on disk: not recorded.
+            state.done.remove(&index);
+            return Err(e);
         }
-        let mut chain = self.chain.clone();
-        let line = journal::done_line(&mut chain, index, sum, state.elapsed);
-        self.append(&line, chain)?;
         if state.complete() || self.record_bytes > bound(self.snapshot_bytes) {
             self.compact(state)?;
         }
@@ -550,6 +557,22 @@ mod tests {
         assert!(dir.join(JOURNAL).exists());
         put(&mut store, &mut state, 1);
         assert_eq!(loaded(&dir).done.len(), 3);
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_not_recorded() {
+        let (dir, lock) = dir("store-unwritable");
+        let (mut store, mut state) = open(&dir, &lock, 10);
+        put(&mut store, &mut state, 0);
+        let journal = std::fs::read(dir.join(JOURNAL)).unwrap();
+        // The journal's descriptor read-only: every write fails (EBADF).
+        store.journal = File::open(dir.join(JOURNAL)).unwrap();
+        let s = sum(&state, 1);
+        let e = store.record(&mut state, 1, s).unwrap_err();
+        assert!(e.to_string().starts_with("cannot append to "), "{e}");
+        assert!(!state.done.contains_key(&1), "recorded in memory only");
+        assert_eq!(std::fs::read(dir.join(JOURNAL)).unwrap(), journal);
+        same(&loaded(&dir), &state);
     }
 
     #[test]
