@@ -1,5 +1,6 @@
 //! `pifork serve` and `pifork status` end to end: the systemd notification protocol, stops and
-//! kills at random points with resumption to the same bits, damaged and unwritable state.
+//! kills at random points (storms of them while it records) with resumption to the same bits,
+//! damaged and unwritable state.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{alive, descendants, emulated, eventually, pifork, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use pifork_pi::service::state::State;
 
 /// A fresh, empty directory under the system's temp dir.
 fn temp_dir(name: &str) -> PathBuf {
@@ -29,6 +31,11 @@ fn job() -> (&'static str, &'static str) {
 
 fn serve(dir: &Path) -> Command {
     let (terms, chunk) = job();
+    serve_job(dir, terms, chunk)
+}
+
+/// `serve` of `terms` in chunks of `chunk` on `dir`, exiting when done.
+fn serve_job(dir: &Path, terms: &str, chunk: &str) -> Command {
     let mut cmd = pifork();
     cmd.args(["serve", "--terms", terms, "--chunk", chunk, "--workers", "2", "--exit-when-done"])
         .arg("--state-dir")
@@ -51,6 +58,12 @@ fn result_bits(dir: &Path) -> String {
     let line = text.lines().find_map(|l| l.strip_prefix("result ")).expect("a finished state");
     // The bits, not the line's checksum (which covers the elapsed time too).
     line.split(' ').next().unwrap_or_default().to_string()
+}
+
+/// The chunks recorded in the state of `dir` (snapshot and journal), as `pifork status` reads
+/// them; 0 if there is no state yet.
+fn recorded(dir: &Path) -> usize {
+    State::load(dir).unwrap().map_or(0, |s| s.done.len())
 }
 
 /// The final bits of one uninterrupted run (computed once per test binary).
@@ -122,12 +135,7 @@ fn sigterm_then_restart_resumes_to_the_same_bits() {
     let pid = child.id() as i32;
     let tree = workers_of(pid);
     // Stopped once a chunk is recorded (however slow the machine), well before the last.
-    let state = dir.join("state");
-    assert!(
-        eventually(Duration::from_secs(60), || std::fs::read_to_string(&state)
-            .is_ok_and(|t| t.contains("\ndone "))),
-        "no chunk recorded"
-    );
+    assert!(eventually(Duration::from_secs(60), || recorded(&dir) > 0), "no chunk recorded");
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -178,8 +186,7 @@ fn sigkill_at_random_points_loses_nothing_and_keeps_the_bits() {
             eventually(Duration::from_secs(2), || tree.iter().all(|&p| !alive(p))),
             "a worker outlived its SIGKILLed parent"
         );
-        let text = std::fs::read_to_string(dir.join("state")).unwrap();
-        progress.push(text.lines().filter(|l| l.starts_with("done ")).count());
+        progress.push(recorded(&dir));
     }
     assert!(kills >= 3, "only {kills} kills landed before the run finished");
     eprintln!("{kills} SIGKILLs landed; finished chunks after each: {progress:?}");
@@ -187,6 +194,70 @@ fn sigkill_at_random_points_loses_nothing_and_keeps_the_bits() {
     let o = serve(&dir).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(result_bits(&dir), uninterrupted(), "after {kills} kills ({progress:?})");
+}
+
+/// `serve` of a job of many small chunks (20,000 natively, 2,000 under an emulator), whose
+/// recording never stops: the journal grows by a record every few microseconds and is
+/// compacted on the way.
+fn serve_small_chunks(dir: &Path) -> Command {
+    serve_job(dir, if emulated() { "2e7" } else { "2e8" }, "1e4")
+}
+
+/// The `result` bits of an uninterrupted run of [`serve_small_chunks`].
+fn small_chunks_uninterrupted() -> String {
+    let dir = temp_dir("storm-reference");
+    let o = serve_small_chunks(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    result_bits(&dir)
+}
+
+#[test]
+fn sigkill_storms_while_it_records_lose_nothing_and_keep_the_bits() {
+    let reference = small_chunks_uninterrupted();
+    let dir = temp_dir("storm");
+    let mut seed = (std::process::id() as u64) << 1 | 1;
+    let scale = if emulated() { 10 } else { 1 };
+    let (mut kills, mut progress, mut torn, mut compacting) = (0, Vec::new(), 0, 0);
+    for _ in 0..40 {
+        let child = spawn(serve_small_chunks(&dir));
+        // xorshift: 1..30 ms after the start, at any point of loading, compacting, recording.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(scale * (1 + seed % 30)));
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let o = child.wait_with_output().unwrap();
+        if o.status.success() {
+            break; // it finished first
+        }
+        assert_eq!(o.status.code(), None, "not killed but failed: {}", stderr(&o));
+        kills += 1;
+        // Caught mid-append, or mid-compaction (a temporary file left)?
+        torn += std::fs::read(dir.join("journal")).is_ok_and(|j| j.last() != Some(&b'\n')) as u32;
+        compacting += std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp."))
+            as u32;
+        // Whatever the moment, what is there reads: never a refusal.
+        if dir.join("state").exists() {
+            let o = pifork().args(["status", "--state-dir"]).arg(&dir).output().unwrap();
+            assert!(o.status.success(), "after kill {kills}: {}", stderr(&o));
+        }
+        progress.push(recorded(&dir));
+        if State::load(&dir).unwrap().is_some_and(|s| s.complete()) {
+            break; // killed after the last chunk was recorded
+        }
+    }
+    eprintln!(
+        "{kills} SIGKILLs landed while recording ({torn} mid-append, {compacting} \
+         mid-compaction); chunks recorded after each: {progress:?}"
+    );
+    assert!(kills >= 5, "only {kills} kills landed before the run finished");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "recorded chunks were lost: {progress:?}");
+    assert!(progress.last() > progress.first(), "no progress between kills: {progress:?}");
+    let o = serve_small_chunks(&dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(result_bits(&dir), reference, "after {kills} kills ({progress:?})");
 }
 
 #[test]
@@ -226,6 +297,15 @@ fn damaged_or_foreign_state_is_refused_and_left_untouched() {
             "to restart the job from the beginning, move the file away",
         ),
         ("\u{0}\u{1}binary".to_string(), "is corrupt"),
+        (
+            format!("{header}elapsed 1\nend 0\n").replace('\n', "\r\n"),
+            "the header \"pifork-state v2\" ends with a carriage return (CR, \\r",
+        ),
+        (
+            format!("{header}elapsed 1\nend 0\n").replacen('\n', " \n", 1),
+            "the header \"pifork-state v2\" ends with a trailing space",
+        ),
+        (format!("{header}elapsed 1\r\nend 0\n"), "line 5: the line ends with a carriage return"),
     ];
     for (text, why) in cases {
         std::fs::write(dir.join("state"), &text).unwrap();
@@ -275,9 +355,7 @@ fn status_reports_progress_while_it_runs_and_sighup_logs_it() {
     let child = spawn(serve(&dir));
     let pid = child.id() as i32;
     workers_of(pid);
-    assert!(eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(dir.join("state")).is_ok_and(|t| t.contains("\ndone "))
-    }));
+    assert!(eventually(Duration::from_secs(30), || recorded(&dir) > 0));
     let o = pifork().args(["status", "--json", "--state-dir"]).arg(&dir).output().unwrap();
     let json = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -382,12 +460,7 @@ fn sighup_to_the_whole_process_group_only_logs_the_status() {
     let child = spawn(cmd);
     let pid = child.id() as i32;
     let workers = workers_of(pid);
-    let state = dir.join("state");
-    assert!(
-        eventually(Duration::from_secs(60), || std::fs::read_to_string(&state)
-            .is_ok_and(|t| t.contains("\ndone "))),
-        "no chunk recorded"
-    );
+    assert!(eventually(Duration::from_secs(60), || recorded(&dir) > 0), "no chunk recorded");
     // As `systemctl kill -s HUP pifork` does: every process of the unit, workers included.
     for _ in 0..5 {
         nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGHUP).unwrap();

@@ -1,8 +1,8 @@
 //! The service's state directory under attack, end to end through the `pifork` binary:
-//! damaged and crafted state files, links and special files at every name the writer uses,
-//! two services on one directory, a full file system, and job sizes and paths that are
-//! refused before anything is done. Every refusal is one line, prompt, and leaves the files
-//! as they were.
+//! damaged and crafted state files and journals, journals cut short, links and special files
+//! at every name the writer uses, two services on one directory, a file system full before
+//! the start or while the service records, and job sizes and paths that are refused before
+//! anything is done. Every refusal is one line, prompt, and leaves the files as they were.
 
 mod common;
 
@@ -16,7 +16,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
 use pifork_pi::pi::partial_sum;
-use pifork_pi::service::state::{LOCK_FILE, Lock, MAX_BYTES, State, TEMP_NAMES, seal, temp_name};
+use pifork_pi::service::state::{
+    JOURNAL, LOCK_FILE, Lock, MAX_BYTES, MAX_JOURNAL_BYTES, State, Store, TEMP_NAMES, seal,
+    temp_name,
+};
 
 /// The small job of these tests: 4 chunks, done in milliseconds.
 const TERMS: u64 = 4000;
@@ -49,11 +52,47 @@ fn clean(mut cmd: Command) -> Command {
 
 /// `pifork serve` of the small job on `dir`, exiting when done.
 fn serve(dir: &Path) -> Command {
+    serve_job(dir, &TERMS.to_string(), &CHUNK.to_string())
+}
+
+/// `pifork serve` of `terms` in chunks of `chunk` on `dir`, exiting when done.
+fn serve_job(dir: &Path, terms: &str, chunk: &str) -> Command {
     let mut cmd = pifork();
-    cmd.args(["serve", "--terms", &TERMS.to_string(), "--chunk", &CHUNK.to_string()])
+    cmd.args(["serve", "--terms", terms, "--chunk", chunk])
         .args(["--workers", "2", "--exit-when-done", "--state-dir"])
         .arg(dir);
     clean(cmd)
+}
+
+/// The bits of the `result` line of the finished state in `dir`.
+fn result_bits(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("state")).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("result ")).expect("a finished state");
+    line.split(' ').next().unwrap().to_string()
+}
+
+/// The small job's final bits, from an uninterrupted run.
+fn small_job_bits() -> String {
+    let dir = temp_dir("small-reference");
+    let o = run(serve(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    result_bits(&dir)
+}
+
+/// Records `chunks` of the small job in `dir` as the service does (a snapshot without them,
+/// a journal with them); the snapshot's and the journal's bytes.
+fn journaled(dir: &Path, chunks: &[u64]) -> (Vec<u8>, Vec<u8>) {
+    let lock = Lock::acquire(dir).unwrap();
+    let (mut store, mut state) = Store::open(dir, &lock, TERMS, CHUNK).unwrap();
+    for &i in chunks {
+        let (a, b) = state.bounds(i);
+        state.elapsed = 0.5 + i as f64;
+        store.record(&mut state, i, partial_sum(a, b)).unwrap();
+    }
+    store.sync().unwrap();
+    drop((store, lock));
+    let journal = std::fs::read(dir.join(JOURNAL)).unwrap();
+    (std::fs::read(dir.join("state")).unwrap(), journal)
 }
 
 fn status(dir: &Path) -> Command {
@@ -239,10 +278,13 @@ fn links_at_every_name_the_writer_uses_are_not_followed() {
     let outside = temp_dir("links-outside");
     let victim = Victim::new(&outside);
     let mut planted = 0;
-    // Every temporary name (and the old `state.tmp`), symbolic and hard links in turn, and a
-    // dangling link whose target must not be created; the writer uses the first free name.
+    // Every temporary name of the snapshot and of the journal (and the old `state.tmp`),
+    // symbolic and hard links in turn, and a dangling link whose target must not be created;
+    // the writer uses the first free name.
     let mut names = vec![PathBuf::from("state.tmp")];
-    names.extend((0..TEMP_NAMES - 1).map(|n| temp_name(Path::new(""), "state", n)));
+    for file in ["state", JOURNAL] {
+        names.extend((0..TEMP_NAMES - 1).map(|n| temp_name(Path::new(""), file, n)));
+    }
     for hard in [false, true] {
         let dir = temp_dir(if hard { "hardlinks" } else { "symlinks" });
         for (i, name) in names.iter().enumerate() {
@@ -263,17 +305,29 @@ fn links_at_every_name_the_writer_uses_are_not_followed() {
         let state = State::load(&dir).unwrap().expect("a state");
         assert!(state.complete());
     }
-    // Every temporary name taken by a link: the write fails with one line, nothing followed.
-    let dir = temp_dir("alllinks");
-    for n in 0..TEMP_NAMES {
-        symlink(&victim.path, temp_name(&dir, "state", n)).unwrap();
-        planted += 1;
+    // Every temporary name taken by a link: the write fails with one line, nothing followed
+    // (the journal's names: the snapshot is written, not the journal that would follow it).
+    for file in ["state", JOURNAL] {
+        let dir = temp_dir("alllinks");
+        for n in 0..TEMP_NAMES {
+            symlink(&victim.path, temp_name(&dir, file, n)).unwrap();
+            planted += 1;
+        }
+        assert_refused(&run(serve(&dir)), 1, "temporary names");
+        victim.assert_untouched("every name taken");
+        assert!(!dir.join(file).exists());
     }
-    assert_refused(&run(serve(&dir)), 1, "temporary names");
-    victim.assert_untouched("every name taken");
-    assert!(!dir.join("state").exists());
-    // A link at the state file or the lock file: refused, nothing written through it.
-    for (name, hard) in [("state", false), ("state", true), (LOCK_FILE, false), (LOCK_FILE, true)] {
+    // A link at the state file, the journal or the lock file: refused, nothing written
+    // through it.
+    let names = [
+        ("state", false),
+        ("state", true),
+        (JOURNAL, false),
+        (JOURNAL, true),
+        (LOCK_FILE, false),
+        (LOCK_FILE, true),
+    ];
+    for (name, hard) in names {
         let dir = temp_dir("link-at");
         let at = dir.join(name);
         if hard {
@@ -283,16 +337,25 @@ fn links_at_every_name_the_writer_uses_are_not_followed() {
         }
         planted += 1;
         let why = match (name, hard) {
-            ("state", true) => "is corrupt",
-            (_, true) => "other hard links",
+            (LOCK_FILE, true) => "other hard links",
+            (_, true) => "is corrupt",
             _ => "is a symbolic link",
         };
         assert_refused(&run(serve(&dir)), 2, why);
-        if name == "state" {
+        if name != LOCK_FILE {
             assert_refused(&run(status(&dir)), 2, why);
         }
         victim.assert_untouched(name);
     }
+    // A good journal that has another name besides: read, but never appended to.
+    let dir = temp_dir("journal-linked");
+    let (_, journal) = journaled(&dir, &[1]);
+    let other = outside.join("journal-copy");
+    std::fs::hard_link(dir.join(JOURNAL), &other).unwrap();
+    planted += 1;
+    assert!(run(status(&dir)).status.success());
+    assert_refused(&run(serve(&dir)), 2, "other hard links");
+    assert_eq!(std::fs::read(&other).unwrap(), journal, "written through a hard link");
     eprintln!("links planted in state directories: {planted}, none followed");
 }
 
@@ -307,6 +370,8 @@ fn special_files_are_refused_at_once() {
     let zero: Plant = |at, _| symlink("/dev/zero", at).unwrap();
     let dir_: Plant = |at, _| std::fs::create_dir(at).unwrap();
     let huge: Plant = |at, _| std::fs::File::create(at).unwrap().set_len(MAX_BYTES + 1).unwrap();
+    let huge_journal: Plant =
+        |at, _| std::fs::File::create(at).unwrap().set_len(MAX_JOURNAL_BYTES + 1).unwrap();
     let device: Plant = |at, _| {
         let dev = nix::sys::stat::makedev(1, 5);
         nix::sys::stat::mknod(at, nix::sys::stat::SFlag::S_IFCHR, Mode::S_IRUSR, dev).unwrap();
@@ -316,15 +381,23 @@ fn special_files_are_refused_at_once() {
         ("state", zero, Some("is a symbolic link")),
         ("state", dir_, Some("is a directory")),
         ("state", huge, Some("more than a state file can have")),
+        (JOURNAL, fifo, Some("is a FIFO")),
+        (JOURNAL, zero, Some("is a symbolic link")),
+        (JOURNAL, dir_, Some("is a directory")),
+        (JOURNAL, huge_journal, Some("more than a state file can have")),
         (LOCK_FILE, fifo, Some("is a FIFO")),
         (LOCK_FILE, dir_, Some("is a directory")),
         ("state.tmp", fifo, None),
         ("state.tmp.0", fifo, None),
         ("state.tmp.1", zero, None),
+        ("journal.tmp.0", fifo, None),
+        ("journal.tmp.1", zero, None),
     ];
     if root {
         cases.push(("state", device, Some("is a character device")));
+        cases.push((JOURNAL, device, Some("is a character device")));
         cases.push(("state.tmp.0", device, None));
+        cases.push(("journal.tmp.0", device, None));
     } else {
         eprintln!("not root: no character device planted (mknod needs CAP_MKNOD)");
     }
@@ -334,7 +407,7 @@ fn special_files_are_refused_at_once() {
         match why {
             Some(why) => {
                 assert_refused(&run_bounded(serve(&dir), limit), 2, why);
-                if name == "state" {
+                if name == "state" || name == JOURNAL {
                     assert_refused(&run_bounded(status(&dir), limit), 2, why);
                 }
             }
@@ -477,4 +550,140 @@ fn a_full_file_system_is_one_line_and_the_old_state_stays() {
     assert_refused(&o, 1, "No space left on device");
     assert!(stderr(&o).contains("is left as it was"), "{}", stderr(&o));
     assert_eq!(out, "same\n0\n", "the old state changed or a temporary file was left");
+}
+
+#[test]
+fn a_journal_cut_short_is_dropped_and_the_job_resumes_to_the_same_bits() {
+    let reference = small_job_bits();
+    let dir = temp_dir("torn");
+    let (snapshot, journal) = journaled(&dir, &[0, 2]);
+    let path = dir.join(JOURNAL);
+    let last = journal[..journal.len() - 1].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    let restore = |journal: &[u8]| {
+        std::fs::write(dir.join("state"), &snapshot).unwrap();
+        std::fs::write(&path, journal).unwrap();
+    };
+    // The last record cut short at every byte, and NULs after the last record (what a file
+    // system may leave after a power cut): read as the records before it.
+    let mut tails: Vec<Vec<u8>> =
+        (last..journal.len()).map(|cut| journal[..cut].to_vec()).collect();
+    tails.push([&journal[..], &[0; 600]].concat());
+    for (n, torn) in tails.iter().enumerate() {
+        restore(torn);
+        let o = run(status(&dir));
+        assert!(o.status.success(), "cut {n}: {}", stderr(&o));
+        let done = if torn.len() > journal.len() { 2 } else { 1 };
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(text.contains(&format!("chunks done: {done} of 4")), "cut {n}: {text}");
+        assert_eq!(&std::fs::read(&path).unwrap(), torn, "status wrote");
+        // And the service resumes from them to the same bits (for every fourth cut).
+        if n % 4 == 0 || n == tails.len() - 1 {
+            let o = run(serve(&dir));
+            assert!(o.status.success(), "cut {n}: {}", stderr(&o));
+            assert_eq!(result_bits(&dir), reference, "cut {n}");
+            assert!(std::fs::read(&path).unwrap().ends_with(b"\n"), "cut {n}: not cut off");
+        }
+    }
+    eprintln!("journals cut short: {} read and resumed", tails.len());
+}
+
+#[test]
+fn every_bit_flip_in_a_journal_is_refused_and_left_untouched() {
+    let dir = temp_dir("journal-flips");
+    let (snapshot, journal) = journaled(&dir, &[0, 2]);
+    let path = dir.join(JOURNAL);
+    let text = String::from_utf8_lossy(&journal).into_owned();
+    assert_eq!(text.lines().filter(|l| l.starts_with("done ")).count(), 2, "{text}");
+    let stride = if emulated() { 13 } else { 1 };
+    let mut tried = 0;
+    for (n, flip) in (0..journal.len() * 8).step_by(stride).enumerate() {
+        let mut bad = journal.clone();
+        bad[flip / 8] ^= 1 << (flip % 8);
+        std::fs::write(&path, &bad).unwrap();
+        tried += 1;
+        assert_refused(&run(status(&dir)), 2, &path.display().to_string());
+        if n % 8 == 0 {
+            assert_refused(&run(serve(&dir)), 2, &path.display().to_string());
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bad, "flip {flip}: the journal was changed");
+        assert_eq!(std::fs::read(dir.join("state")).unwrap(), snapshot, "flip {flip}");
+    }
+    eprintln!("damaged journals (single bit flips): {tried} tried, all refused");
+    // A record that is whole and checksummed but not the series': refused too.
+    let sum0 = format!("{:016x}", partial_sum(1, CHUNK).to_bits());
+    let lines: Vec<&str> = text.lines().collect();
+    let mut crafted = format!("{}\n", lines[0]);
+    for l in &lines[1..] {
+        crafted.push_str(l.rsplit_once(' ').unwrap().0);
+        crafted.push('\n');
+    }
+    let crafted = seal(&crafted.replace(&sum0, &format!("{:016x}", 0.75f64.to_bits())));
+    std::fs::write(&path, &crafted).unwrap();
+    for cmd in [status(&dir), serve(&dir)] {
+        assert_refused(&run(cmd), 2, "is not the series'");
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), crafted);
+}
+
+#[test]
+fn a_full_file_system_while_it_records_is_one_line_and_resumes_to_the_same_bits() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    // Many small chunks: the journal fills what is free, by records or by a compaction.
+    let (terms, chunk) = ("2e8", "1e4");
+    let reference = {
+        let dir = temp_dir("full-run-reference");
+        let o = run(serve_job(&dir, terms, chunk));
+        assert!(o.status.success(), "{}", stderr(&o));
+        result_bits(&dir)
+    };
+    let runner = std::env::var("PIFORK_RUNNER").unwrap_or_default();
+    let bin = env!("CARGO_BIN_EXE_pifork");
+    // Free: 32 KiB (the journal fills it record by record) or 96 KiB (the first compaction
+    // finds no room for the new snapshot).
+    for (free_pages, failed_at) in [(8, "cannot append to"), (24, "is left as it was")] {
+        let dir = temp_dir("full-run");
+        let out = temp_dir("full-run-out");
+        let script = format!(
+            "mount -t tmpfs -o size=4m tmpfs '{d}' || exit 77; \
+             dd if=/dev/zero of='{d}/fill' bs=4k count={fill} 2>/dev/null; \
+             {runner} '{bin}' serve --terms {terms} --chunk {chunk} --workers 2 --exit-when-done \
+             --state-dir '{d}' 2>'{o}/first'; echo \"rc=$?\"; \
+             {runner} '{bin}' status --state-dir '{d}' >'{o}/status' 2>&1; echo \"status=$?\"; \
+             rm '{d}/fill'; \
+             {runner} '{bin}' serve --terms {terms} --chunk {chunk} --workers 2 --exit-when-done \
+             --state-dir '{d}' 2>'{o}/second'; echo \"rc=$?\"; \
+             grep '^result ' '{d}/state' | cut -d' ' -f2; ls '{d}' | grep -c tmp",
+            d = dir.display(),
+            o = out.display(),
+            fill = 1024 - 2 - free_pages,
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "sh", "-c", &script]);
+        let o = run(clean(cmd));
+        if o.status.code() == Some(77) || stderr(&o).contains("unshare: ") {
+            eprintln!("skipped: cannot mount a tmpfs here: {}", stderr(&o).trim());
+            return;
+        }
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let read = |name| std::fs::read_to_string(out.join(name)).unwrap();
+        let first = read("first");
+        let last = first.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("pifork: ") && last.contains("No space left on device"),
+            "{free_pages} pages free: {first}"
+        );
+        assert!(last.contains(failed_at), "{free_pages} pages free: {last}");
+        assert_eq!(first.matches("pifork: ").count(), 1, "{first}");
+        assert_eq!(
+            stdout,
+            format!("rc=1\nstatus=0\nrc=0\n{reference}\n0\n"),
+            "{free_pages} pages free: status: {}\nsecond run: {}",
+            read("status"),
+            read("second")
+        );
+        assert!(read("status").contains("chunks done: "), "{}", read("status"));
+    }
 }

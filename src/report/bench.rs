@@ -1,12 +1,15 @@
 //! `pifork bench`: the single-core kernel figures, the start+join round trips and the scaling
-//! table, with the warnings of a noisy run.
+//! table, with the warnings of a noisy run; and what saving a chunk of the service's state
+//! costs.
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use super::json::{Array, Fixed, Object};
 use super::millis;
-use crate::bench::{KernelFigures, RoundTrips, ScalingRow, scaling_warnings};
+use crate::bench::{
+    KernelFigures, RoundTrips, SavingRow, ScalingRow, StateSaving, scaling_warnings,
+};
 use crate::kernel;
 use pifork::StartMethod;
 
@@ -186,9 +189,89 @@ fn row_object(row: &ScalingRow) -> Object {
         .field("threads_ms", Fixed(millis(row.threads), 3))
 }
 
+/// What saving a finished chunk of the service's state costs, per job size, with the
+/// warnings of a run that is not flat.
+pub fn state_saving_text(r: &StateSaving) -> String {
+    let mut out = format!(
+        "state saving, per finished chunk (the service's journal, in {}):\n",
+        r.dir.display()
+    );
+    out.push_str("   chunks  median us  mean us  bytes/chunk  compactions  syncs\n");
+    for row in &r.rows {
+        let _ = writeln!(
+            out,
+            "  {:7}  {:9.2}  {:7.2}  {:11.1}  {:11}  {:5}",
+            row.chunks,
+            micros(row.median),
+            micros(row.mean),
+            row.bytes_per_chunk,
+            row.compactions,
+            row.syncs
+        );
+    }
+    for w in r.warnings() {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// The one-object JSON form of [`state_saving_text`] (times in microseconds).
+pub fn state_saving_json(r: &StateSaving) -> String {
+    let row = |row: &SavingRow| {
+        Object::new()
+            .field("chunks", row.chunks)
+            .field("median_us", Fixed(micros(row.median), 3))
+            .field("mean_us", Fixed(micros(row.mean), 3))
+            .field("bytes_per_chunk", Fixed(row.bytes_per_chunk, 1))
+            .field("compactions", row.compactions)
+            .field("syncs", row.syncs)
+    };
+    Object::new()
+        .field("dir", r.dir.to_string_lossy().as_ref())
+        .field("rows", r.rows.iter().map(row).collect::<Array>())
+        .field("warnings", r.warnings().iter().collect::<Array>())
+        .finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_saving_reports_are_exact() {
+        let row = |chunks, median, mean, bytes_per_chunk, compactions| SavingRow {
+            chunks,
+            median: Duration::from_nanos(median),
+            mean: Duration::from_nanos(mean),
+            bytes_per_chunk,
+            compactions,
+            syncs: 1,
+        };
+        let mut r = StateSaving {
+            dir: "/tmp/\"x".into(),
+            rows: vec![row(1000, 812, 7254, 75.975, 1), row(100_000, 838, 2299, 133.02, 8)],
+        };
+        let text = concat!(
+            "state saving, per finished chunk (the service's journal, in /tmp/\"x):\n",
+            "   chunks  median us  mean us  bytes/chunk  compactions  syncs\n",
+            "     1000       0.81     7.25         76.0            1      1\n",
+            "   100000       0.84     2.30        133.0            8      1\n",
+        );
+        assert_eq!(state_saving_text(&r), text);
+        assert_eq!(
+            state_saving_json(&r),
+            "{\"dir\":\"/tmp/\\\"x\",\"rows\":[{\"chunks\":1000,\"median_us\":0.812,\
+             \"mean_us\":7.254,\"bytes_per_chunk\":76.0,\"compactions\":1,\"syncs\":1},\
+             {\"chunks\":100000,\"median_us\":0.838,\"mean_us\":2.299,\
+             \"bytes_per_chunk\":133.0,\"compactions\":8,\"syncs\":1}],\"warnings\":[]}"
+        );
+        // Not flat: said, in both forms.
+        r.rows[1].median = Duration::from_nanos(2500);
+        let warning = "saving a chunk of a job of 100000 chunks took 3.1x what it took at 1000: \
+                       not flat, or a noisy run (rerun on an idle machine)";
+        assert!(state_saving_text(&r).ends_with(&format!("warning: {warning}\n")));
+        assert!(state_saving_json(&r).ends_with(&format!("\"warnings\":[\"{warning}\"]}}")));
+    }
 
     #[test]
     fn non_finite_figures_are_written_as_rust_prints_them() {

@@ -4,7 +4,8 @@
 //! ```text
 //! pi        pifork pi: the estimate, its error, the workers
 //! race      pifork race: the runners, the first to finish
-//! bench     pifork bench: the kernel figures, the round trips, the scaling table
+//! bench     pifork bench: the kernel figures, the round trips, the scaling table, and
+//!           what saving a chunk of the service's state costs
 //! status    pifork status: the service's progress, from its state
 //! info      pifork info: what the system offers
 //! cluster   pifork-mpi pi: pi's report and each rank's part
@@ -23,6 +24,7 @@ mod status;
 
 pub use bench::{
     BenchReport, bench_json, bench_text, kernel_text, round_trips_json, round_trips_text,
+    state_saving_json, state_saving_text,
 };
 pub use cluster::{RankReport, cluster_json, cluster_text};
 pub use info::{format_cpu_list, info_json, info_text};

@@ -16,7 +16,7 @@ use super::error::{Error, Result};
 use super::pool::{DEPTH, Event, Pool, PoolSpec, describe_late};
 use notify::{Notifier, watchdog_interval};
 use pifork::{SignalPipe, StartMethod, signal_name};
-use state::{FILE, State, StateError};
+use state::{FILE, State, StateError, Store};
 
 /// Where the state lives unless told otherwise and not run by systemd.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pifork";
@@ -92,6 +92,7 @@ pub fn progress_line(state: &State, rate: Option<f64>) -> String {
 struct Service<'a> {
     cfg: &'a ServeConfig,
     state: State,
+    store: Store,
     pool: Option<Pool>,
     pending: VecDeque<u64>,
     retries: BTreeMap<u64, u32>,
@@ -110,10 +111,10 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
     }
     std::fs::create_dir_all(dir).map_err(|e| state_error(dir, "create", e))?;
     // One service per directory, held until this function returns.
-    let _lock = state::Lock::acquire(dir)?;
-    let state = State::load_for(dir, cfg.terms, cfg.chunk)?;
-    // Writing at once also proves the directory is writable before any work is done.
-    state.save(dir)?;
+    let lock = state::Lock::acquire(dir)?;
+    // Opening writes (a compaction, or the journal cut back and synced): it also proves the
+    // directory writable before any work is done.
+    let (store, state) = Store::open(dir, &lock, cfg.terms, cfg.chunk)?;
     if !state.done.is_empty() {
         log::info!(
             "pifork serve: resumed from {}: {} of {} chunks done",
@@ -128,6 +129,7 @@ pub fn serve(cfg: &ServeConfig, signals: &SignalPipe) -> Result<Stopped> {
         base_elapsed: state.elapsed,
         base_done: state.terms_done(),
         state,
+        store,
         pool: None,
         pending,
         retries: BTreeMap::new(),
@@ -168,9 +170,11 @@ impl Schedule {
         }
     }
 
-    /// How long a wait may last: until STATUS= or the watchdog is due.
-    fn timeout(&self) -> Duration {
+    /// How long a wait may last: until STATUS=, the watchdog or the journal's sync (`sync`)
+    /// is due.
+    fn timeout(&self, sync: Option<Instant>) -> Duration {
         let deadline = self.next_watchdog.map_or(self.next_status, |w| self.next_status.min(w));
+        let deadline = sync.map_or(deadline, |s| deadline.min(s));
         deadline.saturating_duration_since(Instant::now())
     }
 }
@@ -201,9 +205,10 @@ impl Service<'_> {
         10 * self.state.done.len() / (self.state.chunks() as usize).max(1)
     }
 
-    fn save(&mut self) -> Result<()> {
+    /// Records a finished chunk: in the state, and appended to the journal.
+    fn record(&mut self, chunk: u64, sum: f64) -> Result<()> {
         self.state.elapsed = self.base_elapsed + self.session.elapsed().as_secs_f64();
-        Ok(self.state.save(&self.cfg.state_dir)?)
+        Ok(self.store.record(&mut self.state, chunk, sum)?)
     }
 
     /// Starts the workers, then, until the service stops, announces the end once, wakes for
@@ -285,10 +290,10 @@ impl Service<'_> {
         Some(Stopped::Done)
     }
 
-    /// Waits for the workers' events and the signals until the next STATUS= or watchdog ping
-    /// is due, and handles what came. `Some` once the service has stopped.
+    /// Waits for the workers' events and the signals until the next STATUS=, watchdog ping or
+    /// sync of the journal is due, and handles what came. `Some` once the service has stopped.
     fn wake(&mut self, signals: &SignalPipe, schedule: &mut Schedule) -> Result<Option<Stopped>> {
-        let timeout = schedule.timeout();
+        let timeout = schedule.timeout(self.store.sync_due());
         let mut events = match &mut self.pool {
             Some(pool) => pool.next_events(&[signals.fd()], Some(timeout))?,
             None => pifork::wait(&[signals.fd()], Some(timeout))?
@@ -296,16 +301,19 @@ impl Service<'_> {
                 .map(Event::Ready)
                 .collect(),
         };
-        // Reports first and signals last, so that a stop records every finished chunk;
-        // the state is saved once per wake-up, however many workers reported (with a
-        // thousand workers, one save per report kept a stop waiting for seconds).
+        // Reports first and signals last, so that a stop records every finished chunk; each
+        // is appended to the journal as it comes, which is synced at most once a second.
         events.sort_by_key(|e| matches!(e, Event::Ready(_)));
         let mut recorded = false;
         let outcome = self.handle(events, signals, &mut recorded);
-        if recorded && !matches!(outcome, Ok(Some(_))) {
-            self.save()?;
+        if outcome.is_err() {
+            // Failing: what was recorded goes to disk before the error is told.
+            let _ = self.store.sync();
         }
         let stopped = outcome?;
+        if stopped.is_none() {
+            self.store.sync_if_due()?;
+        }
         if recorded && stopped.is_none() {
             self.recorded(schedule);
         }
@@ -347,9 +355,9 @@ impl Service<'_> {
         }
     }
 
-    /// Handles one wake-up's events: reports are recorded (`recorded` says if any was, for
-    /// the caller to save), dead and stuck workers replaced, signals obeyed. `Some` once the
-    /// service has stopped (its state saved).
+    /// Handles one wake-up's events: reports are recorded (`recorded` says if any was),
+    /// dead and stuck workers replaced, signals obeyed. `Some` once the service has stopped
+    /// (its state saved).
     fn handle(
         &mut self,
         events: Vec<Event>,
@@ -364,7 +372,7 @@ impl Service<'_> {
                     }
                 }
                 Event::Reported { worker, chunk, sum } => {
-                    self.state.record(chunk as u64, sum)?;
+                    self.record(chunk as u64, sum)?;
                     *recorded = true;
                     self.with_pool(|s, pool| s.hand_out(pool, worker));
                 }
@@ -444,7 +452,8 @@ impl Service<'_> {
             self.status()
         );
         drop(self.pool.take()); // terminates and reaps the workers
-        self.save()?;
+        self.state.elapsed = self.base_elapsed + self.session.elapsed().as_secs_f64();
+        self.store.close(&self.state)?;
         Ok(Stopped::Signal(signal))
     }
 }

@@ -1,11 +1,12 @@
 //! Reading and replacing files in the state directory without trusting what is there: no
 //! link is followed, nothing but a regular file of bounded size is read, and a new file is
 //! written under a name that did not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), synced, renamed
-//! over the old one and the directory synced.
+//! over the old one and the directory synced. The one file written in place, the journal, is
+//! opened the same way and must have no other name (no hard link).
 
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::error::StateError;
@@ -81,6 +82,12 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, StateErr
     let Some(file) = open_regular(path, OpenOptions::new().read(true), "read")? else {
         return Ok(None);
     };
+    read_all(&file, path, limit).map(Some)
+}
+
+/// The content of the open regular file `file` (`path`), from its start, at most `limit`
+/// bytes; a larger file is an error.
+pub fn read_all(file: &File, path: &Path, limit: u64) -> Result<Vec<u8>, StateError> {
     let too_large = |size| StateError::TooLarge { path: path.to_path_buf(), size, limit };
     let size = file.metadata().map_err(|e| io_error(path, "read", e))?.len();
     if size > limit {
@@ -88,11 +95,26 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, StateErr
     }
     let mut bytes = Vec::with_capacity(size as usize);
     // The file may grow after the check: read one byte past the limit to notice.
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, "read", e))?;
+    let mut from_start = file;
+    from_start.seek(SeekFrom::Start(0)).map_err(|e| io_error(path, "read", e))?;
+    from_start.take(limit + 1).read_to_end(&mut bytes).map_err(|e| io_error(path, "read", e))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64));
     }
-    Ok(Some(bytes))
+    Ok(bytes)
+}
+
+/// Refuses `file` (`path`) if it has another name besides: writing into it in place would
+/// write into that other file too.
+pub fn check_single_link(file: &File, path: &Path) -> Result<(), StateError> {
+    let links = file.metadata().map(|m| m.nlink()).map_err(|e| io_error(path, "open", e))?;
+    if links != 1 {
+        return Err(StateError::NotRegular {
+            path: path.to_path_buf(),
+            kind: "a file with other hard links",
+        });
+    }
+    Ok(())
 }
 
 /// Creates a new temporary file for `file` in `dir` under the first of [`TEMP_NAMES`] names
@@ -121,24 +143,26 @@ fn create_temp(dir: &Path, file: &str) -> Result<(PathBuf, File), StateError> {
 
 /// Replaces `dir/file` with `bytes` atomically: a new temporary file, fsync, rename over the
 /// old one, fsync of the directory. On failure the temporary file is removed and the old
-/// file is as it was.
-pub fn replace(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), StateError> {
+/// file is as it was. Returns the new file, open for writing at its end.
+pub fn replace(dir: &Path, file: &str, bytes: &[u8]) -> Result<File, StateError> {
     let target = dir.join(file);
     let (tmp, mut out) = create_temp(dir, file)?;
     let written = out
         .write_all(bytes)
         .map_err(|e| (e, "write"))
         .and_then(|()| out.sync_all().map_err(|e| (e, "sync")));
-    drop(out);
     if let Err((e, op)) = written {
+        drop(out);
         let _ = fs::remove_file(&tmp);
         return Err(StateError::NotReplaced { path: tmp, op, source: e, kept: target });
     }
     if let Err(e) = fs::rename(&tmp, &target) {
+        drop(out);
         let _ = fs::remove_file(&tmp);
         return Err(io_error(&target, "replace", e));
     }
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "sync", e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "sync", e))?;
+    Ok(out)
 }
 
 /// Removes the temporary files an interrupted write left behind (regular files under the

@@ -8,6 +8,8 @@
 //! the series' own: within [`SUM_TOLERANCE`] of [`crate::plan::expected_sum`] for its chunk's
 //! terms, so a changed sum is refused even with a recomputed checksum, and so are NaN,
 //! infinite or zero sums. The `end` line counts the `done` lines: a file cut short is caught.
+//! A line that ends with a carriage return or a space (a file given Windows line ends, or
+//! edited) is refused with the character named, the first line too.
 //! The `kernel` line is the kernel's arithmetic version ([`kernel::VERSION`]): another
 //! version's chunk sums may differ in the last bit, so a file from another kernel is refused
 //! rather than mixed.
@@ -25,7 +27,7 @@ use crc::{CRC_32_ISCSI, Crc};
 
 use super::error::StateError;
 use super::job::{State, check_job};
-use super::version::{MAGIC, Version};
+use super::version::{MAGIC, MAGIC_V1, MAGIC_V2, Version};
 use crate::kernel;
 use crate::pi::MAX_TERMS;
 use crate::plan::{MAX_CHUNKS, SUM_TOLERANCE};
@@ -34,12 +36,17 @@ use crate::plan::{MAX_CHUNKS, SUM_TOLERANCE};
 /// bytes) for each of [`MAX_CHUNKS`] chunks.
 pub const MAX_BYTES: u64 = 4096 + 40 * MAX_CHUNKS;
 
-/// CRC-32C, the checksum of every line.
-const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// CRC-32C, the checksum of every line (of the state file and of the journal).
+pub(super) static CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
 impl State {
     /// The file's text.
     pub fn to_text(&self) -> String {
+        self.to_sealed().0
+    }
+
+    /// The file's text and its identity, the checksum that ends it (see [`identity`]).
+    pub(super) fn to_sealed(&self) -> (String, u32) {
         let mut body = format!(
             "{MAGIC}\nkernel {}\nterms {}\nchunk {}\nelapsed {:.3}\n",
             kernel::VERSION,
@@ -54,7 +61,7 @@ impl State {
             let _ = writeln!(body, "result {:016x}", self.estimate().unwrap_or(0.0).to_bits());
         }
         let _ = writeln!(body, "end {}", self.done.len());
-        seal(&body)
+        sealed(&body)
     }
 
     /// Parses a file's text (`path` only names it in errors).
@@ -66,11 +73,28 @@ impl State {
     }
 }
 
+/// The identity of a v3 file's `text`: the checksum that ends its last line, which covers
+/// every byte before it. A journal names the identity of the snapshot it follows; `None` for
+/// a text that is not v3 (a v2 file has no checksums).
+pub fn identity(text: &str) -> Option<u32> {
+    if !text.starts_with(MAGIC) || !text[MAGIC.len()..].starts_with('\n') {
+        return None;
+    }
+    let (_, sum) = text.strip_suffix('\n')?.rsplit_once(' ')?;
+    u32::from_str_radix(sum, 16).ok().filter(|_| sum.len() == 8)
+}
+
 /// Appends to every line of `text` after the first its checksum: the CRC-32C of the bytes
 /// from the start of the result up to and including the space before it.
 pub fn seal(text: &str) -> String {
+    sealed(text).0
+}
+
+/// [`seal`], and the last checksum it wrote (0 for a text of one line).
+fn sealed(text: &str) -> (String, u32) {
     let mut out = String::with_capacity(text.len() + text.len() / 3);
     let mut digest = CRC32C.digest();
+    let mut last = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let start = out.len();
         if i == 0 {
@@ -80,13 +104,44 @@ pub fn seal(text: &str) -> String {
             out.push_str(content);
             out.push(' ');
             digest.update(&out.as_bytes()[start..]);
-            let _ = writeln!(out, "{:08x}", digest.clone().finalize());
+            last = digest.clone().finalize();
+            let _ = writeln!(out, "{last:08x}");
             digest.update(&out.as_bytes()[start + content.len() + 1..]);
             continue;
         }
         digest.update(&out.as_bytes()[start..]);
     }
-    out
+    (out, last)
+}
+
+/// What ends `line` (without its end of line) that no line of pifork's ends with: a carriage
+/// return (a file given Windows line ends) or a space, named for the error.
+pub(super) fn stray_end(line: &str) -> Option<&'static str> {
+    if line.ends_with('\r') {
+        Some("a carriage return (CR, \\r: Windows line ends?)")
+    } else if line.ends_with(' ') {
+        Some("a trailing space")
+    } else if line.ends_with('\t') {
+        Some("a trailing tab")
+    } else {
+        None
+    }
+}
+
+/// The reason a first line that is `magic` but for what ends it is refused: it names the
+/// character; `None` if `first` (without its end of line) is not such a line.
+pub(super) fn stray_header(first: &str, magics: &[&str]) -> Option<String> {
+    let what = stray_end(first)?;
+    let bare = first.trim_end_matches(['\r', ' ', '\t']);
+    magics.contains(&bare).then(|| format!("the header {bare:?} ends with {what}"))
+}
+
+/// The reason a partial sum is refused: it is not the series' own.
+pub(super) fn implausible(chunk: u64, sum: f64, expected: f64) -> String {
+    format!(
+        "the partial sum {sum:e} of chunk {chunk} is not the series' ({expected:e}, to \
+         {SUM_TOLERANCE:e})"
+    )
 }
 
 /// The error for line `line` of the file `path`.
@@ -99,6 +154,11 @@ fn corrupt(path: &Path, line: usize, reason: &str) -> StateError {
 fn summed(text: &str, path: &Path) -> Result<bool, StateError> {
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().ok_or_else(|| corrupt(path, 1, "empty file"))?;
+    if let Some(reason) =
+        stray_header(first.strip_suffix('\n').unwrap_or(first), &[MAGIC, MAGIC_V2, MAGIC_V1])
+    {
+        return Err(corrupt(path, 1, &reason));
+    }
     match Version::of(first) {
         Some(Version::V3) => Ok(true),
         Some(Version::V2) => Ok(false),
@@ -111,7 +171,7 @@ fn summed(text: &str, path: &Path) -> Result<bool, StateError> {
         },
         None if first.starts_with("pifork-state ") => Err(StateError::OtherVersion {
             path: path.to_path_buf(),
-            found: first.trim_end().to_string(),
+            found: first.strip_suffix('\n').unwrap_or(first).to_string(),
         }),
         None => Err(corrupt(path, 1, "no pifork-state header")),
     }
@@ -131,6 +191,9 @@ fn checked_lines<'a>(text: &'a str, path: &Path) -> Result<Vec<(usize, &'a str)>
         let Some(content) = line.strip_suffix('\n') else {
             return Err(corrupt(path, n, "cut short: no end of line"));
         };
+        if let Some(what) = stray_end(content) {
+            return Err(corrupt(path, n, &format!("the line ends with {what}")));
+        }
         let content = if summed {
             let (content, sum) =
                 content.rsplit_once(' ').ok_or_else(|| corrupt(path, n, "no checksum"))?;
@@ -238,13 +301,9 @@ impl<'a> Reader<'a> {
             return Err(self.corrupt(n, "chunk listed twice"));
         }
         match state.record(i, sum) {
-            Err(StateError::Implausible { expected, .. }) => Err(self.corrupt(
-                n,
-                &format!(
-                    "the partial sum {sum:e} of chunk {i} is not the series' ({expected:e}, to \
-                     {SUM_TOLERANCE:e})"
-                ),
-            )),
+            Err(StateError::Implausible { expected, .. }) => {
+                Err(self.corrupt(n, &implausible(i, sum, expected)))
+            }
             _ => Ok(()),
         }
     }
@@ -289,7 +348,6 @@ mod tests {
     use super::*;
     use crate::pi;
     use crate::service::state::job::tests::sample;
-    use crate::service::state::version::{MAGIC_V1, MAGIC_V2};
 
     /// A text's lines without their checksums (the v2 form of a v3 text).
     fn unsealed(text: &str) -> String {
@@ -398,6 +456,29 @@ mod tests {
             State::parse("pifork-state v0\n", Path::new("f")),
             Err(StateError::OtherVersion { .. })
         ));
+    }
+
+    #[test]
+    fn a_header_or_line_with_a_stray_end_names_the_character() {
+        let v3 = sample().to_text();
+        let crlf = v3.replace('\n', "\r\n");
+        let reason = corrupt_reason(&crlf);
+        assert!(
+            reason.starts_with("the header \"pifork-state v3\" ends with a carriage return (CR"),
+            "{reason}"
+        );
+        let spaced = v3.replacen('\n', " \n", 1);
+        let reason = corrupt_reason(&spaced);
+        assert_eq!(reason, "the header \"pifork-state v3\" ends with a trailing space");
+        let v2 =
+            unsealed(&v3).replace(MAGIC, MAGIC_V2).replacen("\nterms 10\n", "\nterms 10\r\n", 1);
+        assert_eq!(
+            corrupt_reason(&v2),
+            "the line ends with a carriage return (CR, \\r: Windows line ends?)"
+        );
+        // Another version's header keeps what ends it, for the error to show.
+        let other = State::parse("pifork-state v9\r\n", Path::new("f")).unwrap_err();
+        assert!(other.to_string().contains("(it starts with \"pifork-state v9\\r\")"), "{other}");
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! forks do not share it (as they would an `flock`, through their copy of the descriptor), so
 //! it is released the moment the service ends, even by SIGKILL, while its workers may still be
 //! on their way out.
-//! `status` takes no lock: the state file is only ever replaced whole, so it reads safely.
+//! `status` takes no lock: the snapshot is only ever replaced whole and the journal only
+//! grows by records between its replacements, so they read safely (see `mod.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -16,6 +17,7 @@ use nix::fcntl::FcntlArg;
 
 use super::error::StateError;
 use super::file::{self, FILE, open_regular};
+use super::journal::JOURNAL;
 
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
@@ -42,10 +44,7 @@ impl Lock {
             source: io::Error::new(io::ErrorKind::NotFound, "it vanished while being created"),
         })?;
         // Writing the pid into a file with another name would write into that other file.
-        let links = file.metadata().map(|m| m.nlink()).unwrap_or(0);
-        if links != 1 {
-            return Err(StateError::NotRegular { path, kind: "a file with other hard links" });
-        }
+        file::check_single_link(&file, &path)?;
         let mut file = file;
         // A write lock over the whole file (from offset 0, length 0: to its end, however long).
         let whole = libc::flock {
@@ -67,6 +66,7 @@ impl Lock {
             .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
             .map_err(|source| StateError::Io { path: path.clone(), op: "write", source })?;
         file::remove_stale_temps(dir, FILE);
+        file::remove_stale_temps(dir, JOURNAL);
         Ok(Lock { _file: file })
     }
 }
