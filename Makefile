@@ -10,7 +10,8 @@
 #                       with systemd, and pifork-mpi under mpirun (see mk/mpi.mk)
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
 #   make bench          kernel, start methods, scaling; then pifork against CPython,
-#                       and the start+join round trips over 7 separate runs
+#                       the start+join round trips over 7 separate runs, and what the
+#                       service pays to save a finished chunk
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 #   make mca            the kernel's predicted speed on the Pi 4's Cortex-A72 (llvm-mca)
 #   make man            doc/pifork.1 from the program's --help (a test checks it is current)

@@ -50,6 +50,11 @@ def main():
 
     round_trips(args.pifork, args.round_trip_runs)
 
+    # What the service pays to save a finished chunk: flat from 10^3 to 10^5 chunks.
+    print()
+    sys.stdout.write(subprocess.run([args.pifork, "bench", "--state-saving"],
+                                    check=True, capture_output=True, text=True).stdout)
+
 
 def round_trips(pifork, runs):
     """A round trip is tens of microseconds, and what a fork costs on a shared machine moves

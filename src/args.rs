@@ -156,6 +156,14 @@ pub(crate) struct BenchArgs {
     /// only compare the start+join round trip of the three start methods
     #[argh(switch)]
     pub(crate) start_methods: bool,
+    /// only measure what saving a finished chunk of the service's state costs, at 10^3, 10^4
+    /// and 10^5 chunks
+    #[argh(switch)]
+    pub(crate) state_saving: bool,
+    /// with --state-saving: the directory to measure in, on the file system the state will
+    /// live on (default: $TMPDIR, else /tmp)
+    #[argh(option)]
+    pub(crate) state_dir: Option<std::path::PathBuf>,
 }
 
 /// Show the kernel, whether pidfd works, the CPUs available, the backend chosen and the

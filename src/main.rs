@@ -33,11 +33,11 @@ mod command_line {
     };
     use pifork_pi::report::{
         bench_json, bench_text, pi_json, pi_text, race_json, race_text, round_trips_json,
-        round_trips_text, status_json, status_text,
+        round_trips_text, state_saving_json, state_saving_text, status_json, status_text,
     };
     use pifork_pi::service::state::check_job;
     use pifork_pi::service::status::{self, Status, published_json, published_text};
-    use pifork_pi::{engine, info, kernel, logging, progress, race, service, suite};
+    use pifork_pi::{bench, engine, info, kernel, logging, progress, race, service, suite};
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
     use crate::args::{self, Command};
@@ -111,6 +111,14 @@ mod command_line {
         let max_workers = worker_count(a.max_workers, None)?;
         if a.repeat == 0 || a.repeat > 1000 {
             return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
+        }
+        if let Some(dir) = cli::saving_dir(a.state_saving, a.start_methods, a.state_dir)? {
+            let saving = bench::state_saving(&dir, &bench::SAVING_CHUNKS)?;
+            return emit_report(
+                a.json,
+                || state_saving_json(&saving),
+                || state_saving_text(&saving),
+            );
         }
         if a.start_methods {
             let trips = Interrupts::catch()?.run(|cancel| suite::round_trips(a.json, cancel))?;

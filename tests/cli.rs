@@ -456,6 +456,41 @@ fn race_and_bench_take_a_start_method() {
 }
 
 #[test]
+fn bench_measures_state_saving_in_the_directory_it_is_given() {
+    let dir = std::env::temp_dir().join(format!("pifork-cli-saving-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let o = run(&["bench", "--state-saving", "--state-dir", d, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with(&format!("{{\"dir\":\"{d}\",")), "{out}");
+    let rows: Vec<&str> = out.split("{\"chunks\":").skip(1).collect();
+    let chunks: Vec<&str> = rows.iter().map(|r| &r[..r.find(',').unwrap()]).collect();
+    assert_eq!(chunks, ["1000", "10000", "100000"], "{out}");
+    for row in rows {
+        // The journal's record is under 100 bytes; compactions add a bounded share.
+        let bytes: f64 = json_field(row, "bytes_per_chunk").parse().unwrap();
+        assert!(bytes > 20.0 && bytes < 400.0, "{out}");
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "it left a state behind");
+    std::fs::remove_dir(&dir).unwrap();
+    let o = run(&["bench", "--state-saving"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("state saving, per finished chunk"), "{}", stdout(&o));
+    for (args, says) in [
+        (&["bench", "--state-dir", "/tmp"][..], "--state-dir needs --state-saving"),
+        (&["bench", "--state-saving", "--state-dir", "/no/such/dir"], "no such directory"),
+        (&["bench", "--state-saving", "--state-dir", ""], "must not be empty"),
+        (&["bench", "--state-saving", "--start-methods"], "two benchmarks"),
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(says) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn race_join_all_waits_for_everyone() {
     let o = run(&["race", "--workers", "3", "--seed", "3", "--terms", "4e6", "--join-all"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -251,6 +251,30 @@ pub fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
     Ok(service::state_dir(flag))
 }
 
+/// `pifork bench --state-saving [--state-dir DIR]`: the existing directory to measure saving
+/// in, or None when the benchmark is another one. `--state-dir` alone, or with
+/// `--start-methods`, is a usage error.
+pub fn saving_dir(
+    saving: bool,
+    start_methods: bool,
+    dir: Option<PathBuf>,
+) -> Result<Option<PathBuf>, Failure> {
+    match (saving, start_methods, dir) {
+        (false, _, None) => Ok(None),
+        (false, _, Some(_)) => Err(Failure::Usage("--state-dir needs --state-saving".into())),
+        (true, true, _) => Err(Failure::Usage(
+            "--state-saving and --start-methods are two benchmarks: give one".into(),
+        )),
+        (true, false, Some(d)) if d.as_os_str().is_empty() => {
+            Err(Failure::Usage("--state-dir must not be empty".into()))
+        }
+        (true, false, Some(d)) if !d.is_dir() => {
+            Err(Failure::Usage(format!("--state-dir {}: no such directory", d.display())))
+        }
+        (true, false, d) => Ok(Some(d.unwrap_or_else(std::env::temp_dir))),
+    }
+}
+
 /// Checks `--terms`: at least 1, at most [`pi::MAX_TERMS`](super::pi::MAX_TERMS).
 pub fn check_terms(terms: u64) -> Result<(), Failure> {
     if terms == 0 {
