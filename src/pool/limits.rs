@@ -32,6 +32,12 @@ pub fn make_room(workers: usize) -> Result<()> {
     {
         if hard >= need && setrlimit(Resource::RLIMIT_NOFILE, need, hard).is_ok() {
             log::debug!("raised RLIMIT_NOFILE from {soft} to {need} for {workers} workers");
+            // A fork server started before kept the old limit, and its children could not
+            // place descriptors numbered above it: start a new one, which inherits the new.
+            if pifork::forkserver::pid().is_some() {
+                pifork::forkserver::stop();
+                pifork::forkserver::start()?;
+            }
         } else {
             return Err(Error::TooManyWorkers {
                 workers,

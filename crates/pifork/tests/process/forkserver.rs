@@ -11,19 +11,53 @@ use crate::common::{Test, alive, eventually, sleep_ms};
 const MUL: &str = "forkserver.mul";
 const SLEEP: &str = "forkserver.sleep";
 const MIDDLE: &str = "forkserver.middle";
+const SEND_SEVEN: &str = "forkserver.send_seven";
 
 /// Registers this module's entry points (before `main_guard`).
 pub fn register_entries() {
     pifork::register(MUL, |(a, b): (f64, f64)| a * b);
     pifork::register(SLEEP, sleep_ms);
     pifork::register(MIDDLE, middle);
+    pifork::register(SEND_SEVEN, |fd: i32| {
+        Sender::<u64>::from_inherited(fd).unwrap().send(&7).unwrap()
+    });
 }
 
 pub const TESTS: &[Test] = &[
     Test::Once("forkserver_starts_on_demand_and_stops", forkserver_starts_on_demand_and_stops),
     Test::Once("forkserver_refuses_strangers", forkserver_refuses_strangers),
     Test::Once("forkserver_dies_with_its_parent", forkserver_dies_with_its_parent),
+    Test::Once(
+        "forkserver_places_descriptors_under_a_small_descriptor_limit",
+        forkserver_places_descriptors_under_a_small_descriptor_limit,
+    ),
 ];
+
+fn forkserver_places_descriptors_under_a_small_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // The usual soft limit is 1024 (also systemd's for services); a server started under a
+    // smaller one must still place a worker's descriptors.
+    setrlimit(Resource::RLIMIT_NOFILE, 256.min(hard), hard).unwrap();
+    forkserver::stop();
+    let outcome = std::panic::catch_unwind(|| {
+        let (tx, rx) = channel::<u64>().unwrap();
+        let fd = tx.as_raw_fd();
+        let mut p = Process::<()>::entry(SEND_SEVEN, &fd)
+            .start_method(StartMethod::Forkserver)
+            .inherit_fds([fd]);
+        p.start().unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().unwrap(), Some(7));
+        p.join().unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(pifork::ExitCode::Exited(0)));
+    });
+    forkserver::stop();
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
 
 fn mul(a: f64, b: f64) -> Process<f64> {
     Process::entry(MUL, &(a, b)).start_method(StartMethod::Forkserver)

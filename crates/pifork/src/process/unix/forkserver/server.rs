@@ -157,9 +157,15 @@ fn place(
     targets: &[RawFd],
     hold: RawFd,
 ) -> Result<OwnedFd, Errno> {
-    let result = sys::dup_above(result_w, 1024)?;
-    let high =
-        sources.iter().map(|fd| sys::dup_above(fd.as_fd(), 1024)).collect::<Result<Vec<_>, _>>()?;
+    // Copies numbered above every target, so that placing one target cannot close another's
+    // source or the result pipe; and no higher, since no number at or above RLIMIT_NOFILE can
+    // be had (its soft limit is 1024 by default, and for systemd's services).
+    let above = targets.iter().copied().max().map_or(0, |t| t + 1);
+    let result = sys::dup_above(result_w, above)?;
+    let high = sources
+        .iter()
+        .map(|fd| sys::dup_above(fd.as_fd(), above))
+        .collect::<Result<Vec<_>, _>>()?;
     fdtable::close_others_in_child(|fd| fd == hold);
     for (from, &to) in high.iter().zip(targets) {
         #[allow(unsafe_code)] // replacing by number in a freshly forked child (see sys/mod.rs)
