@@ -350,6 +350,52 @@ fn a_read_only_state_dir_is_a_clear_error() {
 }
 
 #[test]
+fn serve_without_the_right_to_write_its_directory_says_what_to_do() {
+    let dir = temp_dir("unwritable");
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    let plain = serve(&dir);
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let o = if root {
+        // root writes through permissions: serve as an ordinary user would.
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        c.arg(plain.get_program()).args(plain.get_args());
+        c.env_remove("NOTIFY_SOCKET").env_remove("STATE_DIRECTORY").env_remove("RUST_LOG");
+        c.output().unwrap()
+    } else {
+        let mut plain = plain;
+        plain.output().unwrap()
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot create") && err.contains("Permission denied"), "{err}");
+    assert!(err.contains("give --state-dir a directory of yours"), "{err}");
+}
+
+#[test]
+fn a_flag_after_state_dir_is_not_taken_for_its_value() {
+    let o = pifork().args(["serve", "--state-dir", "--exit-when-done"]).output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--state-dir needs a directory, not the flag --exit-when-done"), "{err}");
+    assert!(!Path::new("--exit-when-done").exists(), "a directory was made of the flag");
+    let o = pifork().args(["status", "--state-dir", "-x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A directory whose name starts with '-' is still reachable, as ./-name.
+    let dir = temp_dir("dash");
+    let named = dir.join("-d");
+    std::fs::create_dir_all(&named).unwrap();
+    let o = pifork().current_dir(&dir).args(["status", "--state-dir", "./-d"]).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+}
+
+#[test]
 fn status_reports_progress_while_it_runs_and_sighup_logs_it() {
     let dir = temp_dir("status");
     let child = spawn(serve(&dir));

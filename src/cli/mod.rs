@@ -245,10 +245,26 @@ impl Interrupts {
 /// The state directory of `serve` and `status`: `--state-dir`, else the service's
 /// ([`service::state_dir`]); `--state-dir ''` is a usage error, not the current directory.
 pub fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    if flag.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
-        return Err(Failure::Usage("--state-dir must not be empty".into()));
+    if let Some(d) = &flag {
+        check_dir(d)?;
     }
     Ok(service::state_dir(flag))
+}
+
+/// A `--state-dir` value: not empty, and not a flag that argh took for the value
+/// (`serve --state-dir --exit-when-done`); a directory named `-x` is given as `./-x`.
+fn check_dir(dir: &std::path::Path) -> Result<(), Failure> {
+    let text = dir.to_string_lossy();
+    if text.is_empty() {
+        return Err(Failure::Usage("--state-dir must not be empty".into()));
+    }
+    if text.starts_with('-') {
+        return Err(Failure::Usage(format!(
+            "--state-dir needs a directory, not the flag {text} (a directory whose name starts \
+             with '-' is ./{text})"
+        )));
+    }
+    Ok(())
 }
 
 /// `pifork bench --state-saving [--state-dir DIR]`: the existing directory to measure saving
@@ -265,13 +281,17 @@ pub fn saving_dir(
         (true, true, _) => Err(Failure::Usage(
             "--state-saving and --start-methods are two benchmarks: give one".into(),
         )),
-        (true, false, Some(d)) if d.as_os_str().is_empty() => {
-            Err(Failure::Usage("--state-dir must not be empty".into()))
+        (true, false, None) => Ok(Some(std::env::temp_dir())),
+        (true, false, Some(d)) => {
+            check_dir(&d)?;
+            if !d.is_dir() {
+                return Err(Failure::Usage(format!(
+                    "--state-dir {}: no such directory",
+                    d.display()
+                )));
+            }
+            Ok(Some(d))
         }
-        (true, false, Some(d)) if !d.is_dir() => {
-            Err(Failure::Usage(format!("--state-dir {}: no such directory", d.display())))
-        }
-        (true, false, d) => Ok(Some(d.unwrap_or_else(std::env::temp_dir))),
     }
 }
 

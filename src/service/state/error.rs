@@ -188,7 +188,16 @@ impl fmt::Display for StateError {
                  recorded"
             ),
             StateError::Io { path, op, source } => {
-                write!(f, "cannot {op} {}: {source}", path.display())
+                write!(f, "cannot {op} {}: {source}", path.display())?;
+                if source.kind() == io::ErrorKind::PermissionDenied {
+                    // What `status` says of a private state, for the one who would write it.
+                    f.write_str(
+                        " (this user may not write there: run as the directory's owner — the \
+                         service's own state is `sudo systemctl start pifork`'s — or give \
+                         --state-dir a directory of yours)",
+                    )?;
+                }
+                Ok(())
             }
             StateError::NotReplaced { path, op, source, kept } => {
                 let (path, kept) = (path.display(), kept.display());
@@ -260,6 +269,15 @@ mod tests {
         let e = StateError::Io { path: "d".into(), op: "create", source: enospc() };
         assert_eq!(e.to_string(), format!("cannot create d: {}", enospc()));
         assert!(e.source().is_some_and(|s| s.is::<io::Error>()));
+    }
+
+    #[test]
+    fn a_directory_this_user_may_not_write_says_what_to_do() {
+        let denied = io::Error::from_raw_os_error(libc::EACCES);
+        let e = StateError::Io { path: "d/lock".into(), op: "create", source: denied };
+        let text = e.to_string();
+        assert!(text.starts_with("cannot create d/lock: Permission denied"), "{text}");
+        assert!(text.ends_with("or give --state-dir a directory of yours)"), "{text}");
     }
 
     #[test]
