@@ -71,10 +71,16 @@ mod frame;
 pub mod message;
 pub mod process;
 #[cfg(target_os = "linux")]
+pub mod shm;
+#[cfg(target_os = "linux")]
 pub mod signals;
 pub mod status;
+#[cfg(target_os = "linux")]
+pub mod sync;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(target_os = "linux")]
+pub mod value;
 mod wait;
 
 #[cfg(target_os = "linux")]
@@ -93,9 +99,15 @@ pub use process::{
 #[cfg(target_os = "linux")]
 pub use process::{forkserver, probe_pidfd};
 #[cfg(target_os = "linux")]
+pub use shm::{SharedMemory, ShmError};
+#[cfg(target_os = "linux")]
 pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
+#[cfg(target_os = "linux")]
+pub use sync::{Acquired, BoundedSemaphore, Event, Lock, RLock, ReleaseError, Semaphore};
 pub use sys::{RawInherit, Sentinel};
+#[cfg(target_os = "linux")]
+pub use value::{Array, RawArray, RawValue, Shareable, Value};
 pub use wait::wait;
 
 // The README's examples, compiled and run with the doctests.
