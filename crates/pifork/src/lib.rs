@@ -36,14 +36,16 @@
 //!
 //! The crate's README walks through the rest with examples that run as doctests: CPython
 //! parity, the start methods, waiting and the pidfd or pipe backend, pinning, channels and
-//! connections, signals, Windows, and how it works.
+//! connections, sharing and synchronisation, signals, Windows, and how it works.
 //!
 //! # Layers
 //! `sys` (the system calls and every `unsafe` function; `unsafe_code` is denied elsewhere but
 //! for a few statements its header lists) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
-//! [`process`]. Nothing here knows the pi appliance built on it.
+//! [`process`]. Beside them, on `sys` and [`Error`]'s `OsError`: [`shm`] (shared segments) →
+//! [`sync`] (locks, semaphores, events) and [`value`] (shared numbers). Nothing here knows the
+//! pi appliance built on it.
 //!
 //! # Before `main`
 //! On Linux the library registers one `.init_array` constructor: it counts the threads the

@@ -375,7 +375,10 @@ impl SharedMemory {
     }
 
     /// Attaches to the existing named segment `name`, mapping all of it. No such segment is
-    /// [`ShmError::NotFound`]; an empty one, [`ShmError::InvalidSize`].
+    /// [`ShmError::NotFound`]; an empty one, [`ShmError::InvalidSize`]. A named segment's
+    /// file can be truncated by any program that may open it: touching a part cut off after
+    /// the mapping was made raises `SIGBUS`, as in CPython (anonymous segments are sealed
+    /// against it).
     pub fn attach(name: &str) -> Result<SharedMemory, ShmError> {
         let (name, path) = segment_path(name)?;
         let fd = sys::shm_open_existing(&path).map_err(|e| match e {

@@ -23,7 +23,7 @@
 //! As the [`sync`](crate::sync) objects: a clone captured under fork, or the descriptor listed
 //! in `Process::inherit_fds` and claimed with `from_inherited` (which checks the kind and the
 //! element type: a `Value<u64>` claimed as a `Value<f64>` is
-//! [`ShmError::WrongObject`](crate::ShmError::WrongObject)). A `Value`'s lock travels with it.
+//! [`ShmError::WrongObject`]). A `Value`'s lock travels with it.
 
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};

@@ -9,7 +9,8 @@
 //! - acquire, uncontended: one compare-and-swap `0 -> pid` (acquire ordering), then a plain
 //!   store of the owner word; no system call;
 //! - release: one swap `-> 0` (release ordering); `FUTEX_WAKE` only if bit 31 was set;
-//! - contended: the waiter sets bit 31 and sleeps on the word in slices of [`SLICE`]; after
+//! - contended: the waiter looks at the word a hundred times (a holder on another CPU is
+//!   often about to release), then sets bit 31 and sleeps on the word in slices of [`SLICE`]; after
 //!   each slice that passes without a wake-up it reads the holder's `/proc/<pid>/stat`. A
 //!   holder that is gone, a zombie, or whose pid now names a process started at another time
 //!   died holding the lock: the waiter takes the word over with a compare-and-swap from the
@@ -24,6 +25,9 @@ use crate::sys;
 
 /// How long a waiter sleeps before it looks whether the holder still lives.
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// Looks at a held word before sleeping on it.
+const SPINS: u32 = 100;
 
 /// Bit 31 of the lock word: some process may be sleeping on it.
 const WAITERS: u32 = 1 << 31;
@@ -89,6 +93,24 @@ impl<'a> RawMutex<'a> {
 
     #[cold]
     fn lock_contended(&self, me: &Me, deadline: Option<Instant>) -> Option<Acquired> {
+        // A holder on another CPU often releases within a few hundred cycles: look a little
+        // before sleeping, unless others sleep already (then join them).
+        for _ in 0..SPINS {
+            let seen = self.word.load(Ordering::Relaxed);
+            if seen == 0 {
+                if self
+                    .word
+                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.owner.store(me.stamp(), Ordering::Relaxed);
+                    return Some(Acquired::Normal);
+                }
+            } else if seen & WAITERS != 0 {
+                break;
+            }
+            std::hint::spin_loop();
+        }
         loop {
             let seen = self.word.load(Ordering::Relaxed);
             if seen == 0 {

@@ -18,15 +18,13 @@ pub(crate) const PID_MASK: u32 = (1 << 30) - 1;
 /// a century at 100 per second).
 const START_BITS: u32 = 42;
 
-/// This process (and thread) as a lock records it.
+/// This process as a lock records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Me {
     /// The process id (the thread group's).
     pub(crate) pid: u32,
     /// The process's start time, in clock ticks since boot (`/proc/self/stat` field 22).
     start: u64,
-    /// A number for the calling thread, unique within the process (never 0).
-    pub(crate) thread: u32,
 }
 
 impl Me {
@@ -50,7 +48,7 @@ thread_local! {
     static THREAD: Cell<u32> = const { Cell::new(0) };
 }
 
-/// The calling process and thread. After a fork the child's first call reads its own pid and
+/// The calling process. After a fork the child's first call reads its own pid and
 /// start time again (once); otherwise this is a few loads.
 pub(crate) fn me() -> Me {
     let generation = sys::fork_generation();
@@ -68,13 +66,19 @@ pub(crate) fn me() -> Me {
         CACHED_IN.store(generation, Ordering::Release);
         (pid, start)
     };
-    let thread = THREAD.with(|t| {
+    Me { pid, start }
+}
+
+/// A number for the calling thread, unique within its process (never 0): what an `RLock`
+/// records beside the pid. A forked child's thread keeps its parent's number, which the
+/// child's own pid tells apart.
+pub(crate) fn thread_token() -> u32 {
+    THREAD.with(|t| {
         if t.get() == 0 {
             t.set(NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1));
         }
         t.get()
-    });
-    Me { pid, start, thread }
+    })
 }
 
 /// What `/proc` says of a process.
@@ -163,9 +167,10 @@ mod tests {
         assert!(matches!(liveness(me.pid), Liveness::Alive { start } if start == me.start));
         assert!(!holder_died(me.pid, me.stamp(), &me));
         assert!(!stamp_died(me.stamp(), &me));
-        assert_ne!(me.thread, 0);
-        let other = std::thread::spawn(|| super::me().thread).join().unwrap();
-        assert_ne!(other, me.thread, "each thread has its own token");
+        assert_ne!(thread_token(), 0);
+        assert_eq!(thread_token(), thread_token());
+        let other = std::thread::spawn(thread_token).join().unwrap();
+        assert_ne!(other, thread_token(), "each thread has its own token");
     }
 
     #[test]

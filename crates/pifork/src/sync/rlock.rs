@@ -1,13 +1,14 @@
 //! `RLock`: CPython's `multiprocessing.RLock`, a recursive lock owned by one thread of one
 //! process at a time, which survives its owner's death.
 
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::mutex::{Acquired, MUTEX_SIZE, RawMutex};
-use super::owner::{Me, me};
+use super::owner::{Me, me, thread_token};
 use super::{ReleaseError, deadline};
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 
@@ -70,20 +71,20 @@ impl RLock {
         self.seg.map().atomic_u32(self.at + 20)
     }
 
-    fn owned_by(&self, me: &Me) -> bool {
-        self.raw().holder() == me.pid && self.thread().load(Ordering::Relaxed) == me.thread
+    fn owned_by(&self, me: &Me, thread: u32) -> bool {
+        self.raw().holder() == me.pid && self.thread().load(Ordering::Relaxed) == thread
     }
 
     fn acquire_until(&self, deadline: Option<Instant>, wait: bool) -> Option<Acquired> {
-        let me = me();
-        if self.owned_by(&me) {
+        let (me, thread) = (me(), thread_token());
+        if self.owned_by(&me, thread) {
             let depth = self.depth().load(Ordering::Relaxed);
             self.depth()
                 .store(depth.checked_add(1).expect("RLock depth overflow"), Ordering::Relaxed);
             return Some(Acquired::Normal);
         }
         let how = if wait { self.raw().lock(&me, deadline) } else { self.raw().try_lock(&me) }?;
-        self.thread().store(me.thread, Ordering::Relaxed);
+        self.thread().store(thread, Ordering::Relaxed);
         self.depth().store(1, Ordering::Relaxed);
         Some(how)
     }
@@ -107,8 +108,7 @@ impl RLock {
     /// Releases one level; the last one unlocks. [`ReleaseError::NotOwner`] unless the calling
     /// thread holds it.
     pub fn release(&self) -> Result<(), ReleaseError> {
-        let me = me();
-        if !self.owned_by(&me) {
+        if !self.owned_by(&me(), thread_token()) {
             return Err(ReleaseError::NotOwner);
         }
         let depth = self.depth().load(Ordering::Relaxed);
@@ -124,34 +124,36 @@ impl RLock {
 
     /// Whether the calling thread holds the lock.
     pub fn is_owned(&self) -> bool {
-        self.owned_by(&me())
+        self.owned_by(&me(), thread_token())
     }
 
     /// Acquires the lock until the guard is dropped.
     pub fn lock(&self) -> RLockGuard<'_> {
         let how = self.acquire();
-        RLockGuard { lock: self, how }
+        RLockGuard { lock: self, how, _owner_thread: PhantomData }
     }
 
     /// Acquires the lock until the guard is dropped, waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_>> {
         let how = self.acquire_timeout(timeout)?;
-        Some(RLockGuard { lock: self, how })
+        Some(RLockGuard { lock: self, how, _owner_thread: PhantomData })
     }
 
     /// Acquires the lock until the guard is dropped, if that needs no wait.
     pub fn try_lock(&self) -> Option<RLockGuard<'_>> {
         let how = self.try_acquire()?;
-        Some(RLockGuard { lock: self, how })
+        Some(RLockGuard { lock: self, how, _owner_thread: PhantomData })
     }
 }
 
-/// A held level of an [`RLock`], released on drop.
+/// A held level of an [`RLock`], released on drop. It stays on its thread (not `Send`): only
+/// the owning thread may release.
 #[derive(Debug)]
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
     how: Acquired,
+    _owner_thread: PhantomData<*const ()>,
 }
 
 impl RLockGuard<'_> {

@@ -5,6 +5,10 @@
 //! and start time), how many units it acquired and has not released. When a process ends,
 //! however it ends, with units recorded, the next acquirer that finds the count at zero for a
 //! slice (or a [`try_acquire`](Semaphore::try_acquire) that finds it at zero) returns them.
+//!
+//! Taking a unit and recording it are two atomic steps, as are forgetting it and giving it
+//! back: a process killed in the instant between them loses that one unit (rather than giving
+//! it back twice, which could break a bound).
 
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
