@@ -19,6 +19,7 @@ const FOREIGN: &str = "sync.foreign";
 const SETTER: &str = "sync.setter";
 const WORKER: &str = "sync.worker";
 const MISMATCH: &str = "sync.mismatch";
+const TAKE: &str = "sync.take";
 
 /// Within this, a dead holder's lock is recovered (it takes one slice of 20 ms, and a read of
 /// /proc): generous, for a loaded machine.
@@ -150,6 +151,11 @@ pub fn register_entries() {
         let not_inherited = Lock::from_inherited(1000).unwrap_err().to_string();
         (as_sem, as_f64, not_inherited)
     });
+    // Takes `n` units and ends normally without giving them back.
+    pifork::register(TAKE, |(fd, n): (i32, u32)| {
+        let sem = Semaphore::from_inherited(fd).unwrap();
+        (0..n).all(|_| sem.try_acquire().is_some())
+    });
     // Ten rounds inside the semaphore, counting who is inside (under the counter's lock) and
     // the most ever inside at once.
     pifork::register(WORKER, |(sem, inside, most): (i32, i32, i32)| {
@@ -186,6 +192,7 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("a_killed_semaphore_holder_gives_back", a_killed_semaphore_holder),
     Test::Once("a_zombie_holder_is_recovered", a_zombie_holder_is_recovered),
     Test::EachMethod("the_wrong_kind_cannot_be_claimed", the_wrong_kind_cannot_be_claimed),
+    Test::EachMethod("units_come_back_only_when_tracked", units_come_back_only_when_tracked),
 ];
 
 /// Starts a child running `entry` with `args`, handing it the descriptors `fds`.
@@ -495,4 +502,24 @@ fn the_wrong_kind_cannot_be_claimed(m: StartMethod) {
         "the inherited descriptor holds a Value of typecode 'Q', not a Value of typecode 'd'"
     );
     assert!(not_inherited.contains("descriptor 1000 was not handed"), "{not_inherited}");
+}
+
+fn units_come_back_only_when_tracked(m: StartMethod) {
+    // A child takes both units and ends without releasing them: a semaphore that records its
+    // holders gets them back (never beyond a bound); a counter does not.
+    let tracked = BoundedSemaphore::new(2).unwrap();
+    let counter = Semaphore::counter(2).unwrap();
+    for fd in [tracked.as_raw_fd(), counter.as_raw_fd()] {
+        let mut p = child::<bool>(TAKE, &(fd, 2u32), m, &[fd]);
+        assert!(p.result().unwrap(), "the child took both units");
+    }
+    assert_eq!((tracked.get_value(), counter.get_value()), (0, 0));
+    let start = Instant::now();
+    assert_eq!(tracked.acquire_timeout(Duration::from_secs(10)), Some(Acquired::Recovered));
+    assert!(start.elapsed() < RECOVERY_BOUND, "after {:?}", start.elapsed());
+    assert_eq!(tracked.get_value(), 1, "both came back, one taken");
+    tracked.release().unwrap();
+    assert_eq!(tracked.release(), Err(ReleaseError::OverReleased), "the bound holds");
+    assert_eq!(counter.acquire_timeout(Duration::from_millis(100)), None);
+    assert_eq!(counter.get_value(), 0, "a counter's consumed units stay consumed");
 }
