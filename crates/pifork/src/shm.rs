@@ -81,6 +81,11 @@ pub enum ShmError {
         /// The name given.
         name: String,
     },
+    /// A semaphore's initial value beyond [`SEM_VALUE_MAX`](crate::sync::SEM_VALUE_MAX).
+    InvalidValue {
+        /// The value asked for.
+        value: u32,
+    },
     /// A range outside the segment.
     OutOfBounds {
         /// Where the range starts.
@@ -133,6 +138,9 @@ impl fmt::Display for ShmError {
             ShmError::NotFound { name } => write!(f, "no shared memory segment named {name:?}"),
             ShmError::Exists { name } => {
                 write!(f, "a shared memory segment named {name:?} exists already")
+            }
+            ShmError::InvalidValue { value } => {
+                write!(f, "invalid semaphore value {value}: at most {}", crate::sync::SEM_VALUE_MAX)
             }
             ShmError::OutOfBounds { offset, len, size } => write!(
                 f,

@@ -62,6 +62,10 @@
 //! between whose pid is reused by then is waited for until that new process ends. All
 //! processes sharing an object must share a pid namespace (children do, unless they unshare).
 //!
+//! # Descriptors
+//! Each object holds one descriptor (its memfd) in every process that has it: a program
+//! needing thousands of locks at once meets its descriptor limit (`RLIMIT_NOFILE`) first.
+//!
 //! # Cost
 //! Uncontended, acquiring is one compare-and-swap and releasing one swap, with no system call
 //! (`FUTEX_WAKE` only when a waiter marked the word); see `examples/sync_bench.rs`.

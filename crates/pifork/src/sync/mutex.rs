@@ -126,14 +126,6 @@ impl<'a> RawMutex<'a> {
                 }
                 continue;
             }
-            if seen & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(seen, seen | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
             let slice = match deadline {
                 None => SLICE,
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -142,6 +134,14 @@ impl<'a> RawMutex<'a> {
                     _ => return self.try_recover(me),
                 },
             };
+            if seen & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(seen, seen | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
             // Woken, the word changed, or a signal: look again; a slice without news: look
             // at the holder.
             if let Err(nix::errno::Errno::ETIMEDOUT) =
@@ -210,6 +210,8 @@ mod tests {
         assert_eq!(w.load(Ordering::Relaxed), me.pid);
         assert_eq!(o.load(Ordering::Relaxed), me.stamp());
         assert_eq!(m.try_lock(&me), None, "not recursive, and the holder lives");
+        assert_eq!(m.lock(&me, Some(Instant::now())), None);
+        assert_eq!(w.load(Ordering::Relaxed), me.pid, "out of time at once: no mark");
         assert_eq!(m.lock(&me, Some(Instant::now() + Duration::from_millis(30))), None);
         assert_eq!(w.load(Ordering::Relaxed), me.pid | WAITERS, "a waiter marked the word");
         assert!(m.unlock());

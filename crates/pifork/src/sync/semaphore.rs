@@ -87,7 +87,8 @@ pub struct Semaphore {
 pub struct BoundedSemaphore(Semaphore);
 
 impl Semaphore {
-    /// A semaphore holding `value` units (at most [`SEM_VALUE_MAX`]), recording its holders.
+    /// A semaphore holding `value` units (at most [`SEM_VALUE_MAX`], else
+    /// [`ShmError::InvalidValue`]), recording its holders.
     pub fn new(value: u32) -> Result<Semaphore, ShmError> {
         Semaphore::make(value, UNBOUNDED, TRACKED)
     }
@@ -100,7 +101,7 @@ impl Semaphore {
 
     fn make(value: u32, bound: u32, mode: u32) -> Result<Semaphore, ShmError> {
         if value > SEM_VALUE_MAX {
-            return Err(ShmError::InvalidSize { size: u64::from(value) });
+            return Err(ShmError::InvalidValue { value });
         }
         let seg = Segment::object(Kind::Semaphore, 0, 64 + SLOTS * SLOT_SIZE)?;
         let map = seg.map();
