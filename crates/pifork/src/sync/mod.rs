@@ -100,8 +100,8 @@ pub enum ReleaseError {
     /// The lock was not locked (CPython: `ValueError: semaphore or lock released too many
     /// times`).
     Unlocked,
-    /// The calling thread does not hold the recursive lock (CPython: "cannot release
-    /// un-acquired lock").
+    /// The calling thread does not hold the recursive lock (CPython: `AssertionError: attempt
+    /// to release recursive lock not owned by thread`).
     NotOwner,
     /// The bounded semaphore is at its bound (CPython: `ValueError: semaphore or lock released
     /// too many times`).

@@ -9,8 +9,9 @@
 //! - acquire, uncontended: one compare-and-swap `0 -> pid` (acquire ordering), then a plain
 //!   store of the owner word; no system call;
 //! - release: one swap `-> 0` (release ordering); `FUTEX_WAKE` only if bit 31 was set;
-//! - contended: the waiter looks at the word a hundred times (a holder on another CPU is
-//!   often about to release), then sets bit 31 and sleeps on the word in slices of [`SLICE`]; after
+//! - contended: the waiter looks at the word up to [`SPINS`] times, backing off between looks
+//!   (a holder on another CPU is often about to release; a look pulls the word's cache line
+//!   from it, so they grow apart, up to 64 pauses: tens of microseconds in all), then sets bit 31 and sleeps on the word in slices of [`SLICE`]; after
 //!   each slice that passes without a wake-up it reads the holder's `/proc/<pid>/stat`. A
 //!   holder that is gone, a zombie, or whose pid now names a process started at another time
 //!   died holding the lock: the waiter takes the word over with a compare-and-swap from the
@@ -27,14 +28,18 @@ use crate::sys;
 pub(crate) const SLICE: Duration = Duration::from_millis(20);
 
 /// Looks at a held word before sleeping on it.
-const SPINS: u32 = 100;
+const SPINS: u32 = 40;
+
+/// The most pauses between two looks: 2^this.
+const BACKOFF: u32 = 6;
 
 /// Bit 31 of the lock word: some process may be sleeping on it.
 const WAITERS: u32 = 1 << 31;
 
 /// Bytes a mutex cell takes in a segment (a cache line): the word at 0, the owner word at 8,
-/// and 16..64 free for the lock built on it (an `RLock` keeps its owning thread and count
-/// there).
+/// and 16..64 free for the lock built on it (an `RLock` keeps its owning thread and count at
+/// 16..24) and what it guards (a `Value` keeps its number at 32..40: the holder touches one
+/// line).
 pub(crate) const MUTEX_SIZE: usize = 64;
 
 /// How a lock was acquired.
@@ -93,37 +98,31 @@ impl<'a> RawMutex<'a> {
 
     #[cold]
     fn lock_contended(&self, me: &Me, deadline: Option<Instant>) -> Option<Acquired> {
-        // A holder on another CPU often releases within a few hundred cycles: look a little
-        // before sleeping, unless others sleep already (then join them).
-        for _ in 0..SPINS {
-            let seen = self.word.load(Ordering::Relaxed);
-            if seen == 0 {
-                if self
-                    .word
-                    .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    self.owner.store(me.stamp(), Ordering::Relaxed);
-                    return Some(Acquired::Normal);
-                }
-            } else if seen & WAITERS != 0 {
-                break;
-            }
-            std::hint::spin_loop();
-        }
+        // Once this caller has slept, others may sleep too: it takes the word with the bit
+        // set, so that its release wakes one. Before that it takes it bare (a sleeper that a
+        // release woke marks the word again when it finds it taken), so that the bit, and a
+        // wake-up per release, do not outlive the contention.
+        let mut mark = 0;
         loop {
-            let seen = self.word.load(Ordering::Relaxed);
-            if seen == 0 {
-                // Others may still sleep: take it with the bit set, so the release wakes one.
-                let taken = me.pid | WAITERS;
-                if self
-                    .word
-                    .compare_exchange(0, taken, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+            // A holder on another CPU often releases within a few hundred cycles: look a
+            // little before sleeping.
+            for spin in 0..SPINS {
+                if self.word.load(Ordering::Relaxed) == 0
+                    && self
+                        .word
+                        .compare_exchange(0, me.pid | mark, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
                 {
                     self.owner.store(me.stamp(), Ordering::Relaxed);
                     return Some(Acquired::Normal);
                 }
+                // Back off, so that looking does not pull the line from the holder.
+                for _ in 0..1u32 << spin.min(BACKOFF) {
+                    std::hint::spin_loop();
+                }
+            }
+            let seen = self.word.load(Ordering::Relaxed);
+            if seen == 0 {
                 continue;
             }
             let slice = match deadline {
@@ -150,6 +149,7 @@ impl<'a> RawMutex<'a> {
             {
                 return Some(how);
             }
+            mark = WAITERS;
         }
     }
 

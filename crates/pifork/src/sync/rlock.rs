@@ -148,6 +148,12 @@ impl RLock {
 
 /// A held level of an [`RLock`], released on drop. It stays on its thread (not `Send`): only
 /// the owning thread may release.
+///
+/// ```compile_fail,E0277
+/// fn elsewhere<T: Send>(_: T) {}
+/// let lock = pifork::sync::RLock::new().unwrap();
+/// elsewhere(lock.lock()); // another thread could not release it
+/// ```
 #[derive(Debug)]
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
