@@ -51,7 +51,9 @@
 //! On Linux the library registers one `.init_array` constructor: it counts the threads the
 //! process has when it is loaded (one natively, more under an emulator such as qemu-user), the
 //! baseline against which the fork start method's "single-threaded" check is made. It only
-//! reads `/proc/self/task` and stores a number.
+//! reads `/proc/self/task` and stores a number. The first lock operation registers a
+//! `pthread_atfork` child handler, which only counts forks (so that a child knows its cached
+//! pid is stale).
 
 // `unsafe` belongs to sys/; its header lists the few statements elsewhere allowed to use it.
 #![deny(unsafe_code)]
