@@ -117,6 +117,20 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `script` run by `sh` in a mount namespace of its own (where it mounts a small tmpfs); None,
+/// after saying so, where this machine cannot make one (the script exits 77 when its mount
+/// fails).
+fn in_own_mounts(script: &str) -> Option<Output> {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c", script]);
+    let o = run(clean(cmd));
+    if o.status.code() == Some(77) || stderr(&o).contains("unshare: ") {
+        eprintln!("skipped: cannot mount a tmpfs here: {}", stderr(&o).trim());
+        return None;
+    }
+    Some(o)
+}
+
 fn run(cmd: Command) -> Output {
     run_bounded(cmd, Duration::from_secs(if emulated() { 120 } else { 20 }))
 }
@@ -539,13 +553,9 @@ fn a_full_file_system_is_one_line_and_the_old_state_stays() {
         s = saved.display(),
         bin = env!("CARGO_BIN_EXE_pifork"),
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "sh", "-c", &script]);
-    let o = run(clean(cmd));
-    if o.status.code() == Some(77) || stderr(&o).contains("unshare: ") {
-        eprintln!("skipped: cannot mount a tmpfs here: {}", stderr(&o).trim());
+    let Some(o) = in_own_mounts(&script) else {
         return;
-    }
+    };
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_refused(&o, 1, "No space left on device");
     assert!(stderr(&o).contains("is left as it was"), "{}", stderr(&o));
@@ -660,13 +670,9 @@ fn a_full_file_system_while_it_records_is_one_line_and_resumes_to_the_same_bits(
             o = out.display(),
             fill = 1024 - 2 - free_pages,
         );
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "sh", "-c", &script]);
-        let o = run(clean(cmd));
-        if o.status.code() == Some(77) || stderr(&o).contains("unshare: ") {
-            eprintln!("skipped: cannot mount a tmpfs here: {}", stderr(&o).trim());
+        let Some(o) = in_own_mounts(&script) else {
             return;
-        }
+        };
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
         let read = |name| std::fs::read_to_string(out.join(name)).unwrap();
         let first = read("first");
