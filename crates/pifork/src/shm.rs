@@ -85,6 +85,8 @@ pub enum ShmError {
     InvalidValue {
         /// The value asked for.
         value: u32,
+        /// The largest a semaphore takes.
+        max: u32,
     },
     /// A range outside the segment.
     OutOfBounds {
@@ -139,8 +141,8 @@ impl fmt::Display for ShmError {
             ShmError::Exists { name } => {
                 write!(f, "a shared memory segment named {name:?} exists already")
             }
-            ShmError::InvalidValue { value } => {
-                write!(f, "invalid semaphore value {value}: at most {}", crate::sync::SEM_VALUE_MAX)
+            ShmError::InvalidValue { value, max } => {
+                write!(f, "invalid semaphore value {value}: at most {max}")
             }
             ShmError::OutOfBounds { offset, len, size } => write!(
                 f,

@@ -5,9 +5,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::mutex::deadline;
 use super::mutex::{Acquired, RawMutex};
 use super::owner::me;
-use super::{ReleaseError, deadline};
+use super::release::ReleaseError;
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 
 /// A lock shared by processes (CPython's `multiprocessing.Lock`): one holder at a time, in

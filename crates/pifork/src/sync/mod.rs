@@ -80,50 +80,14 @@ mod event;
 mod lock;
 pub(crate) mod mutex;
 pub(crate) mod owner;
+mod release;
 mod rlock;
 mod semaphore;
-
-use std::fmt;
-use std::time::{Duration, Instant};
 
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use mutex::Acquired;
 pub(crate) use mutex::MUTEX_SIZE;
+pub use release::ReleaseError;
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, SEM_VALUE_MAX, SLOTS, Semaphore, SemaphoreGuard};
-
-/// A release the lock's rules forbid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReleaseError {
-    /// The lock was not locked (CPython: `ValueError: semaphore or lock released too many
-    /// times`).
-    Unlocked,
-    /// The calling thread does not hold the recursive lock (CPython: `AssertionError: attempt
-    /// to release recursive lock not owned by thread`).
-    NotOwner,
-    /// The bounded semaphore is at its bound (CPython: `ValueError: semaphore or lock released
-    /// too many times`).
-    OverReleased,
-}
-
-impl fmt::Display for ReleaseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReleaseError::Unlocked => "lock released too many times: it is not locked",
-            ReleaseError::NotOwner => {
-                "cannot release a recursive lock the calling thread does not hold"
-            }
-            ReleaseError::OverReleased => "semaphore released too many times",
-        })
-    }
-}
-
-impl std::error::Error for ReleaseError {}
-
-/// The instant `timeout` from now; `None` if it is beyond what the clock can tell (as long as
-/// it takes).
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}

@@ -192,6 +192,12 @@ impl<'a> RawMutex<'a> {
     }
 }
 
+/// The instant `timeout` from now; `None` if it is beyond what the clock can tell (as long as
+/// it takes).
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::mutex::deadline;
 use super::mutex::{Acquired, MUTEX_SIZE, RawMutex};
 use super::owner::{Me, me, thread_token};
-use super::{ReleaseError, deadline};
+use super::release::ReleaseError;
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 
 /// A recursive lock shared by processes (CPython's `multiprocessing.RLock`): the thread that

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::mutex::deadline;
 use super::mutex::{Acquired, SLICE};
 use super::owner::{Me, me, stamp_died};
-use super::{ReleaseError, deadline};
+use super::release::ReleaseError;
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 use crate::sys;
 
@@ -101,7 +102,7 @@ impl Semaphore {
 
     fn make(value: u32, bound: u32, mode: u32) -> Result<Semaphore, ShmError> {
         if value > SEM_VALUE_MAX {
-            return Err(ShmError::InvalidValue { value });
+            return Err(ShmError::InvalidValue { value, max: SEM_VALUE_MAX });
         }
         let seg = Segment::object(Kind::Semaphore, 0, 64 + SLOTS * SLOT_SIZE)?;
         let map = seg.map();

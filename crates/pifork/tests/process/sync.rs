@@ -280,7 +280,7 @@ fn semaphores_follow_cpython() {
     assert!(zero.acquire_timeout(Duration::from_millis(20)).is_none());
     assert_eq!(
         Semaphore::new(u32::MAX).unwrap_err(),
-        pifork::ShmError::InvalidValue { value: u32::MAX },
+        pifork::ShmError::InvalidValue { value: u32::MAX, max: pifork::sync::SEM_VALUE_MAX },
         "beyond SEM_VALUE_MAX"
     );
 }
