@@ -15,8 +15,10 @@ mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod shared;
 mod signals;
 mod start_methods;
+mod sync;
 mod threads;
 mod wait;
 
@@ -25,7 +27,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 9] = [
+    let groups: [(&str, Vec<Test>); 11] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -35,6 +37,8 @@ fn all_cases() -> Vec<Case> {
         ("threads", threads::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
         ("signals", signals::TESTS.to_vec()),
+        ("shared", shared::TESTS.to_vec()),
+        ("sync", sync::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -50,6 +54,8 @@ fn register_entries() {
     threads::register_entries();
     parity::register_entries();
     signals::register_entries();
+    shared::register_entries();
+    sync::register_entries();
 }
 
 fn main() {
