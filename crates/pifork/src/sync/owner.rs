@@ -56,17 +56,28 @@ pub(crate) fn me() -> Me {
         (CACHED_PID.load(Ordering::Relaxed), CACHED_START.load(Ordering::Relaxed))
     } else {
         let pid = sys::getpid().as_raw() as u32;
-        let start = match liveness(pid) {
-            Liveness::Alive { start } => start,
-            // No /proc: pid reuse cannot be told apart; the pid alone still names the holder.
-            _ => 0,
-        };
+        let start = own_start(pid);
         CACHED_PID.store(pid, Ordering::Relaxed);
         CACHED_START.store(start, Ordering::Relaxed);
         CACHED_IN.store(generation, Ordering::Release);
         (pid, start)
     };
     Me { pid, start }
+}
+
+/// This process's start time as other processes read it: from its main thread's entry
+/// (`/proc/<pid>/task/<pid>/stat`), which an emulator such as qemu-user passes through, where
+/// it fakes `/proc/self/stat` and `/proc/<own pid>/stat` (a start time of its own reckoning in
+/// the main thread, 0 in others). 0 when `/proc` cannot say: the pid alone then names the
+/// holder (see [`holder_died`]).
+fn own_start(pid: u32) -> u64 {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")) {
+        Ok(text) => match parse_stat(&text) {
+            Some(Liveness::Alive { start }) => start,
+            _ => 0,
+        },
+        Err(_) => 0,
+    }
 }
 
 /// A number for the calling thread, unique within its process (never 0): what an `RLock`
@@ -122,37 +133,57 @@ fn parse_stat(text: &str) -> Option<Liveness> {
     Some(Liveness::Alive { start })
 }
 
+/// The start time recorded in the owner word `owner` (0: its recorder could not read its own,
+/// as under qemu-user, whose `/proc/self/stat` reads 0 there while other processes read the
+/// real value).
+fn recorded_start(owner: u64) -> u64 {
+    owner & ((1 << START_BITS) - 1)
+}
+
+/// Whether the owner word `owner`, naming pid `pid`, was recorded by an earlier process than
+/// the one now alive under that pid, started at `start`. When either start time is unknown
+/// (0) the pid alone decides: a live process under that pid is taken as the recorder.
+fn reused(owner: u64, pid: u32, start: u64) -> bool {
+    owner >> START_BITS == u64::from(pid)
+        && recorded_start(owner) != 0
+        && start != 0
+        && owner != stamp(pid, start)
+}
+
 /// Whether the holder recorded as pid `pid` in a lock word (and, once it got that far, in
-/// the owner word `stamp`) has ended: gone, a zombie, or its pid now names a process started
-/// at another time. A holder that is still between taking the lock word and writing its stamp
-/// is judged by its pid alone.
+/// the owner word `owner`) has ended: gone, a zombie, or its pid now names a process started
+/// at another time. A holder that is still between taking the lock word and writing its stamp,
+/// or whose start time is unknown on either side, is judged by its pid alone.
 pub(crate) fn holder_died(pid: u32, owner: u64, me: &Me) -> bool {
     if pid == 0 {
         return false;
     }
     if pid == me.pid {
         // Held by this process, unless by an earlier one whose pid this one reuses.
-        return owner >> START_BITS == u64::from(pid) && owner != me.stamp() && me.start != 0;
+        return reused(owner, pid, me.start);
     }
     match liveness(pid) {
         Liveness::Gone | Liveness::Zombie => true,
-        Liveness::Alive { start } => {
-            owner >> START_BITS == u64::from(pid) && owner != stamp(pid, start) && start != 0
-        }
+        Liveness::Alive { start } => reused(owner, pid, start),
         Liveness::Unknown => false,
     }
 }
 
 /// Whether the process recorded in the owner word `owner` has ended (for the semaphore's
-/// holder slots, which hold stamps only).
+/// holder slots, which hold stamps only). An unknown start time on either side: the pid alone
+/// decides, as in [`holder_died`].
 pub(crate) fn stamp_died(owner: u64, me: &Me) -> bool {
     let pid = (owner >> START_BITS) as u32;
-    pid != 0 && (pid != me.pid || owner != me.stamp()) && {
-        match liveness(pid) {
-            Liveness::Gone | Liveness::Zombie => true,
-            Liveness::Alive { start } => owner != stamp(pid, start),
-            Liveness::Unknown => false,
-        }
+    if pid == 0 {
+        return false;
+    }
+    if pid == me.pid {
+        return reused(owner, pid, me.start);
+    }
+    match liveness(pid) {
+        Liveness::Gone | Liveness::Zombie => true,
+        Liveness::Alive { start } => reused(owner, pid, start),
+        Liveness::Unknown => false,
     }
 }
 
@@ -164,13 +195,54 @@ mod tests {
     fn this_process_is_alive_and_stamped() {
         let me = me();
         assert_eq!(me.pid, std::process::id());
-        assert!(matches!(liveness(me.pid), Liveness::Alive { start } if start == me.start));
+        assert_ne!(me.start, 0, "/proc tells this process's start time");
+        // Natively /proc/self/stat tells the same; under qemu-user it is faked (its state
+        // field reads 0, not a letter), which is why the start is read elsewhere.
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let faked = own[own.rfind(')').unwrap() + 1..].split_whitespace().next() == Some("0");
+        if !faked {
+            assert_eq!(liveness(me.pid), Liveness::Alive { start: me.start });
+        }
+        // Another process reads it so too.
+        let out = std::process::Command::new("cat")
+            .arg(format!("/proc/{}/stat", me.pid))
+            .output()
+            .unwrap();
+        let seen = parse_stat(std::str::from_utf8(&out.stdout).unwrap());
+        assert_eq!(seen, Some(Liveness::Alive { start: me.start }), "as others see it");
         assert!(!holder_died(me.pid, me.stamp(), &me));
         assert!(!stamp_died(me.stamp(), &me));
         assert_ne!(thread_token(), 0);
         assert_eq!(thread_token(), thread_token());
         let other = std::thread::spawn(thread_token).join().unwrap();
         assert_ne!(other, thread_token(), "each thread has its own token");
+    }
+
+    #[test]
+    fn an_unknown_start_is_judged_by_the_pid_alone() {
+        let me = me();
+        // A stamp recorded without a start time (its recorder could not read it): a live
+        // process under that pid is the holder, whatever its start.
+        assert!(!holder_died(me.pid, stamp(me.pid, 0), &me));
+        assert!(!stamp_died(stamp(me.pid, 0), &me));
+        assert!(!holder_died(1, stamp(1, 0), &me));
+        assert!(!stamp_died(stamp(1, 0), &me));
+        // This process with an unknown start of its own (qemu-user): a stamp with any start
+        // under its pid is its own.
+        let blind = Me { pid: me.pid, start: 0 };
+        assert!(!holder_died(me.pid, stamp(me.pid, 12345), &blind));
+        assert!(!stamp_died(stamp(me.pid, 12345), &blind));
+        // Both known and different: a reused pid.
+        let sighted = Me { pid: me.pid, start: 777 };
+        assert!(holder_died(me.pid, stamp(me.pid, 12345), &sighted));
+        assert!(stamp_died(stamp(me.pid, 12345), &sighted));
+        assert!(!reused(stamp(42, 5), 42, 0));
+        assert!(!reused(stamp(42, 0), 42, 5));
+        assert!(reused(stamp(42, 6), 42, 5));
+        assert!(!reused(stamp(42, 5), 42, 5));
+        // A pid with no process is dead, start or not.
+        assert!(holder_died(PID_MASK, stamp(PID_MASK, 0), &me));
+        assert!(stamp_died(stamp(PID_MASK, 0), &me));
     }
 
     #[test]
