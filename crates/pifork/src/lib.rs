@@ -109,6 +109,8 @@ pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
 #[cfg(target_os = "linux")]
 pub use sync::{Acquired, BoundedSemaphore, Event, Lock, RLock, ReleaseError, Semaphore};
+#[cfg(target_os = "linux")]
+pub use sync::{Barrier, BrokenBarrier, Condition, ConditionError};
 pub use sys::{RawInherit, Sentinel};
 #[cfg(target_os = "linux")]
 pub use value::{Array, RawArray, RawValue, Shareable, Value};

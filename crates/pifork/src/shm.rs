@@ -116,6 +116,8 @@ pub enum ShmError {
         /// The OS error (also the error's `source()`).
         source: OsError,
     },
+    /// A barrier's number of parties must be at least 1 (CPython: `ValueError`).
+    InvalidParties,
 }
 
 impl ShmError {
@@ -157,6 +159,7 @@ impl fmt::Display for ShmError {
                 write!(f, "the inherited descriptor holds {found}, not {expected}")
             }
             ShmError::Sys { op, source } => write!(f, "{op} failed: {source}"),
+            ShmError::InvalidParties => f.write_str("a barrier needs at least 1 party"),
         }
     }
 }
@@ -282,6 +285,8 @@ pub(crate) enum Kind {
     RawArray(u8),
     /// An `Array` of the type with this typecode.
     Array(u8),
+    Condition,
+    Barrier,
 }
 
 impl Kind {
@@ -295,6 +300,8 @@ impl Kind {
             Kind::Value(t) => 6 | u32::from(t) << 8,
             Kind::RawArray(t) => 7 | u32::from(t) << 8,
             Kind::Array(t) => 8 | u32::from(t) << 8,
+            Kind::Condition => 9,
+            Kind::Barrier => 10,
         }
     }
 
@@ -309,6 +316,8 @@ impl Kind {
             Kind::Value(_) => "value",
             Kind::RawArray(_) => "rawarray",
             Kind::Array(_) => "array",
+            Kind::Condition => "condition",
+            Kind::Barrier => "barrier",
         }
     }
 
@@ -323,6 +332,8 @@ impl Kind {
             6 => "a Value",
             7 => "a RawArray",
             8 => "an Array",
+            9 => return "a Condition".into(),
+            10 => return "a Barrier".into(),
             _ => return format!("an unknown shared object (kind {code})"),
         };
         format!("{kind} of typecode '{t}'")

@@ -102,6 +102,11 @@ impl Lock {
     pub fn is_locked(&self) -> bool {
         self.raw().holder() != 0
     }
+
+    /// Whether this process holds the lock (the holder its word names).
+    pub(crate) fn held_here(&self) -> bool {
+        self.raw().holder() == me().pid
+    }
 }
 
 /// A held [`Lock`], released on drop.

@@ -1,5 +1,6 @@
 //! Synchronisation between processes, named as CPython's `multiprocessing` names it:
-//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] and [`Event`]. Each lives in
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`] and
+//! [`Barrier`]. Each lives in
 //! shared memory (a sealed memfd of its own) and sleeps on a process-shared futex: no named
 //! POSIX semaphore, nothing in `/dev/shm`, nothing left behind by a killed program.
 //!
@@ -56,6 +57,9 @@
 //!   recorded (up to 64 processes at once); when a process ends holding units, they come back
 //!   (never above a bounded semaphore's bound). [`Semaphore::counter`] records nothing.
 //! - [`Event`] holds nothing that could be lost.
+//! - [`Condition`]: a waiter that died waiting is skipped by notifications (see its page).
+//! - [`Barrier`]: a party that died waiting inside breaks it; one that dies before arriving
+//!   is seen only through the others' timeouts (see its page).
 //!
 //! The holder is recorded in the same atomic step that takes the lock, so there is no window
 //! in which a death goes unseen; its start time follows one store later, so a holder killed in
@@ -76,6 +80,8 @@
 //! any process, shared values and segments included. `Event::set` publishes to whoever sees
 //! the event set. Timeouts are measured on the monotonic clock.
 
+mod barrier;
+mod condition;
 mod event;
 mod lock;
 pub(crate) mod mutex;
@@ -84,6 +90,8 @@ mod release;
 mod rlock;
 mod semaphore;
 
+pub use barrier::{Barrier, BrokenBarrier, PARTY_SLOTS};
+pub use condition::{Condition, ConditionError, ConditionGuard, ConditionLock, WAITER_SLOTS};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use mutex::Acquired;

@@ -123,6 +123,29 @@ impl RLock {
         Ok(())
     }
 
+    /// Releases every level the calling thread holds; how many it held (0: none, nothing
+    /// released).
+    pub(crate) fn release_all(&self) -> u32 {
+        if !self.owned_by(&me(), thread_token()) {
+            return 0;
+        }
+        let depth = self.depth().load(Ordering::Relaxed);
+        self.depth().store(0, Ordering::Relaxed);
+        self.thread().store(0, Ordering::Relaxed);
+        self.raw().unlock();
+        depth
+    }
+
+    /// Acquires the lock again at `depth` levels (after [`release_all`](Self::release_all)),
+    /// waiting as long as it takes.
+    pub(crate) fn acquire_levels(&self, depth: u32) -> Acquired {
+        let how = self.acquire();
+        if depth > 1 {
+            self.depth().store(depth, Ordering::Relaxed);
+        }
+        how
+    }
+
     /// Whether the calling thread holds the lock.
     pub fn is_owned(&self) -> bool {
         self.owned_by(&me(), thread_token())

@@ -8,8 +8,10 @@
 //! `cargo test --test process -- FILTER` runs the tests whose name contains FILTER (such as
 //! `lifecycle::`, `[spawn]` or `close_rules`); `--list` lists them.
 
+mod barrier;
 #[path = "../common/mod.rs"]
 mod common;
+mod condition;
 mod connection;
 mod descriptors;
 mod forkserver;
@@ -27,7 +29,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 11] = [
+    let groups: [(&str, Vec<Test>); 13] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -39,6 +41,8 @@ fn all_cases() -> Vec<Case> {
         ("signals", signals::TESTS.to_vec()),
         ("shared", shared::TESTS.to_vec()),
         ("sync", sync::TESTS.to_vec()),
+        ("condition", condition::TESTS.to_vec()),
+        ("barrier", barrier::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -56,6 +60,8 @@ fn register_entries() {
     signals::register_entries();
     shared::register_entries();
     sync::register_entries();
+    condition::register_entries();
+    barrier::register_entries();
 }
 
 fn main() {
