@@ -25,6 +25,9 @@ pub const PARTY_SLOTS: usize = 64;
 /// How often a sleeping party looks whether a party inside died.
 const CHECK: Duration = Duration::from_millis(100);
 
+/// Yields to the mutex's holder, at most, before taking it after a wake-up.
+const YIELDS: u32 = 20;
+
 const GEN_AT: usize = PAYLOAD + MUTEX_SIZE;
 const PARTIES_AT: usize = GEN_AT + 4;
 const COUNT_AT: usize = GEN_AT + 8;
@@ -183,6 +186,14 @@ impl Barrier {
         self.leave();
         let slice = left.map_or(CHECK, |l| l.min(CHECK));
         let res = sys::futex_wait(self.word(GEN_AT), seen, Some(slice));
+        // The waker still holds the mutex, most often: let it run (it may share this CPU)
+        // rather than spin for it.
+        for _ in 0..YIELDS {
+            if self.raw().holder() == 0 {
+                break;
+            }
+            std::thread::yield_now();
+        }
         self.enter(me);
         if res == Err(nix::errno::Errno::ETIMEDOUT) {
             self.reap_dead(me);

@@ -30,6 +30,9 @@ const SLOT_SIZE: usize = 32;
 /// The next ticket (u64) is at `PAYLOAD`; the slots follow the first line.
 const SLOTS_AT: usize = PAYLOAD + 64;
 
+/// Yields to a lock holder, at most, before taking the lock back after a wake-up.
+const YIELDS: u32 = 20;
+
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
 const NOTIFIED: u32 = 2;
@@ -189,6 +192,14 @@ impl Condition {
         ConditionGuard { cond: self, how, _thread: PhantomData }
     }
 
+    /// Whether anyone holds the lock.
+    fn locked(&self) -> bool {
+        match &self.lock {
+            ConditionLock::Lock(l) => l.is_locked(),
+            ConditionLock::RLock(l) => l.is_locked(),
+        }
+    }
+
     fn held(&self) -> bool {
         match &self.lock {
             ConditionLock::Lock(l) => l.held_here(),
@@ -266,6 +277,14 @@ impl Condition {
                 },
             };
             let _ = sys::futex_wait(state, WAITING, left);
+        }
+        // The notifier still holds the lock, most often: let it run (it may share this CPU)
+        // rather than spin for it.
+        for _ in 0..YIELDS {
+            if !self.locked() {
+                break;
+            }
+            std::thread::yield_now();
         }
         self.reacquire(depth);
         // Notified, even just after the timeout: the notification is not lost.

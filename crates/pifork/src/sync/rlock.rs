@@ -146,6 +146,11 @@ impl RLock {
         how
     }
 
+    /// Whether some thread of some process holds the lock now (a hint).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.raw().holder() != 0
+    }
+
     /// Whether the calling thread holds the lock.
     pub fn is_owned(&self) -> bool {
         self.owned_by(&me(), thread_token())
