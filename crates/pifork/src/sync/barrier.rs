@@ -234,14 +234,19 @@ impl Barrier {
     /// Waits until all parties have called `wait`, at most `timeout` (`None`: the handle's
     /// default, or as long as it takes); the caller's arrival index, `0..parties`.
     /// [`BrokenBarrier`] if the barrier is or becomes broken, or is reset, while waiting; a
-    /// timeout breaks it (for every party, as in CPython).
+    /// timeout breaks it (for every party, as in CPython). A timeout that passes while the
+    /// previous round is still leaving is `BrokenBarrier` too, without breaking it.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, BrokenBarrier> {
         let deadline = timeout.or(self.timeout).and_then(deadline);
         let me = me();
         self.enter(&me);
-        // A previous round still draining or resetting: wait for it to end.
+        // A previous round still draining or resetting: wait for it to end (not past the
+        // timeout: a round whose parties' count a death left wrong may never end).
         while matches!(self.state(), DRAINING | RESETTING) {
-            self.sleep(&me, None);
+            if !self.sleep(&me, deadline) {
+                self.leave();
+                return Err(BrokenBarrier);
+            }
         }
         if self.state() == BROKEN {
             self.leave();
