@@ -544,5 +544,7 @@ mod tests {
         assert_eq!(Kind::describe(Kind::Value(b'q').code()), "a Value of typecode 'q'");
         assert_eq!(Kind::describe(Kind::Lock.code()), "a Lock");
         assert_eq!(Kind::describe(99), "an unknown shared object (kind 99)");
+        assert_eq!(Kind::describe(Kind::Condition.code()), "a Condition");
+        assert_eq!(Kind::describe(Kind::Barrier.code()), "a Barrier");
     }
 }

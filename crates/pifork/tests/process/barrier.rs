@@ -71,6 +71,7 @@ pub fn register_entries() {
 pub const TESTS: &[Test] = &[
     Test::Once("rules_follow_cpython", rules_follow_cpython),
     Test::EachMethod("passes_in_lockstep", passes_in_lockstep),
+    Test::EachMethod("a_thousand_passes", a_thousand_passes),
     Test::EachMethod("abort_breaks_then_reset_restores", abort_breaks_then_reset_restores),
     Test::EachMethod("reset_breaks_the_waiters", reset_breaks_the_waiters),
     Test::EachMethod("a_timeout_breaks_it_for_all", a_timeout_breaks_it_for_all),
@@ -132,7 +133,15 @@ fn rules_follow_cpython() {
 // parent), 10 passes; each pass hands out the indices 0..N once, and its action ran once,
 // before anyone went on.
 fn passes_in_lockstep(m: StartMethod) {
-    let passes = 10;
+    lockstep(m, 10);
+}
+
+// test_thousand: N parties, a thousand passes (a hundred under an emulator), in order.
+fn a_thousand_passes(m: StartMethod) {
+    lockstep(m, common::rounds(1000) as u32);
+}
+
+fn lockstep(m: StartMethod, passes: u32) {
     let actions = RawValue::new(0u32).unwrap();
     let lock = Lock::new().unwrap();
     let (a, l) = (actions.clone(), lock.clone());
