@@ -15,6 +15,12 @@ impl OsError {
     pub fn raw_os_error(self) -> i32 {
         self.0
     }
+
+    /// The error of code `code` (errno).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_code(code: i32) -> OsError {
+        OsError(code)
+    }
 }
 
 impl From<OsError> for std::io::Error {

@@ -36,20 +36,24 @@
 //!
 //! The crate's README walks through the rest with examples that run as doctests: CPython
 //! parity, the start methods, waiting and the pidfd or pipe backend, pinning, channels and
-//! connections, signals, Windows, and how it works.
+//! connections, sharing and synchronisation, signals, Windows, and how it works.
 //!
 //! # Layers
 //! `sys` (the system calls and every `unsafe` function; `unsafe_code` is denied elsewhere but
 //! for a few statements its header lists) → [`status`] types (`Pid`, `ExitCode`,
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
-//! [`process`]. Nothing here knows the pi appliance built on it.
+//! [`process`]. Beside them, on `sys` and [`Error`]'s `OsError`: [`shm`] (shared segments) →
+//! [`sync`] (locks, semaphores, events) and [`value`] (shared numbers). Nothing here knows the
+//! pi appliance built on it.
 //!
 //! # Before `main`
 //! On Linux the library registers one `.init_array` constructor: it counts the threads the
 //! process has when it is loaded (one natively, more under an emulator such as qemu-user), the
 //! baseline against which the fork start method's "single-threaded" check is made. It only
-//! reads `/proc/self/task` and stores a number.
+//! reads `/proc/self/task` and stores a number. The first lock operation registers a
+//! `pthread_atfork` child handler, which only counts forks (so that a child knows its cached
+//! pid is stale).
 
 // `unsafe` belongs to sys/; its header lists the few statements elsewhere allowed to use it.
 #![deny(unsafe_code)]
@@ -71,10 +75,16 @@ mod frame;
 pub mod message;
 pub mod process;
 #[cfg(target_os = "linux")]
+pub mod shm;
+#[cfg(target_os = "linux")]
 pub mod signals;
 pub mod status;
+#[cfg(target_os = "linux")]
+pub mod sync;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(target_os = "linux")]
+pub mod value;
 mod wait;
 
 #[cfg(target_os = "linux")]
@@ -93,9 +103,17 @@ pub use process::{
 #[cfg(target_os = "linux")]
 pub use process::{forkserver, probe_pidfd};
 #[cfg(target_os = "linux")]
+pub use shm::{SharedMemory, ShmError};
+#[cfg(target_os = "linux")]
 pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};
+#[cfg(target_os = "linux")]
+pub use sync::{Acquired, BoundedSemaphore, Event, Lock, RLock, ReleaseError, Semaphore};
+#[cfg(target_os = "linux")]
+pub use sync::{Barrier, BrokenBarrier, Condition, ConditionError};
 pub use sys::{RawInherit, Sentinel};
+#[cfg(target_os = "linux")]
+pub use value::{Array, RawArray, RawValue, Shareable, Value};
 pub use wait::wait;
 
 // The README's examples, compiled and run with the doctests.

@@ -8,15 +8,19 @@
 //! `cargo test --test process -- FILTER` runs the tests whose name contains FILTER (such as
 //! `lifecycle::`, `[spawn]` or `close_rules`); `--list` lists them.
 
+mod barrier;
 #[path = "../common/mod.rs"]
 mod common;
+mod condition;
 mod connection;
 mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod shared;
 mod signals;
 mod start_methods;
+mod sync;
 mod threads;
 mod wait;
 
@@ -25,7 +29,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 9] = [
+    let groups: [(&str, Vec<Test>); 13] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -35,6 +39,10 @@ fn all_cases() -> Vec<Case> {
         ("threads", threads::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
         ("signals", signals::TESTS.to_vec()),
+        ("shared", shared::TESTS.to_vec()),
+        ("sync", sync::TESTS.to_vec()),
+        ("condition", condition::TESTS.to_vec()),
+        ("barrier", barrier::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -50,6 +58,10 @@ fn register_entries() {
     threads::register_entries();
     parity::register_entries();
     signals::register_entries();
+    shared::register_entries();
+    sync::register_entries();
+    condition::register_entries();
+    barrier::register_entries();
 }
 
 fn main() {

@@ -4,10 +4,14 @@
 
 mod exec;
 mod fd;
+mod futex;
 mod process;
+mod shm;
 mod socket;
 
 pub use exec::*;
 pub use fd::*;
+pub use futex::*;
 pub use process::*;
+pub use shm::*;
 pub use socket::*;
