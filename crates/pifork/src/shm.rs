@@ -282,6 +282,8 @@ pub(crate) enum Kind {
     RawArray(u8),
     /// An `Array` of the type with this typecode.
     Array(u8),
+    /// A queue: 0 a `Queue`, 1 a `JoinableQueue`, 2 a `SimpleQueue`.
+    Queue(u8),
 }
 
 impl Kind {
@@ -295,6 +297,7 @@ impl Kind {
             Kind::Value(t) => 6 | u32::from(t) << 8,
             Kind::RawArray(t) => 7 | u32::from(t) << 8,
             Kind::Array(t) => 8 | u32::from(t) << 8,
+            Kind::Queue(f) => 9 | u32::from(f) << 8,
         }
     }
 
@@ -309,6 +312,7 @@ impl Kind {
             Kind::Value(_) => "value",
             Kind::RawArray(_) => "rawarray",
             Kind::Array(_) => "array",
+            Kind::Queue(_) => "queue",
         }
     }
 
@@ -323,6 +327,14 @@ impl Kind {
             6 => "a Value",
             7 => "a RawArray",
             8 => "an Array",
+            9 => {
+                return match code >> 8 {
+                    0 => "a Queue".into(),
+                    1 => "a JoinableQueue".into(),
+                    2 => "a SimpleQueue".into(),
+                    f => format!("an unknown queue (flavour {f})"),
+                };
+            }
             _ => return format!("an unknown shared object (kind {code})"),
         };
         format!("{kind} of typecode '{t}'")

@@ -15,6 +15,7 @@ mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod queue;
 mod shared;
 mod signals;
 mod start_methods;
@@ -27,7 +28,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 11] = [
+    let groups: [(&str, Vec<Test>); 12] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -39,6 +40,7 @@ fn all_cases() -> Vec<Case> {
         ("signals", signals::TESTS.to_vec()),
         ("shared", shared::TESTS.to_vec()),
         ("sync", sync::TESTS.to_vec()),
+        ("queue", queue::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -56,6 +58,7 @@ fn register_entries() {
     signals::register_entries();
     shared::register_entries();
     sync::register_entries();
+    queue::register_entries();
 }
 
 fn main() {
