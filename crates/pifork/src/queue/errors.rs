@@ -77,15 +77,12 @@ impl std::error::Error for GetError {}
 pub enum TaskDoneError {
     /// Called more times than items were put (CPython's `ValueError`).
     TooManyCalls,
-    /// The ring was found broken by a process that took its lock over from a dead holder.
-    Corrupt,
 }
 
 impl fmt::Display for TaskDoneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TaskDoneError::TooManyCalls => f.write_str("task_done() called too many times"),
-            TaskDoneError::Corrupt => f.write_str("the queue's shared memory is corrupt"),
         }
     }
 }

@@ -28,9 +28,10 @@
 //!
 //! # How it works: no feeder thread
 //! A queue is one shared segment (a sealed memfd: nothing in `/dev/shm`, nothing left behind
-//! by a killed program) holding a ring of length-prefixed frames, the crate's robust mutex
-//! (the one under [`Lock`](crate::sync::Lock)) and futex words on which getters wait for
-//! "not empty" and putters for "not full". [`put`](Queue::put) encodes the item
+//! by a killed program) holding a ring of length-prefixed frames, two of the crate's robust
+//! mutexes (the one under [`Lock`](crate::sync::Lock)), one that putters take and one that
+//! getters take, so that a put and a get run at once, and futex words on which getters wait
+//! for "not empty" and putters for "not full". [`put`](Queue::put) encodes the item
 //! ([`Message`]) and copies it into the ring in the calling thread; when it returns, the item
 //! is in the queue. CPython's `Queue.put` hands the item to a feeder thread that writes it to
 //! a pipe later: a producer that exits right after `put` can lose it (or hang at exit, the
@@ -62,8 +63,8 @@
 //! [`GetError::Closed`]. Other processes' handles are not affected.
 //!
 //! # Death
-//! A process killed while it holds the queue's mutex (inside a `put` or a `get`) does not
-//! block the others: the next one takes the mutex over (as the [`sync`](crate::sync) locks
+//! A process killed while it holds one of the queue's mutexes (inside a `put` or a `get`) does
+//! not block the others: the next one takes the mutex over (as the [`sync`](crate::sync) locks
 //! do; it counts in [`Queue::recoveries`]). The queue stays consistent: a `put` commits its
 //! frame with one final store of the tail index, a `get` with one final store of the head
 //! index. So:

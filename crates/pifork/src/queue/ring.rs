@@ -5,21 +5,24 @@
 //!
 //! | offset | what |
 //! |---|---|
-//! | 0..64 | the mutex cell (`RawMutex`: lock word, owner word) |
-//! | 64 | tail word: items ever put (high 32 bits) and the ring offset of the next frame |
-//! | 72 | head word: items ever got (high 32 bits) and the ring offset of the oldest frame |
-//! | 80 | tasks done (`JoinableQueue`) |
-//! | 84 | maxsize in items (0: none) |
-//! | 88 | locks recovered from dead holders |
-//! | 128, 132 | "not empty": sequence, getters waiting |
-//! | 192, 196 | "not full": sequence, putters waiting |
-//! | 256, 260 | "all tasks done": sequence, joiners waiting |
+//! | 0..64 | the putters' mutex cell (`RawMutex`: lock word, owner word) |
+//! | 64..128 | the getters' mutex cell |
+//! | 128 | tail word: items ever put (high 32 bits) and the ring offset of the next frame |
+//! | 192 | head word: items ever got (high 32 bits) and the ring offset of the oldest frame |
+//! | 256, 260 | maxsize in items (0: none); locks recovered from dead holders |
+//! | 320, 324 | "not empty": sequence, getters waiting |
+//! | 384, 388, 392 | "not full": sequence, putters waiting, the largest frame one waits for |
+//! | 448, 452, 456 | "all tasks done": sequence, joiners waiting; tasks done |
 //! | 512.. | the ring (its size is the header's number) |
 //!
-//! A frame is an 8-byte header (the payload's length, `u32`) and the payload, padded to 8
-//! bytes; it may wrap around the ring's end. Both index words change only under the mutex,
-//! each by one release store: a put commits by storing the tail word, a get by storing the
-//! head word. A holder killed before that store leaves nothing visible (a half-written frame
+//! Each word that one side writes often has a cache line of its own.
+//!
+//! A frame is an 8-byte header (the payload's length) and the payload, padded to 8 bytes;
+//! it may wrap around the ring's end. Putters serialise on one mutex, getters on the other
+//! (a put and a get run at once): a putter writes only the free bytes, from the tail to the
+//! head, a getter reads only the queued ones, from the head to the tail. The tail word changes
+//! only under the putters' mutex, the head word only under the getters', each by one release
+//! store: a put commits by storing the tail word, a get by storing the head word. A holder killed before that store leaves nothing visible (a half-written frame
 //! lies beyond the tail, a half-read one is still at the head); killed after it, the operation
 //! is complete. So a recovered mutex guards a consistent ring, which recovery checks by walking
 //! the frames from head to tail.
@@ -34,14 +37,17 @@ use crate::sync::mutex::{Acquired, MUTEX_SIZE, RawMutex};
 use crate::sync::owner::me;
 use crate::sys;
 
-const TAIL: usize = PAYLOAD + MUTEX_SIZE;
-const HEAD: usize = TAIL + 8;
-const DONE: usize = TAIL + 16;
-const MAXSIZE: usize = TAIL + 20;
-const RECOVERED: usize = TAIL + 24;
-const NOT_EMPTY: usize = PAYLOAD + 128;
-const NOT_FULL: usize = PAYLOAD + 192;
-const ALL_DONE: usize = PAYLOAD + 256;
+const PUTTERS: usize = PAYLOAD;
+const GETTERS: usize = PAYLOAD + MUTEX_SIZE;
+const TAIL: usize = PAYLOAD + 128;
+const HEAD: usize = PAYLOAD + 192;
+const MAXSIZE: usize = PAYLOAD + 256;
+const RECOVERED: usize = PAYLOAD + 260;
+const NOT_EMPTY: usize = PAYLOAD + 320;
+const NOT_FULL: usize = PAYLOAD + 384;
+const WANT: usize = PAYLOAD + 392;
+const ALL_DONE: usize = PAYLOAD + 448;
+const DONE: usize = PAYLOAD + 456;
 const RING: usize = PAYLOAD + 512;
 
 /// A frame's header: the payload length, padded to 8 bytes.
@@ -60,8 +66,9 @@ const SLICE: Duration = Duration::from_millis(100);
 /// Frames up to this size are read onto the stack.
 const SMALL: usize = 256;
 
-/// Looks at the ring before sleeping on an empty (or full) queue.
-const SPINS: u32 = 200;
+/// How long a getter (putter) looks at an empty (full) ring before it sleeps: a put (get) on
+/// another CPU is usually that close, and a sleeper costs its waker a system call.
+const SPIN_FOR: Duration = Duration::from_micros(50);
 
 /// The shared ring of one queue.
 #[derive(Debug)]
@@ -140,8 +147,9 @@ impl Ring {
         self.seg.map().atomic_u64(at)
     }
 
-    fn mutex(&self) -> RawMutex<'_> {
-        RawMutex::new(self.word(PAYLOAD), self.wide(PAYLOAD + 8))
+    /// The mutex cell at `at` ([`PUTTERS`] or [`GETTERS`]).
+    fn mutex(&self, at: usize) -> RawMutex<'_> {
+        RawMutex::new(self.word(at), self.wide(at + 8))
     }
 
     fn state(&self) -> State {
@@ -183,26 +191,27 @@ impl Ring {
         self.word(RECOVERED).load(Ordering::Relaxed)
     }
 
-    /// Takes the mutex (held only for a copy, never across a wait: no deadline needed); on
-    /// taking it from a dead holder, counts it and checks the ring (`Err`: broken).
-    fn lock(&self) -> Result<(), ()> {
-        let how = self.mutex().lock(&me(), None).expect("no deadline");
+    /// Takes the mutex at `at` (held only for a copy, never across a wait: no deadline
+    /// needed); on taking it from a dead holder, counts it and checks the ring (`Err`: broken).
+    fn lock(&self, at: usize) -> Result<(), ()> {
+        let how = self.mutex(at).lock(&me(), None).expect("no deadline");
         if how == Acquired::Recovered {
             self.word(RECOVERED).fetch_add(1, Ordering::Relaxed);
             if !self.consistent() {
-                self.mutex().unlock();
+                self.mutex(at).unlock();
                 return Err(());
             }
         }
         Ok(())
     }
 
-    fn unlock(&self) {
-        self.mutex().unlock();
+    fn unlock(&self, at: usize) {
+        self.mutex(at).unlock();
     }
 
     /// Walks the committed frames from head to tail: each header in bounds, and the frames
-    /// end exactly at the tail.
+    /// end exactly at the tail. Under either mutex the frames between the two indices read
+    /// here do not change (only putters write, only free bytes).
     fn consistent(&self) -> bool {
         let s = self.state();
         if s.head >= self.cap
@@ -248,7 +257,7 @@ impl Ring {
         }
         let frame = frame_len(payload.len());
         loop {
-            self.lock().map_err(|()| PutError::Corrupt)?;
+            self.lock(PUTTERS).map_err(|()| PutError::Corrupt)?;
             let s = self.state();
             if self.has_room(s, frame) {
                 let map = self.seg.map();
@@ -257,11 +266,13 @@ impl Ring {
                 // The commit: one store makes the whole frame visible.
                 let tail = (s.tail + frame) % self.cap;
                 self.wide(TAIL).store(pack(s.puts.wrapping_add(1), tail), Ordering::Release);
-                self.unlock();
+                self.unlock(PUTTERS);
                 self.signal(NOT_EMPTY, 1);
                 return Ok(());
             }
-            self.unlock();
+            self.unlock(PUTTERS);
+            // Getters wake putters once this much is free (see `room_freed`).
+            self.word(WANT).fetch_max(frame as u32, Ordering::Relaxed);
             if !self.wait(NOT_FULL, deadline, |s| self.has_room(s, frame)) {
                 return Err(PutError::Full);
             }
@@ -276,13 +287,13 @@ impl Ring {
         take: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, GetError> {
         loop {
-            self.lock().map_err(|()| GetError::Corrupt)?;
+            self.lock(GETTERS).map_err(|()| GetError::Corrupt)?;
             let s = self.state();
             if s.items() > 0 {
                 let map = self.seg.map();
                 let len = map.atomic_u64(RING + s.head).load(Ordering::Relaxed) as usize;
                 if len > self.max_payload() {
-                    self.unlock();
+                    self.unlock(GETTERS);
                     return Err(GetError::Corrupt);
                 }
                 // Small frames are copied to the stack, larger ones to the heap.
@@ -298,15 +309,33 @@ impl Ring {
                 // The commit: one store takes the frame out.
                 let head = (s.head + frame_len(len)) % self.cap;
                 self.wide(HEAD).store(pack(s.gets.wrapping_add(1), head), Ordering::Release);
-                self.unlock();
-                self.signal(NOT_FULL, u32::MAX);
+                self.unlock(GETTERS);
+                if self.room_freed(s, frame_len(len)) {
+                    self.signal(NOT_FULL, u32::MAX);
+                }
                 return Ok(take(buf));
             }
-            self.unlock();
+            self.unlock(GETTERS);
             if !self.wait(NOT_EMPTY, deadline, |s| s.items() > 0) {
                 return Err(GetError::Empty);
             }
         }
+    }
+
+    /// Whether a get that freed `frame` bytes from state `s` should wake sleeping putters:
+    /// when it freed an item slot of a queue at its `maxsize`, or when the free bytes crossed
+    /// a threshold: what the largest sleeper wants, or a quarter of the ring (at most 4 MiB)
+    /// if more. So a putter that waits on a full ring is woken once per batch of gets, not
+    /// per get; a putter left asleep by a missed crossing looks again after its slice.
+    fn room_freed(&self, s: State, frame: usize) -> bool {
+        let maxsize = self.maxsize();
+        if maxsize != 0 && s.items() >= maxsize {
+            return true;
+        }
+        let want = self.word(WANT).load(Ordering::Relaxed) as usize;
+        let threshold = want.max((self.cap / 4).min(4 << 20));
+        let before = self.cap - self.used(s);
+        before < threshold && before + frame >= threshold
     }
 
     /// Wakes up to `n` sleepers on the sequence at `at`, if any sleep (after a commit).
@@ -315,6 +344,9 @@ impl Ring {
         // before its look at the ring: either it sees the commit, or this sees it counted.
         fence(Ordering::SeqCst);
         if self.word(at + 4).load(Ordering::Relaxed) > 0 {
+            if at == NOT_FULL {
+                self.word(WANT).store(0, Ordering::Relaxed);
+            }
             self.word(at).fetch_add(1, Ordering::SeqCst);
             let _ = sys::futex_wake(self.word(at), n);
         }
@@ -323,13 +355,16 @@ impl Ring {
     /// Waits until `ready` holds for the ring (or a wake-up on the sequence at `at`, or a
     /// slice passes: the caller looks again); false once `deadline` passed.
     fn wait(&self, at: usize, deadline: Option<Instant>, ready: impl Fn(State) -> bool) -> bool {
-        for spin in 0..SPINS {
+        let spin_start = Instant::now();
+        let mut spin = 0u32;
+        while spin < 8 || spin_start.elapsed() < SPIN_FOR {
             if ready(self.state()) {
                 return true;
             }
-            for _ in 0..1u32 << spin.min(6) {
+            for _ in 0..1u32 << spin.min(5) {
                 std::hint::spin_loop();
             }
+            spin += 1;
         }
         let slice = match deadline {
             None => SLICE,
@@ -358,18 +393,27 @@ impl Ring {
 
     /// Marks one task done; [`TaskDoneError`] if none is unfinished.
     pub(crate) fn task_done(&self) -> Result<(), TaskDoneError> {
-        self.lock().map_err(|()| TaskDoneError::Corrupt)?;
-        let left = self.unfinished();
-        if left == 0 {
-            self.unlock();
-            return Err(TaskDoneError::TooManyCalls);
+        let done = self.word(DONE);
+        let mut seen = done.load(Ordering::Acquire);
+        loop {
+            let left = self.state().puts.wrapping_sub(seen);
+            if left == 0 {
+                return Err(TaskDoneError::TooManyCalls);
+            }
+            match done.compare_exchange(
+                seen,
+                seen.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if left == 1 => {
+                    self.signal(ALL_DONE, u32::MAX);
+                    return Ok(());
+                }
+                Ok(_) => return Ok(()),
+                Err(now) => seen = now,
+            }
         }
-        self.word(DONE).fetch_add(1, Ordering::Release);
-        self.unlock();
-        if left == 1 {
-            self.signal(ALL_DONE, u32::MAX);
-        }
-        Ok(())
     }
 
     /// Waits until every task put has been marked done (or `deadline`: false).
@@ -453,7 +497,7 @@ mod tests {
         ring.put(b"committed", now()).unwrap();
         // A writer died after writing half a frame beyond the tail, holding the lock.
         ring.seg.map().atomic_u64(RING + 24).store(1_000_000, Ordering::Relaxed);
-        ring.word(PAYLOAD).store((1 << 30) - 1, Ordering::Relaxed);
+        ring.word(GETTERS).store((1 << 30) - 1, Ordering::Relaxed);
         assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), b"committed");
         assert_eq!(ring.recoveries(), 1);
         assert_eq!(ring.get(now(), <[u8]>::to_vec), Err(GetError::Empty));
@@ -464,7 +508,7 @@ mod tests {
         let ring = Ring::new(0, 0, 128).unwrap();
         ring.put(b"x", now()).unwrap();
         ring.seg.map().atomic_u64(RING).store(1_000_000, Ordering::Relaxed);
-        ring.word(PAYLOAD).store((1 << 30) - 1, Ordering::Relaxed);
+        ring.word(GETTERS).store((1 << 30) - 1, Ordering::Relaxed);
         assert_eq!(ring.get(now(), <[u8]>::to_vec), Err(GetError::Corrupt));
     }
 }
