@@ -9,7 +9,7 @@ pub enum PutError {
     /// The queue stayed full (`put_nowait`, or until `put_timeout`'s timeout): CPython's
     /// `queue.Full`.
     Full,
-    /// This process closed its handle ([`Queue::close`]).
+    /// This process closed its handle ([`Queue::close`](super::Queue::close)).
     Closed,
     /// The item's encoding can never fit in the ring.
     TooLarge {
@@ -46,7 +46,7 @@ pub enum GetError {
     /// The queue stayed empty (`get_nowait`, or until `get_timeout`'s timeout): CPython's
     /// `queue.Empty`.
     Empty,
-    /// This process closed its handle ([`Queue::close`]).
+    /// This process closed its handle ([`Queue::close`](super::Queue::close)).
     Closed,
     /// The item was taken but did not decode as the queue's type (a queue claimed as another
     /// type than it carries).
@@ -71,7 +71,7 @@ impl fmt::Display for GetError {
 
 impl std::error::Error for GetError {}
 
-/// Why [`JoinableQueue::task_done`] failed.
+/// Why [`JoinableQueue::task_done`](super::JoinableQueue::task_done) failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskDoneError {
