@@ -44,7 +44,7 @@
 //! `StartMethod`) → [`Error`] → the descriptor table, the [`message`] codec and [`wait()`] →
 //! the frames that carry messages → [`channel`](mod@channel), [`connection`] and [`signals`] →
 //! [`process`]. Beside them, on `sys` and [`Error`]'s `OsError`: [`shm`] (shared segments) →
-//! [`sync`] (locks, semaphores, events) and [`value`] (shared numbers). Nothing here knows the
+//! [`sync`] (locks, semaphores, events) and [`value`] (shared numbers) → [`queue`](mod@queue). Nothing here knows the
 //! pi appliance built on it.
 //!
 //! # Before `main`
@@ -75,6 +75,8 @@ mod frame;
 pub mod message;
 pub mod process;
 #[cfg(target_os = "linux")]
+pub mod queue;
+#[cfg(target_os = "linux")]
 pub mod shm;
 #[cfg(target_os = "linux")]
 pub mod signals;
@@ -102,6 +104,8 @@ pub use process::{
 };
 #[cfg(target_os = "linux")]
 pub use process::{forkserver, probe_pidfd};
+#[cfg(target_os = "linux")]
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 #[cfg(target_os = "linux")]
 pub use shm::{SharedMemory, ShmError};
 #[cfg(target_os = "linux")]

@@ -285,8 +285,12 @@ pub(crate) enum Kind {
     RawArray(u8),
     /// An `Array` of the type with this typecode.
     Array(u8),
+    /// A `Condition`.
     Condition,
+    /// A `Barrier`.
     Barrier,
+    /// A queue: 0 a `Queue`, 1 a `JoinableQueue`, 2 a `SimpleQueue`.
+    Queue(u8),
 }
 
 impl Kind {
@@ -302,6 +306,7 @@ impl Kind {
             Kind::Array(t) => 8 | u32::from(t) << 8,
             Kind::Condition => 9,
             Kind::Barrier => 10,
+            Kind::Queue(f) => 11 | u32::from(f) << 8,
         }
     }
 
@@ -318,6 +323,7 @@ impl Kind {
             Kind::Array(_) => "array",
             Kind::Condition => "condition",
             Kind::Barrier => "barrier",
+            Kind::Queue(_) => "queue",
         }
     }
 
@@ -334,6 +340,14 @@ impl Kind {
             8 => "an Array",
             9 => return "a Condition".into(),
             10 => return "a Barrier".into(),
+            11 => {
+                return match code >> 8 {
+                    0 => "a Queue".into(),
+                    1 => "a JoinableQueue".into(),
+                    2 => "a SimpleQueue".into(),
+                    f => format!("an unknown queue (flavour {f})"),
+                };
+            }
             _ => return format!("an unknown shared object (kind {code})"),
         };
         format!("{kind} of typecode '{t}'")

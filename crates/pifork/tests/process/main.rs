@@ -17,6 +17,7 @@ mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod queue;
 mod shared;
 mod signals;
 mod start_methods;
@@ -29,7 +30,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 13] = [
+    let groups: [(&str, Vec<Test>); 14] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -43,6 +44,7 @@ fn all_cases() -> Vec<Case> {
         ("sync", sync::TESTS.to_vec()),
         ("condition", condition::TESTS.to_vec()),
         ("barrier", barrier::TESTS.to_vec()),
+        ("queue", queue::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -62,6 +64,7 @@ fn register_entries() {
     sync::register_entries();
     condition::register_entries();
     barrier::register_entries();
+    queue::register_entries();
 }
 
 fn main() {

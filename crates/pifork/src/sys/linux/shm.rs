@@ -159,15 +159,20 @@ impl Mapping {
     /// one. Panics if the range is outside the mapping.
     pub fn read(&self, offset: usize, buf: &mut [u8]) {
         self.check_range(offset, buf.len());
+        let base = self.ptr.as_ptr();
         let mut i = 0;
         while i < buf.len() {
             let at = offset + i;
             if at.is_multiple_of(8) && buf.len() - i >= 8 {
-                let word = self.atomic_u64(at).load(Ordering::Relaxed);
-                buf[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+                // SAFETY: `at + 8 <= len` (the range was checked) and `at` is 8-aligned (the
+                // mapping is page-aligned): a live, aligned word of the mapping.
+                let word = unsafe { AtomicU64::from_ptr(base.add(at).cast()) };
+                buf[i..i + 8].copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
                 i += 8;
             } else {
-                buf[i] = self.atomic_u8(at).load(Ordering::Relaxed);
+                // SAFETY: `at < len` (the range was checked): a live byte of the mapping.
+                let byte = unsafe { AtomicU8::from_ptr(base.add(at)) };
+                buf[i] = byte.load(Ordering::Relaxed);
                 i += 1;
             }
         }
@@ -177,15 +182,18 @@ impl Mapping {
     /// where aligned). Panics if the range is outside the mapping.
     pub fn write(&self, offset: usize, data: &[u8]) {
         self.check_range(offset, data.len());
+        let base = self.ptr.as_ptr();
         let mut i = 0;
         while i < data.len() {
             let at = offset + i;
             if at.is_multiple_of(8) && data.len() - i >= 8 {
                 let word = u64::from_ne_bytes(data[i..i + 8].try_into().expect("8 bytes"));
-                self.atomic_u64(at).store(word, Ordering::Relaxed);
+                // SAFETY: as in `read`: a live, aligned word of the mapping.
+                unsafe { AtomicU64::from_ptr(base.add(at).cast()) }.store(word, Ordering::Relaxed);
                 i += 8;
             } else {
-                self.atomic_u8(at).store(data[i], Ordering::Relaxed);
+                // SAFETY: as in `read`: a live byte of the mapping.
+                unsafe { AtomicU8::from_ptr(base.add(at)) }.store(data[i], Ordering::Relaxed);
                 i += 1;
             }
         }
