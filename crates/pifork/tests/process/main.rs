@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod connection;
+mod derive;
 mod descriptors;
 mod forkserver;
 mod lifecycle;
@@ -25,7 +26,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 9] = [
+    let groups: [(&str, Vec<Test>); 10] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -35,6 +36,7 @@ fn all_cases() -> Vec<Case> {
         ("threads", threads::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
         ("signals", signals::TESTS.to_vec()),
+        ("derive", derive::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -50,6 +52,7 @@ fn register_entries() {
     threads::register_entries();
     parity::register_entries();
     signals::register_entries();
+    derive::register_entries();
 }
 
 fn main() {
