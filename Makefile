@@ -59,8 +59,8 @@ check: fmt-check clippy
 
 # The library is a crate of its own (crates/pifork): it depends on none of the appliance's
 # crates, has no import circles between its modules (rustc accepts those; the script does not),
-# and the docs of the workspace have no broken links. The appliance can reach only its public
-# API: the crate edge enforces that.
+# and the docs of the workspace (the derive included) have no broken links. The appliance can
+# reach only its public API: the crate edge enforces that.
 layers: check-tools
 	@deps=$$($(CARGO) tree -p pifork -e normal --prefix none | awk '{ print $$1 }' | sort -u); \
 	for dep in argh env_logger crc pifork-pi; do \
@@ -69,7 +69,7 @@ layers: check-tools
 	    fi; \
 	done; echo "layers: the library depends on: $$(printf '%s ' $$deps)"
 	python3 scripts/check-layers.py crates/pifork/src
-	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps -p pifork -p pifork-pi
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps -p pifork -p pifork-derive -p pifork-pi --features pifork/derive
 
 # The suite runs twice: once on the backend the kernel offers (pidfd here), once with the
 # pipe fallback forced, so both stay tested wherever the suite runs; then once more on the

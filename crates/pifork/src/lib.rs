@@ -60,6 +60,9 @@
 
 // Linux (pidfd, /proc, close_range, PR_SET_PDEATHSIG) and Windows (spawn only): the one
 // predicate for the Linux side is `target_os = "linux"`, here as in sys/, process/ and wait/.
+// `#[derive(Message)]` names `::pifork::...`; this makes that path work inside the library too.
+extern crate self as pifork;
+
 #[cfg(not(any(target_os = "linux", windows)))]
 compile_error!("pifork runs on Linux and on Windows (spawn only)");
 
@@ -97,6 +100,9 @@ pub use error::{Error, OsError, Result};
 #[cfg(target_os = "linux")]
 pub use fdtable::take_inherited;
 pub use message::Message;
+/// `#[derive(Message)]` for structs and enums (the `derive` feature; wire format in its docs).
+#[cfg(feature = "derive")]
+pub use pifork_derive::Message;
 pub use process::{
     ActiveChild, Backend, Context, NOOP_ENTRY, ParentProcess, ParentSentinel, Process, ProcessInfo,
     Supervisor, active_children, available_cpus, backend, cpu_count, current_process, get_context,
@@ -119,6 +125,45 @@ pub use sys::{RawInherit, Sentinel};
 #[cfg(target_os = "linux")]
 pub use value::{Array, RawArray, RawValue, Shareable, Value};
 pub use wait::wait;
+
+// What the derive refuses at compile time, checked with the doctests.
+#[cfg(all(doctest, feature = "derive"))]
+mod derive_refusals {
+    /// A union does not say which field it holds:
+    /// ```compile_fail
+    /// #[derive(pifork::Message)]
+    /// union Bits {
+    ///     int: u32,
+    ///     float: f32,
+    /// }
+    /// ```
+    /// A packed field cannot be borrowed to be encoded:
+    /// ```compile_fail
+    /// #[derive(pifork::Message)]
+    /// #[repr(C, packed)]
+    /// struct Packed {
+    ///     a: u8,
+    ///     b: u64,
+    /// }
+    /// ```
+    /// A field whose type is not a `Message` is refused:
+    /// ```compile_fail
+    /// #[derive(pifork::Message)]
+    /// struct Holds(std::time::Duration);
+    /// ```
+    /// while the same shapes with `Message` fields compile:
+    /// ```
+    /// #[derive(pifork::Message)]
+    /// #[repr(C)]
+    /// struct Plain {
+    ///     a: u8,
+    ///     b: u64,
+    /// }
+    /// #[derive(pifork::Message)]
+    /// struct Holds(u64);
+    /// ```
+    struct Refusals;
+}
 
 // The README's examples, compiled and run with the doctests.
 #[cfg(doctest)]

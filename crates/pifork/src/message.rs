@@ -178,6 +178,20 @@ mod tests {
         assert_eq!(from_bytes::<(f64, u64, String, Option<bool>)>(&to_bytes(&t)).unwrap(), t);
     }
 
+    // The derive's absolute paths (`::pifork::...`) resolve inside the library too.
+    #[cfg(feature = "derive")]
+    #[test]
+    fn derives_inside_the_library() {
+        #[derive(crate::Message, Debug, PartialEq)]
+        enum Reply {
+            Done { code: i32 },
+            Lines(Vec<String>),
+        }
+        let reply = Reply::Lines(vec!["a".into()]);
+        assert_eq!(from_bytes::<Reply>(&to_bytes(&reply)).unwrap(), reply);
+        assert_eq!(to_bytes(&Reply::Done { code: -1 }), [0, 0, 0, 0, 255, 255, 255, 255]);
+    }
+
     #[test]
     fn rejects_bad_input() {
         assert_eq!(from_bytes::<u64>(&[1, 2, 3]), Err(Error::Decode { reason: "truncated" }));

@@ -13,6 +13,7 @@ mod barrier;
 mod common;
 mod condition;
 mod connection;
+mod derive;
 mod descriptors;
 mod forkserver;
 mod lifecycle;
@@ -30,7 +31,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 14] = [
+    let groups: [(&str, Vec<Test>); 15] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -45,6 +46,7 @@ fn all_cases() -> Vec<Case> {
         ("condition", condition::TESTS.to_vec()),
         ("barrier", barrier::TESTS.to_vec()),
         ("queue", queue::TESTS.to_vec()),
+        ("derive", derive::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -65,6 +67,7 @@ fn register_entries() {
     condition::register_entries();
     barrier::register_entries();
     queue::register_entries();
+    derive::register_entries();
 }
 
 fn main() {
