@@ -3,7 +3,7 @@
 //! Many producers and many consumers, in any processes that share the queue. Linux only (the
 //! module does not exist on Windows).
 //!
-//! ```
+//! ```standalone_crate
 //! use pifork::Process;
 //! use pifork::queue::{GetError, Queue};
 //!

@@ -4,7 +4,7 @@
 //! shared memory (a sealed memfd of its own) and sleeps on a process-shared futex: no named
 //! POSIX semaphore, nothing in `/dev/shm`, nothing left behind by a killed program.
 //!
-//! ```
+//! ```standalone_crate
 //! use pifork::sync::Lock;
 //! use pifork::{Process, Value};
 //!
