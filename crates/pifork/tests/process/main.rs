@@ -15,6 +15,7 @@ mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod pool;
 mod signals;
 mod start_methods;
 mod threads;
@@ -25,7 +26,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 9] = [
+    let groups: [(&str, Vec<Test>); 10] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -35,6 +36,7 @@ fn all_cases() -> Vec<Case> {
         ("threads", threads::TESTS.to_vec()),
         ("parity", parity::TESTS.to_vec()),
         ("signals", signals::TESTS.to_vec()),
+        ("pool", pool::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -50,6 +52,7 @@ fn register_entries() {
     threads::register_entries();
     parity::register_entries();
     signals::register_entries();
+    pool::register_entries();
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
         let mut p = Process::<()>::entry(NOOP_ENTRY, &()).start_method(StartMethod::Spawn);
         std::process::exit(if p.start() == Err(Error::NoMainGuard) { 3 } else { 4 });
     }
+    pool::orphan_helper();
     pifork::main_guard();
     common::run_suite(all_cases());
 }

@@ -2,11 +2,13 @@
 //! `Result<_, Errno>` with the raw call checked right where it is made. Whatever takes over or
 //! closes a descriptor by number is `unsafe` and says what the caller must guarantee.
 
+mod code;
 mod exec;
 mod fd;
 mod process;
 mod socket;
 
+pub use code::*;
 pub use exec::*;
 pub use fd::*;
 pub use process::*;
