@@ -101,7 +101,12 @@ pub(crate) struct Inner {
     next_job: u64,
     broken: Option<PoolError>,
     callbacks: Vec<Callback>,
+    /// A running average of one item's time in a worker.
+    item_time: Duration,
 }
+
+/// A task that has run this long is long: its worker gets no more work queued behind it.
+const BUSY: Duration = Duration::from_micros(200);
 
 fn now() -> Instant {
     Instant::now()
@@ -120,6 +125,7 @@ impl Inner {
             next_job: 0,
             broken: None,
             callbacks: Vec::new(),
+            item_time: Duration::ZERO,
         };
         while inner.workers.len() < inner.cfg.processes {
             inner.start_worker()?;
@@ -225,7 +231,10 @@ impl Inner {
                     return Err(PoolError::ClosureNeedsFork { method: self.cfg.method });
                 }
                 let id = func::store_closure(f.clone());
-                (FuncRef { kind: func::KIND_CLOSURE, value: id as i64, name: String::new() }, Some(id))
+                (
+                    FuncRef { kind: func::KIND_CLOSURE, value: id as i64, name: String::new() },
+                    Some(id),
+                )
             }
         };
         let id = self.next_job;
@@ -261,9 +270,11 @@ impl Inner {
         job.results.extend(args.iter().map(|_| None));
         job.attempts.extend(args.iter().map(|_| 0));
         job.args.extend(args.into_iter().map(Some));
-        if let Some(e) = self.broken.clone().or_else(|| {
-            (self.state == State::Terminated).then_some(PoolError::Terminated)
-        }) {
+        if let Some(e) = self
+            .broken
+            .clone()
+            .or_else(|| (self.state == State::Terminated).then_some(PoolError::Terminated))
+        {
             for idx in first..first + n {
                 self.record(id, idx, Err(e.clone()));
             }
@@ -470,6 +481,7 @@ impl Inner {
         }
         exited.sort_unstable();
         exited.dedup();
+        let replace = !exited.is_empty();
         for i in exited.into_iter().rev() {
             self.reap(i);
         }
@@ -479,6 +491,10 @@ impl Inner {
                     self.record(chunk.job, idx, Err(e.clone()));
                 }
             }
+        }
+        if replace {
+            // Replacements start at once, not at the next call.
+            self.maintain()?;
         }
         Ok(())
     }
@@ -505,47 +521,61 @@ impl Inner {
 
     fn dispatch(&mut self) {
         let live = self.workers.iter().filter(|w| w.ready && !w.retiring).count().max(1);
-        let depth = (self.queue.len() / live).min(31) + 1;
-        let mut needs_newer = false;
-        for w in self.workers.iter_mut() {
-            if !w.ready || w.retiring {
-                continue;
-            }
-            while w.sent.len() < depth && !w.sent.front().is_some_and(|c| c.strict) {
-                let pick = self.queue.iter().take(64).position(|c| {
-                    let job = &self.jobs[&c.job];
-                    let fits = job.closure.is_none_or(|id| id < w.generation);
-                    if !fits {
-                        needs_newer = true;
-                    }
-                    fits && (!c.strict || w.sent.is_empty())
-                });
-                let Some(pos) = pick else { break };
-                let chunk = self.queue.remove(pos).expect("position is in the queue");
-                let job = &self.jobs[&chunk.job];
-                let tasks: Vec<(u64, Vec<u8>)> = chunk
-                    .items
-                    .iter()
-                    .map(|&i| {
-                        ((chunk.job << 32) | u64::from(i), job.args[i as usize].clone().unwrap_or_default())
-                    })
-                    .collect();
-                worker::push_frame(&mut w.outbuf, &(0u8, job.func.clone(), tasks));
-                if w.sent.is_empty() {
-                    w.since = now();
+        // Short tasks go out several at a time (fewer system calls); long ones one at a time,
+        // so that an idle worker never waits behind a busy one.
+        let depth = if self.item_time > BUSY { 1 } else { (self.queue.len() / live).min(31) + 1 };
+        let mut needs_newer: Option<u64> = None;
+        for round in 0..depth {
+            for w in self.workers.iter_mut() {
+                if !w.ready || w.retiring || w.sent.len() > round {
+                    continue;
                 }
-                w.sent.push_back(chunk);
-                w.sent_count += 1;
-                if self.cfg.max_tasks > 0 && w.sent_count >= self.cfg.max_tasks {
-                    // It leaves by itself after this one; a replacement starts now.
-                    w.retiring = true;
-                    break;
+                if round > 0 && now().saturating_duration_since(w.since) > BUSY {
+                    // Its task has run a while: more would wait behind it.
+                    continue;
+                }
+                if w.sent.front().is_none_or(|c| !c.strict) {
+                    let pick = self.queue.iter().take(64).position(|c| {
+                        let job = &self.jobs[&c.job];
+                        let fits = job.closure.is_none_or(|id| id < w.generation);
+                        if !fits {
+                            needs_newer = job.closure;
+                        }
+                        fits && (!c.strict || w.sent.is_empty())
+                    });
+                    let Some(pos) = pick else { continue };
+                    let chunk = self.queue.remove(pos).expect("position is in the queue");
+                    let job = &self.jobs[&chunk.job];
+                    let tasks: Vec<(u64, Vec<u8>)> = chunk
+                        .items
+                        .iter()
+                        .map(|&i| {
+                            (
+                                (chunk.job << 32) | u64::from(i),
+                                job.args[i as usize].clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    worker::push_frame(&mut w.outbuf, &(0u8, job.func.clone(), tasks));
+                    if w.sent.is_empty() {
+                        w.since = now();
+                    }
+                    w.sent.push_back(chunk);
+                    w.sent_count += 1;
+                    if self.cfg.max_tasks > 0 && w.sent_count >= self.cfg.max_tasks {
+                        // It leaves by itself after this one; a replacement starts now.
+                        w.retiring = true;
+                    }
                 }
             }
         }
-        if needs_newer {
-            // A closure newer than some idle workers: retire one, a fresh fork replaces it.
-            if let Some(w) = self.workers.iter_mut().find(|w| w.ready && !w.retiring && w.sent.is_empty()) {
+        if let Some(id) = needs_newer {
+            // A closure newer than an idle worker: retire it, a fresh fork replaces it.
+            if let Some(w) = self
+                .workers
+                .iter_mut()
+                .find(|w| w.ready && !w.retiring && w.sent.is_empty() && w.generation <= id)
+            {
                 w.retiring = true;
                 worker::push_frame(&mut w.outbuf, &stop_request());
             }
@@ -614,8 +644,12 @@ impl Inner {
             _ => {
                 let (job, idx) = (id >> 32, (id & 0xffff_ffff) as u32);
                 let w = &mut self.workers[i];
-                w.since = now();
-                if let Some(c) = w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx)) {
+                let t = now();
+                let took = t.saturating_duration_since(w.since);
+                w.since = t;
+                self.item_time = (self.item_time * 7 + took) / 8;
+                if let Some(c) = w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx))
+                {
                     c.items.retain(|&x| x != idx);
                 }
                 while w.sent.front().is_some_and(|c| c.items.is_empty()) {
@@ -644,7 +678,8 @@ impl Inner {
         let mut w = self.workers.remove(i);
         let _ = w.process.join();
         let exitcode = w.process.exitcode().ok().flatten().unwrap_or(ExitCode::Exited(-1));
-        if !w.ready && self.broken.is_none() && self.state != State::Terminated && w.sent.is_empty() {
+        if !w.ready && self.broken.is_none() && self.state != State::Terminated && w.sent.is_empty()
+        {
             log::debug!("pool worker {} died before it was ready ({exitcode})", w.pid);
         }
         let mut items: Vec<(u64, u32, bool)> = Vec::new();

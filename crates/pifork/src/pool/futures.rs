@@ -70,8 +70,7 @@ impl Executor {
         T: Message + 'static,
         R: Message + Send + 'static,
     {
-        let result =
-            self.pool()?.apply_func(f, arg, None::<fn(R)>, None::<fn(PoolError)>)?;
+        let result = self.pool()?.apply_func(f, arg, None::<fn(R)>, None::<fn(PoolError)>)?;
         Ok(Future { result })
     }
 
@@ -148,9 +147,10 @@ impl<R: Message> Future<R> {
     pub fn cancelled(&self) -> bool {
         let h = &self.result.inner;
         let inner = lock(&h.shared);
-        inner.jobs.get(&h.job).is_some_and(|j| {
-            matches!(j.results.first(), Some(Some(Err(PoolError::Cancelled))))
-        })
+        inner
+            .jobs
+            .get(&h.job)
+            .is_some_and(|j| matches!(j.results.first(), Some(Some(Err(PoolError::Cancelled)))))
     }
 
     fn failed(&self) -> bool {
@@ -235,7 +235,12 @@ pub fn as_completed<R: Message>(
     futures: &[Future<R>],
     timeout: Option<Duration>,
 ) -> AsCompleted<'_, R> {
-    AsCompleted { futures, yielded: vec![false; futures.len()], deadline: deadline_after(timeout), over: false }
+    AsCompleted {
+        futures,
+        yielded: vec![false; futures.len()],
+        deadline: deadline_after(timeout),
+        over: false,
+    }
 }
 
 /// The iterator of [`as_completed`].

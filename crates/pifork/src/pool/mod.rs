@@ -204,7 +204,14 @@ impl PoolBuilder {
                     return Err(PoolError::ClosureNeedsFork { method });
                 }
                 let id = func::store_closure(f);
-                Some((func::FuncRef { kind: func::KIND_CLOSURE, value: id as i64, name: String::new() }, args))
+                Some((
+                    func::FuncRef {
+                        kind: func::KIND_CLOSURE,
+                        value: id as i64,
+                        name: String::new(),
+                    },
+                    args,
+                ))
             }
         };
         let cfg = Config {
@@ -275,7 +282,18 @@ impl Pool {
         input_done: bool,
         on_done: Option<Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>>,
     ) -> PoolResult<u64> {
-        lock(&self.shared).add_job(&f.wire, items, chunksize, input_done, on_done)
+        let (job, callbacks) = {
+            let mut inner = lock(&self.shared);
+            let job = inner.add_job(&f.wire, items, chunksize, input_done, on_done)?;
+            // Hand the work out now, without waiting; a failure here (a worker that cannot be
+            // started) shows again, and is returned, at the next call that waits.
+            let _ = inner.step(Some(Instant::now()));
+            (job, inner.take_callbacks())
+        };
+        for cb in callbacks {
+            cb();
+        }
+        Ok(job)
     }
 
     /// `f` applied to every item, in order (CPython's `map`); the first failure is the error.
@@ -359,12 +377,16 @@ impl Pool {
                         }
                     }
                 }) as Callback
-            }) as Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>)
+            })
+                as Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>)
         } else {
             None
         };
         let job = self.submit(&f, args, chunksize, true, on_done)?;
-        Ok(MapResult { inner: Handle { shared: self.shared.clone(), job }, _r: std::marker::PhantomData })
+        Ok(MapResult {
+            inner: Handle { shared: self.shared.clone(), job },
+            _r: std::marker::PhantomData,
+        })
     }
 
     /// `f(arg)` in a worker, waiting for it (CPython's `apply`).
@@ -415,12 +437,16 @@ impl Pool {
                         }
                     }
                 }) as Callback
-            }) as Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>)
+            })
+                as Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>)
         } else {
             None
         };
         let job = self.submit(&f, vec![message::to_bytes(&arg)], 1, true, on_done)?;
-        Ok(AsyncResult { inner: Handle { shared: self.shared.clone(), job }, _r: std::marker::PhantomData })
+        Ok(AsyncResult {
+            inner: Handle { shared: self.shared.clone(), job },
+            _r: std::marker::PhantomData,
+        })
     }
 
     /// Results as they come, in order, taking the input lazily (CPython's `imap`, chunk
@@ -539,7 +565,11 @@ impl Handle {
         }
         let inner = lock(&self.shared);
         let job = inner.jobs.get(&self.job).ok_or(PoolError::Terminated)?;
-        Ok(job.results.iter().map(|r| decode(r.as_ref().unwrap_or(&Err(PoolError::Terminated)))).collect())
+        Ok(job
+            .results
+            .iter()
+            .map(|r| decode(r.as_ref().unwrap_or(&Err(PoolError::Terminated))))
+            .collect())
     }
 }
 

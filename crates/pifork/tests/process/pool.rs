@@ -84,7 +84,8 @@ fn panics_on_odd(x: u64) -> u64 {
 fn dies_on_13(x: u64) -> u64 {
     match x {
         13 => {
-            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
             std::thread::sleep(Duration::from_secs(10));
             0
         }
@@ -169,7 +170,8 @@ fn imap_is_ordered_and_lazy(m: StartMethod) {
 fn imap_unordered_gives_each_once(m: StartMethod) {
     let p = pool(m, 2);
     let items: Vec<u64> = (0..20).map(|i| (i * 7) % 5 * 20).collect();
-    let mut got: Vec<u64> = p.imap_unordered(sleep_ms, items.clone()).unwrap().map(Result::unwrap).collect();
+    let mut got: Vec<u64> =
+        p.imap_unordered(sleep_ms, items.clone()).unwrap().map(Result::unwrap).collect();
     got.sort_unstable();
     let mut want = items;
     want.sort_unstable();
@@ -192,7 +194,8 @@ fn async_timeout_and_successful(m: StartMethod) {
 fn a_panic_is_that_tasks_error(m: StartMethod) {
     let p = pool(m, 2);
     let before = p.pids();
-    let each = p.map_async(Func::new(panics_on_odd), 0..10u64, Some(3)).unwrap().get_each(None).unwrap();
+    let each =
+        p.map_async(Func::new(panics_on_odd), 0..10u64, Some(3)).unwrap().get_each(None).unwrap();
     for (i, r) in each.iter().enumerate() {
         if i % 2 == 1 {
             assert_eq!(r, &Err(PoolError::TaskPanicked(format!("odd {i}"))));
@@ -208,7 +211,12 @@ fn entries_run_by_name(m: StartMethod) {
     let p = pool(m, 2);
     let r = p.map_async(Func::<u64, u64>::entry(TRIPLE), 0..5u64, None).unwrap();
     assert_eq!(r.get(None).unwrap(), vec![0, 3, 6, 9, 12]);
-    let e = p.apply_func(Func::<u64, u64>::entry("pool.missing"), 1, None::<fn(u64)>, None::<fn(PoolError)>);
+    let e = p.apply_func(
+        Func::<u64, u64>::entry("pool.missing"),
+        1,
+        None::<fn(u64)>,
+        None::<fn(PoolError)>,
+    );
     assert!(matches!(e, Err(PoolError::UnknownEntry(name)) if name == "pool.missing"));
 }
 
@@ -238,13 +246,11 @@ fn read_marker(_: ()) -> u64 {
 }
 
 fn initializer_runs_in_every_worker(m: StartMethod) {
-    let p = Pool::builder().processes(2).start_method(m).initializer(set_marker, 77).build().unwrap();
+    let p =
+        Pool::builder().processes(2).start_method(m).initializer(set_marker, 77).build().unwrap();
     assert_eq!(p.map_chunked(read_marker, vec![(); 8], Some(1)).unwrap(), vec![77; 8]);
-    let bad = Pool::builder()
-        .processes(1)
-        .start_method(m)
-        .initializer(|_: u8| panic!("no"), 0u8)
-        .build();
+    let bad =
+        Pool::builder().processes(1).start_method(m).initializer(|_: u8| panic!("no"), 0u8).build();
     assert!(matches!(bad.err(), Some(PoolError::InitializerFailed(msg)) if msg == "no"));
 }
 
@@ -255,7 +261,11 @@ fn a_killed_worker_is_replaced(m: StartMethod) {
     std::thread::sleep(Duration::from_millis(300));
     let before = p.pids();
     let victim = before[0];
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim.as_raw()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.as_raw()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     // The pool goes on: the task (retried if it was the victim's) and new ones complete.
     assert_eq!(r.get(None).unwrap(), 1500);
     assert_eq!(p.map(sqr, 0..50u64).unwrap(), (0..50).map(|x| x * x).collect::<Vec<_>>());
@@ -267,15 +277,22 @@ fn a_killed_worker_is_replaced(m: StartMethod) {
 
 fn a_task_that_always_dies_fails_alone(m: StartMethod) {
     let p = Pool::builder().processes(2).start_method(m).retries(2).build().unwrap();
-    let each = p.map_async(Func::new(dies_on_13), 0..30u64, Some(1)).unwrap().get_each(None).unwrap();
+    let each =
+        p.map_async(Func::new(dies_on_13), 0..30u64, Some(1)).unwrap().get_each(None).unwrap();
     for (i, r) in each.iter().enumerate() {
         match i {
             13 => assert!(
-                matches!(r, Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(9), .. })),
+                matches!(
+                    r,
+                    Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(9), .. })
+                ),
                 "{r:?}"
             ),
             14 => assert!(
-                matches!(r, Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(6), .. })),
+                matches!(
+                    r,
+                    Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(6), .. })
+                ),
                 "{r:?}"
             ),
             _ => assert_eq!(r, &Ok((i * i) as u64)),
@@ -286,8 +303,15 @@ fn a_task_that_always_dies_fails_alone(m: StartMethod) {
 
 fn only_unfinished_items_rerun(m: StartMethod) {
     // One chunk: items before 13 are reported as they finish, then 13 kills the worker.
-    let p = Pool::builder().processes(1).start_method(m).retries(0).task_timeout(Duration::from_secs(600)).build().unwrap();
-    let each = p.map_async(Func::new(dies_on_13), 10..16u64, Some(6)).unwrap().get_each(None).unwrap();
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(m)
+        .retries(0)
+        .task_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let each =
+        p.map_async(Func::new(dies_on_13), 10..16u64, Some(6)).unwrap().get_each(None).unwrap();
     assert_eq!(each[0..3], [Ok(100), Ok(121), Ok(144)]);
     assert!(matches!(each[3], Err(PoolError::WorkerDied { attempts: 1, .. })));
     assert!(matches!(each[4], Err(PoolError::WorkerDied { attempts: 1, .. })));
@@ -303,7 +327,11 @@ fn task_timeout_kills_and_replaces(m: StartMethod) {
         .build()
         .unwrap();
     let pids = p.pids();
-    let each = p.map_async(Func::new(sleep_ms), vec![1, 60_000, 2, 3], Some(1)).unwrap().get_each(None).unwrap();
+    let each = p
+        .map_async(Func::new(sleep_ms), vec![1, 60_000, 2, 3], Some(1))
+        .unwrap()
+        .get_each(None)
+        .unwrap();
     assert_eq!(each[0], Ok(1));
     assert!(matches!(each[1], Err(PoolError::TaskTimedOut { .. })), "{:?}", each[1]);
     assert_eq!(each[2..], [Ok(2), Ok(3)]);
@@ -342,7 +370,11 @@ fn close_and_join_rules(m: StartMethod) {
     assert!(matches!(p.apply_async(sqr, 1), Err(PoolError::NotRunning)));
     assert!(matches!(p.map(sqr, 0..3u64), Err(PoolError::NotRunning)));
     p.join().unwrap();
-    assert_eq!(r.get(Some(Duration::ZERO)).unwrap(), vec![100; 4], "work submitted before close is done");
+    assert_eq!(
+        r.get(Some(Duration::ZERO)).unwrap(),
+        vec![100; 4],
+        "work submitted before close is done"
+    );
     assert!(p.pids().is_empty());
 }
 
@@ -367,10 +399,12 @@ fn executor_futures(m: StartMethod) {
     let (done, not_done) = wait(&bad, ReturnWhen::FirstException, None).unwrap();
     assert_eq!((done, not_done), (vec![0], vec![1]));
     assert_eq!(bad[0].exception(None).unwrap(), Some(PoolError::TaskPanicked("odd 1".into())));
+    assert_eq!(bad[1].exception(None).unwrap(), None);
     let got: Vec<u64> = ex.map(sqr, 0..10u64).unwrap().map(Result::unwrap).collect();
     assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
     // Cancel what has not started: two long ones occupy the workers, the third waits.
     let busy: Vec<_> = (0..2).map(|_| ex.submit(sleep_ms, 400).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
     let mut waiting: Vec<_> = Vec::new();
     for _ in 0..40 {
         waiting.push(ex.submit(sleep_ms, 400).unwrap());
