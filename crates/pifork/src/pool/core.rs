@@ -525,9 +525,22 @@ impl Inner {
         // so that an idle worker never waits behind a busy one.
         let depth = if self.item_time > BUSY { 1 } else { (self.queue.len() / live).min(31) + 1 };
         let mut needs_newer: Option<u64> = None;
+        // A task to run alone waits at the front: let the least busy worker run dry for it.
+        let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
+        let drain = strict_waiting
+            .then(|| {
+                (0..self.workers.len())
+                    .filter(|&i| self.workers[i].ready && !self.workers[i].retiring)
+                    .min_by_key(|&i| self.workers[i].sent.len())
+            })
+            .flatten();
+        let depth = if strict_waiting { 1 } else { depth };
         for round in 0..depth {
-            for w in self.workers.iter_mut() {
+            for (i, w) in self.workers.iter_mut().enumerate() {
                 if !w.ready || w.retiring || w.sent.len() > round {
+                    continue;
+                }
+                if drain == Some(i) && !w.sent.is_empty() {
                     continue;
                 }
                 if round > 0 && now().saturating_duration_since(w.since) > BUSY {
@@ -648,9 +661,18 @@ impl Inner {
                 let took = t.saturating_duration_since(w.since);
                 w.since = t;
                 self.item_time = (self.item_time * 7 + took) / 8;
-                if let Some(c) = w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx))
-                {
-                    c.items.retain(|&x| x != idx);
+                // Results come in the order the items went out: the front one, almost always.
+                match w.sent.front_mut() {
+                    Some(c) if c.job == job && c.items.front() == Some(&idx) => {
+                        c.items.pop_front();
+                    }
+                    _ => {
+                        if let Some(c) =
+                            w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx))
+                        {
+                            c.items.retain(|&x| x != idx);
+                        }
+                    }
                 }
                 while w.sent.front().is_some_and(|c| c.items.is_empty()) {
                     w.sent.pop_front();
