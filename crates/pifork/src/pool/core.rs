@@ -75,13 +75,16 @@ pub(crate) struct Job {
     pub input_done: bool,
     /// Items in the order they finished, not yet taken by an unordered reader.
     pub finished: VecDeque<u32>,
-    on_done: Option<Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>>,
+    on_done: Option<OnDone>,
     /// Nobody holds the job's handle: forget it once done.
     detached: bool,
 }
 
-/// A callback to run once the lock is released.
-pub(crate) type Callback = Box<dyn FnOnce() + Send>;
+/// What a job does when it completes: makes the callback to run (from its outcomes).
+pub(crate) type OnDone = Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback>;
+
+/// A callback to run once the pool is released.
+pub(crate) type Callback = Box<dyn FnOnce()>;
 
 impl Job {
     /// Whether every item has its outcome.
@@ -158,9 +161,7 @@ impl Inner {
     fn start_worker(&mut self) -> PoolResult<()> {
         let (ours, theirs) = sys::stream_pair().map_err(crate::error::Error::sys("socketpair"))?;
         let theirs = Tracked::new(theirs);
-        let exe = sys::executable_identity()
-            .map_err(|_| PoolError::ExecutableMismatch)
-            .map(|(a, b, c, d)| (a, b, c, d))?;
+        let exe = sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?;
         let args: worker::WorkerArgs = (
             theirs.as_raw_fd(),
             exe,
@@ -211,7 +212,7 @@ impl Inner {
         args: Vec<Vec<u8>>,
         chunksize: usize,
         input_done: bool,
-        on_done: Option<Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback + Send>>,
+        on_done: Option<OnDone>,
     ) -> PoolResult<u64> {
         if self.state != State::Running {
             return Err(PoolError::NotRunning);

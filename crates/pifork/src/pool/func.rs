@@ -47,6 +47,10 @@ impl Message for FuncRef {
     }
 }
 
+/// Runs a registered entry by name on encoded arguments (given to the worker by the entry
+/// registry, which this module must not name).
+pub(crate) type EntryRunner<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>;
+
 /// A stored closure: decodes, runs, encodes.
 pub(crate) type Stored = Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
 
@@ -146,7 +150,7 @@ pub(crate) fn call(
     f: &FuncRef,
     args: &[u8],
     out: &mut Vec<u8>,
-    entry: &dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>,
+    entry: EntryRunner<'_>,
 ) -> Result<(), String> {
     match f.kind {
         KIND_CODE => {

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::api::{AsyncResult, IMap, Pool, PoolBuilder, drive, lock};
+use super::error::{PoolError, PoolResult};
 use super::func::Func;
-use super::{AsyncResult, IMap, Pool, PoolBuilder, PoolError, PoolResult, drive, lock};
 use crate::message::Message;
 use crate::wait::deadline_after;
 
@@ -58,7 +59,7 @@ impl Executor {
     pub fn submit<T, R, F>(&self, f: F, arg: T) -> PoolResult<Future<R>>
     where
         T: Message + 'static,
-        R: Message + Send + 'static,
+        R: Message + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.submit_func(Func::new(f), arg)
@@ -68,7 +69,7 @@ impl Executor {
     pub fn submit_func<T, R>(&self, f: Func<T, R>, arg: T) -> PoolResult<Future<R>>
     where
         T: Message + 'static,
-        R: Message + Send + 'static,
+        R: Message + 'static,
     {
         let result = self.pool()?.apply_func(f, arg, None::<fn(R)>, None::<fn(PoolError)>)?;
         Ok(Future { result })
@@ -78,7 +79,7 @@ impl Executor {
     pub fn map<T, R, F, I>(&self, f: F, items: I) -> PoolResult<IMap<R>>
     where
         T: Message + 'static,
-        R: Message + Send + 'static,
+        R: Message + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,

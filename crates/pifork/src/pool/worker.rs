@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use nix::errno::Errno;
 
-use super::func::{self, FuncRef};
+use super::func::{self, EntryRunner, FuncRef};
 use crate::message::{self, Message};
 use crate::sys;
 
@@ -92,11 +92,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs one function, catching its panic: (status, payload).
-fn run_one(
-    f: &FuncRef,
-    args: &[u8],
-    entry: &dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>,
-) -> (u8, Vec<u8>) {
+fn run_one(f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) -> (u8, Vec<u8>) {
     let mut out = Vec::new();
     match catch_unwind(AssertUnwindSafe(|| func::call(f, args, &mut out, entry))) {
         Ok(Ok(())) => (STATUS_VALUE, out),
@@ -106,7 +102,7 @@ fn run_one(
 }
 
 /// The worker's loop (the body of its entry point); `entry` runs registered entries by name.
-pub(crate) fn run(args: WorkerArgs, entry: &dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>) {
+pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     let (fd, exe, init, max_tasks, flush_each) = args;
     let sock: OwnedFd = match crate::fdtable::take_inherited(fd) {
         Ok(sock) => sock,

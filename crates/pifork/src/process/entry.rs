@@ -64,6 +64,7 @@ fn register_pool_worker() {
 fn register_pool_worker() {}
 
 /// Whether an entry is registered under `name`.
+#[cfg(target_os = "linux")]
 pub(crate) fn is_registered(name: &str) -> bool {
     lookup(name).is_ok()
 }

@@ -41,9 +41,10 @@ pub unsafe fn trampoline_at(offset: i64) -> Trampoline {
 /// value as every other, as a copy of the caller's that `fork` would have made.
 pub unsafe fn conjure_zst<F>() -> F {
     assert!(std::mem::size_of::<F>() == 0 && !std::mem::needs_drop::<F>());
-    // SAFETY: a zero-sized, inhabited type has exactly one value, with no bytes to initialise
-    // (checked above and forwarded to the caller).
-    unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() }
+    // SAFETY: a zero-sized, inhabited type has exactly one value, with no bytes to read; a
+    // dangling, well-aligned pointer is valid for reading zero bytes (size checked above,
+    // the rest forwarded to the caller).
+    unsafe { std::ptr::read(std::ptr::NonNull::<F>::dangling().as_ptr()) }
 }
 
 /// Identity of the running executable file: device, inode, size and modification time of
