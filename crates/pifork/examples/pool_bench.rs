@@ -26,9 +26,9 @@ fn spin_us(us: u64) -> u64 {
     us
 }
 
-/// Dies (SIGKILL) on the item 50,000 the first time only: a marker file says it happened.
+/// Dies (SIGKILL) on the item 10,000 the first time only: a marker file says it happened.
 fn dies_once(x: u64) -> u64 {
-    if x == 50_000 {
+    if x == 10_000 {
         let marker = std::env::temp_dir()
             .join(format!("pifork-bench-died-{}", std::os::unix::process::parent_id()));
         if std::fs::create_dir(&marker).is_ok() {
@@ -198,33 +198,28 @@ fn main() {
             })
             .collect(),
     );
+    // 20,000 items; run with and without a death in turn, 7 times each.
+    let small: Vec<u64> = (0..20_000).collect();
+    let small_want: Vec<u64> = small.iter().map(|&x| sqr(x)).collect();
     let marker = std::env::temp_dir().join(format!("pifork-bench-died-{}", std::process::id()));
-    let _ = std::fs::create_dir(&marker); // present: nobody dies
-    let clean = median(
-        (0..3)
-            .map(|_| {
-                time_us(|| {
-                    drop(
-                        pool.map_async(Func::new(dies_once), items.clone(), Some(1))
-                            .unwrap()
-                            .get(None)
-                            .unwrap(),
-                    )
-                })
-            })
-            .collect(),
-    );
+    let run = |dies: bool| {
+        if dies {
+            let _ = std::fs::remove_dir(&marker);
+        } else {
+            let _ = std::fs::create_dir(&marker); // present: nobody dies
+        }
+        time_us(|| {
+            let r = pool.map_async(Func::new(dies_once), small.clone(), Some(1)).unwrap();
+            assert_eq!(r.get(None).unwrap(), small_want);
+        })
+    };
+    let (mut clean, mut died) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        clean.push(run(false));
+        died.push(run(true));
+    }
     let _ = std::fs::remove_dir(&marker);
-    let died = time_us(|| {
-        assert_eq!(
-            pool.map_async(Func::new(dies_once), items.clone(), Some(1))
-                .unwrap()
-                .get(None)
-                .unwrap(),
-            want
-        )
-    });
-    let _ = std::fs::remove_dir(&marker);
+    let (clean, died) = (median(clean), median(died));
     println!(
         "  one worker SIGKILLed mid-map: +{:.0} µs (one pool start + first task: {:.0} µs; one task: {:.3} µs)",
         died - clean,
