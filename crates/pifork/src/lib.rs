@@ -76,6 +76,8 @@ mod fdtable;
 #[cfg(target_os = "linux")]
 mod frame;
 pub mod message;
+#[cfg(target_os = "linux")]
+pub mod pool;
 pub mod process;
 #[cfg(target_os = "linux")]
 pub mod queue;

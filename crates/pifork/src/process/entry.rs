@@ -42,7 +42,31 @@ where
 /// The one entry point the library itself provides, registered before the first lookup.
 pub(crate) fn register_builtins() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| register(NOOP_ENTRY, |(): ()| ()));
+    ONCE.call_once(|| {
+        register(NOOP_ENTRY, |(): ()| ());
+        register_pool_worker();
+    });
+}
+
+/// The pool's worker loop, an entry point of its own so that spawned workers find it too.
+#[cfg(target_os = "linux")]
+fn register_pool_worker() {
+    use crate::pool::worker;
+    register(worker::ENTRY, |args: worker::WorkerArgs| {
+        worker::run(args, &|name: &str, bytes: &[u8]| {
+            lookup(name).and_then(|entry| entry(bytes)).map_err(|e| e.to_string())
+        })
+    });
+}
+
+/// No pool on this platform.
+#[cfg(windows)]
+fn register_pool_worker() {}
+
+/// Whether an entry is registered under `name`.
+#[cfg(target_os = "linux")]
+pub(crate) fn is_registered(name: &str) -> bool {
+    lookup(name).is_ok()
 }
 
 /// An entry point that does nothing (for round-trip measurements).

@@ -29,6 +29,8 @@ use unix as imp;
 use windows as imp;
 
 pub use context::{Context, get_context};
+#[cfg(target_os = "linux")]
+pub(crate) use entry::is_registered;
 pub use entry::{NOOP_ENTRY, register};
 pub use guard::main_guard;
 pub use identity::{ProcessInfo, current_process};

@@ -9,7 +9,10 @@
 //!   copies the child never uses (it leaves through `_exit`): `fdtable::close_others_in_child`,
 //!   and the fork server's `serve` and `place` (`process/unix/forkserver/server.rs`);
 //! - owning descriptors the parent handed down: `fdtable::take_inherited` (each claimed once)
-//!   and `main_guard` (`process/guard.rs`: the two pipes named in `PIFORK_SPAWN`).
+//!   and `main_guard` (`process/guard.rs`: the two pipes named in `PIFORK_SPAWN`);
+//! - a pool worker turning a task's code distance back into its function, and making the
+//!   zero-sized function value it calls (`pool/func.rs`: the worker checked at its start that
+//!   it runs the parent's very executable).
 //!
 //! Everything else above is safe code.
 

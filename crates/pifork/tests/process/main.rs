@@ -18,6 +18,7 @@ mod descriptors;
 mod forkserver;
 mod lifecycle;
 mod parity;
+mod pool;
 mod queue;
 mod shared;
 mod signals;
@@ -31,7 +32,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 15] = [
+    let groups: [(&str, Vec<Test>); 16] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -47,6 +48,7 @@ fn all_cases() -> Vec<Case> {
         ("barrier", barrier::TESTS.to_vec()),
         ("queue", queue::TESTS.to_vec()),
         ("derive", derive::TESTS.to_vec()),
+        ("pool", pool::TESTS.to_vec()),
     ];
     groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
@@ -68,6 +70,7 @@ fn register_entries() {
     barrier::register_entries();
     queue::register_entries();
     derive::register_entries();
+    pool::register_entries();
 }
 
 fn main() {
@@ -78,6 +81,7 @@ fn main() {
         let mut p = Process::<()>::entry(NOOP_ENTRY, &()).start_method(StartMethod::Spawn);
         std::process::exit(if p.start() == Err(Error::NoMainGuard) { 3 } else { 4 });
     }
+    pool::orphan_helper();
     pifork::main_guard();
     common::run_suite(all_cases());
 }

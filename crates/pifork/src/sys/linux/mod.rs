@@ -2,6 +2,7 @@
 //! `Result<_, Errno>` with the raw call checked right where it is made. Whatever takes over or
 //! closes a descriptor by number is `unsafe` and says what the caller must guarantee.
 
+mod code;
 mod exec;
 mod fd;
 mod futex;
@@ -9,6 +10,7 @@ mod process;
 mod shm;
 mod socket;
 
+pub use code::*;
 pub use exec::*;
 pub use fd::*;
 pub use futex::*;

@@ -1,0 +1,678 @@
+//! The pool's front: [`Pool`], its builder, and the handles of submitted work.
+
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::core::{Callback, Config, Inner, OnDone, State, decode};
+use super::error::{PoolError, PoolResult};
+use super::func::{self, Func};
+use crate::message::{self, Message};
+use crate::status::{Pid, StartMethod};
+use crate::wait::deadline_after;
+
+pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+pub(crate) fn lock(shared: &Shared) -> RefMut<'_, Inner> {
+    shared.borrow_mut()
+}
+
+/// Runs the pool's loop until `check` gives a value or `deadline` passes (`None` then).
+pub(crate) fn drive<T>(
+    shared: &Shared,
+    deadline: Option<Instant>,
+    mut check: impl FnMut(&mut Inner) -> Option<T>,
+) -> PoolResult<Option<T>> {
+    loop {
+        let (found, callbacks, err): (Option<T>, Vec<Callback>, Option<PoolError>) = {
+            let mut inner = lock(shared);
+            let found = check(&mut inner);
+            let mut err = None;
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if found.is_none() && !expired {
+                if inner.state == State::Terminated {
+                    err = Some(PoolError::Terminated);
+                } else if let Err(e) = inner.step(deadline) {
+                    err = Some(e);
+                }
+            }
+            (found, inner.take_callbacks(), err)
+        };
+        for cb in callbacks {
+            cb();
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        if let Some(e) = err {
+            // A terminated pool has no more to give: let the check see the final state.
+            let mut inner = lock(shared);
+            return match check(&mut inner) {
+                Some(v) => Ok(Some(v)),
+                None => Err(e),
+            };
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+    }
+}
+
+/// Builds a [`Pool`] (see [`Pool::builder`]).
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    method: Option<StartMethod>,
+    init: Option<(func::Wire, Vec<u8>)>,
+    max_tasks: u64,
+    cpus: Option<Vec<usize>>,
+    pin: bool,
+    retries: u32,
+    timeout: Option<Duration>,
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (default: [`crate::cpu_count`]); 0 is an error.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The workers' start method (default: [`crate::get_start_method`]).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// A function each worker runs with `args` when it starts (a panic fails the pool with
+    /// [`PoolError::InitializerFailed`]).
+    pub fn initializer<A: Message + 'static, F: Fn(A) + Send + Sync + 'static>(
+        mut self,
+        f: F,
+        args: A,
+    ) -> Self {
+        let f = Func::<A, ()>::new(f);
+        self.init = Some((f.wire, message::to_bytes(&args)));
+        self
+    }
+
+    /// Workers leave after this many tasks (chunks) and are replaced (0: never).
+    pub fn maxtasksperchild(mut self, k: u64) -> Self {
+        self.max_tasks = k;
+        self
+    }
+
+    /// The CPUs the workers run on (default: all this process may use).
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        self.cpus = Some(cpus.into_iter().collect());
+        self
+    }
+
+    /// Pins each worker to one CPU of the set, in turn.
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// How many times a task whose worker died is tried again (default 1).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// The longest a task may run; past it its worker is killed and replaced.
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Starts the workers.
+    pub fn build(self) -> PoolResult<Pool> {
+        let processes = self.processes.unwrap_or_else(crate::process::cpu_count);
+        if processes == 0 {
+            return Err(PoolError::NoProcesses);
+        }
+        let method = self.method.unwrap_or_else(crate::process::get_start_method);
+        let init = match self.init {
+            None => None,
+            Some((func::Wire::Code(offset), args)) => Some((
+                func::FuncRef { kind: func::KIND_CODE, value: offset, name: String::new() },
+                args,
+            )),
+            Some((func::Wire::Entry(name), args)) => {
+                Some((func::FuncRef { kind: func::KIND_ENTRY, value: 0, name }, args))
+            }
+            Some((func::Wire::Closure(f), args)) => {
+                if method != StartMethod::Fork {
+                    return Err(PoolError::ClosureNeedsFork { method });
+                }
+                let id = func::store_closure(f);
+                Some((
+                    func::FuncRef {
+                        kind: func::KIND_CLOSURE,
+                        value: id as i64,
+                        name: String::new(),
+                    },
+                    args,
+                ))
+            }
+        };
+        let cfg = Config {
+            processes,
+            method,
+            init,
+            max_tasks: self.max_tasks,
+            cpus: self.cpus,
+            pin: self.pin,
+            retries: self.retries,
+            timeout: self.timeout,
+        };
+        Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg)?)) })
+    }
+}
+
+/// A pool of worker processes, like CPython's `multiprocessing.Pool`. Dropping it terminates
+/// the workers (as leaving CPython's `with Pool() as p:` block does).
+pub struct Pool {
+    pub(crate) shared: Shared,
+}
+
+/// CPython's default chunk size for `map`: `ceil(len / (4 * processes))`.
+fn auto_chunksize(len: usize, processes: usize) -> usize {
+    len.div_ceil(4 * processes).max(1)
+}
+
+impl Pool {
+    /// A pool of `processes` workers with the defaults.
+    pub fn new(processes: usize) -> PoolResult<Pool> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A builder with the defaults: `cpu_count()` workers, the default start method, one retry.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            method: None,
+            init: None,
+            max_tasks: 0,
+            cpus: None,
+            pin: false,
+            retries: 1,
+            timeout: None,
+        }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        lock(&self.shared).processes()
+    }
+
+    /// The workers' start method.
+    pub fn start_method(&self) -> StartMethod {
+        lock(&self.shared).method()
+    }
+
+    /// The pids of the current workers.
+    pub fn pids(&self) -> Vec<Pid> {
+        lock(&self.shared).pids()
+    }
+
+    fn submit<T: Message, R: Message>(
+        &self,
+        f: &Func<T, R>,
+        items: Vec<Vec<u8>>,
+        chunksize: usize,
+        input_done: bool,
+        on_done: Option<OnDone>,
+    ) -> PoolResult<u64> {
+        let (job, callbacks) = {
+            let mut inner = lock(&self.shared);
+            let job = inner.add_job(&f.wire, items, chunksize, input_done, on_done)?;
+            // Hand the work out now, without waiting; a failure here (a worker that cannot be
+            // started) shows again, and is returned, at the next call that waits.
+            let _ = inner.step(Some(Instant::now()));
+            (job, inner.take_callbacks())
+        };
+        for cb in callbacks {
+            cb();
+        }
+        Ok(job)
+    }
+
+    /// `f` applied to every item, in order (CPython's `map`); the first failure is the error.
+    pub fn map<T, R, F>(&self, f: F, items: impl IntoIterator<Item = T>) -> PoolResult<Vec<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.map_async(Func::new(f), items, None)?.get(None)
+    }
+
+    /// `map` with a chunk size (`None`: CPython's default).
+    pub fn map_chunked<T, R, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+    ) -> PoolResult<Vec<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.map_async(Func::new(f), items, chunksize)?.get(None)
+    }
+
+    /// `f` on every tuple of `items` (CPython's `starmap`: the tuple is `f`'s arguments).
+    pub fn starmap<T, R, F>(&self, f: F, items: impl IntoIterator<Item = T>) -> PoolResult<Vec<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.map(f, items)
+    }
+
+    /// Starts `f` over `items` and returns at once (CPython's `map_async`).
+    pub fn map_async<T, R>(
+        &self,
+        f: Func<T, R>,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+    ) -> PoolResult<MapResult<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+    {
+        self.map_async_with(f, items, chunksize, None::<fn(Vec<R>)>, None::<fn(PoolError)>)
+    }
+
+    /// `map_async` with a callback (given the results) or an error callback (given the first
+    /// error), run in this process by whoever drives the pool.
+    pub fn map_async_with<T, R>(
+        &self,
+        f: Func<T, R>,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+        callback: Option<impl FnOnce(Vec<R>) + 'static>,
+        error_callback: Option<impl FnOnce(PoolError) + 'static>,
+    ) -> PoolResult<MapResult<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+    {
+        let args: Vec<Vec<u8>> = items.into_iter().map(|t| message::to_bytes(&t)).collect();
+        let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(args.len(), self.processes()));
+        let on_done = if callback.is_some() || error_callback.is_some() {
+            Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
+                let all: PoolResult<Vec<R>> =
+                    results.iter().map(|r| decode::<R>(r.as_ref().expect("complete"))).collect();
+                Box::new(move || match all {
+                    Ok(v) => {
+                        if let Some(cb) = callback {
+                            cb(v)
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(cb) = error_callback {
+                            cb(e)
+                        }
+                    }
+                }) as Callback
+            }) as OnDone)
+        } else {
+            None
+        };
+        let job = self.submit(&f, args, chunksize, true, on_done)?;
+        Ok(MapResult {
+            inner: Handle { shared: self.shared.clone(), job },
+            _r: std::marker::PhantomData,
+        })
+    }
+
+    /// `f(arg)` in a worker, waiting for it (CPython's `apply`).
+    pub fn apply<T, R, F>(&self, f: F, arg: T) -> PoolResult<R>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.apply_async(f, arg)?.get(None)
+    }
+
+    /// Starts `f(arg)` in a worker and returns at once (CPython's `apply_async`).
+    pub fn apply_async<T, R, F>(&self, f: F, arg: T) -> PoolResult<AsyncResult<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.apply_func(Func::new(f), arg, None::<fn(R)>, None::<fn(PoolError)>)
+    }
+
+    /// Starts a [`Func`] on `arg`, with optional callbacks run in this process by whoever
+    /// drives the pool (CPython's `apply_async(..., callback, error_callback)`).
+    pub fn apply_func<T, R>(
+        &self,
+        f: Func<T, R>,
+        arg: T,
+        callback: Option<impl FnOnce(R) + 'static>,
+        error_callback: Option<impl FnOnce(PoolError) + 'static>,
+    ) -> PoolResult<AsyncResult<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+    {
+        let on_done = if callback.is_some() || error_callback.is_some() {
+            Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
+                let one = decode::<R>(results[0].as_ref().expect("complete"));
+                Box::new(move || match one {
+                    Ok(v) => {
+                        if let Some(cb) = callback {
+                            cb(v)
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(cb) = error_callback {
+                            cb(e)
+                        }
+                    }
+                }) as Callback
+            }) as OnDone)
+        } else {
+            None
+        };
+        let job = self.submit(&f, vec![message::to_bytes(&arg)], 1, true, on_done)?;
+        Ok(AsyncResult {
+            inner: Handle { shared: self.shared.clone(), job },
+            _r: std::marker::PhantomData,
+        })
+    }
+
+    /// Results as they come, in order, taking the input lazily (CPython's `imap`, chunk
+    /// size 1).
+    pub fn imap<T, R, F, I>(&self, f: F, items: I) -> PoolResult<IMap<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.imap_func(Func::new(f), items, 1, true)
+    }
+
+    /// Results in the order they finish (CPython's `imap_unordered`, chunk size 1).
+    pub fn imap_unordered<T, R, F, I>(&self, f: F, items: I) -> PoolResult<IMap<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        self.imap_func(Func::new(f), items, 1, false)
+    }
+
+    /// `imap` (`ordered`) or `imap_unordered` of a [`Func`] with a chunk size.
+    pub fn imap_func<T, R, I>(
+        &self,
+        f: Func<T, R>,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> PoolResult<IMap<R>>
+    where
+        T: Message + 'static,
+        R: Message + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        let job = self.submit(&f, Vec::new(), chunksize, false, None)?;
+        let mut input = items.into_iter();
+        let input: Box<dyn Iterator<Item = Vec<u8>>> =
+            Box::new(std::iter::from_fn(move || input.next().map(|t| message::to_bytes(&t))));
+        Ok(IMap {
+            inner: Handle { shared: self.shared.clone(), job },
+            input: Some(input),
+            chunksize: chunksize.max(1),
+            ordered,
+            next: 0,
+            _r: std::marker::PhantomData,
+        })
+    }
+
+    /// No more work may be submitted; the workers leave once it is done (CPython's `close`).
+    pub fn close(&self) -> PoolResult<()> {
+        lock(&self.shared).close();
+        Ok(())
+    }
+
+    /// Kills the workers now and reaps them; unfinished tasks end as
+    /// [`PoolError::Terminated`] (CPython's `terminate`).
+    pub fn terminate(&self) -> PoolResult<()> {
+        let callbacks = {
+            let mut inner = lock(&self.shared);
+            inner.terminate();
+            inner.take_callbacks()
+        };
+        for cb in callbacks {
+            cb();
+        }
+        Ok(())
+    }
+
+    /// Waits for the workers to leave; only after `close` or `terminate` (CPython's `join`).
+    pub fn join(&self) -> PoolResult<()> {
+        if lock(&self.shared).state == State::Running {
+            return Err(PoolError::StillRunning);
+        }
+        drive(&self.shared, None, |inner| inner.joined().then_some(()))?;
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
+
+/// A job's share of the pool.
+pub(crate) struct Handle {
+    pub(crate) shared: Shared,
+    pub(crate) job: u64,
+}
+
+impl Handle {
+    fn wait(&self, timeout: Option<Duration>) -> PoolResult<bool> {
+        let deadline = deadline_after(timeout);
+        let job = self.job;
+        Ok(drive(&self.shared, deadline, |inner| {
+            inner.jobs.get(&job).is_none_or(|j| j.complete()).then_some(())
+        })?
+        .is_some())
+    }
+
+    fn ready(&self) -> bool {
+        let _ = drive(&self.shared, Some(Instant::now()), |_| None::<()>);
+        lock(&self.shared).jobs.get(&self.job).is_none_or(|j| j.complete())
+    }
+
+    fn results<R: Message>(&self, timeout: Option<Duration>) -> PoolResult<Vec<PoolResult<R>>> {
+        if !self.wait(timeout)? {
+            return Err(PoolError::Timeout);
+        }
+        let inner = lock(&self.shared);
+        let job = inner.jobs.get(&self.job).ok_or(PoolError::Terminated)?;
+        Ok(job
+            .results
+            .iter()
+            .map(|r| decode(r.as_ref().unwrap_or(&Err(PoolError::Terminated))))
+            .collect())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        lock(&self.shared).detach(self.job);
+    }
+}
+
+/// The result of `apply_async`, CPython's `AsyncResult`.
+pub struct AsyncResult<R> {
+    pub(crate) inner: Handle,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Message> AsyncResult<R> {
+    /// The value, waiting up to `timeout` (`None`: as long as it takes); past it
+    /// [`PoolError::Timeout`].
+    pub fn get(&self, timeout: Option<Duration>) -> PoolResult<R> {
+        self.inner.results(timeout)?.pop().unwrap_or(Err(PoolError::Terminated))
+    }
+
+    /// Waits up to `timeout`; true if the result is ready.
+    pub fn wait(&self, timeout: Option<Duration>) -> PoolResult<bool> {
+        self.inner.wait(timeout)
+    }
+
+    /// Whether the result is ready.
+    pub fn ready(&self) -> bool {
+        self.inner.ready()
+    }
+
+    /// Whether the task succeeded; [`PoolError::NotReady`] before it is ready.
+    pub fn successful(&self) -> PoolResult<bool> {
+        if !self.ready() {
+            return Err(PoolError::NotReady);
+        }
+        Ok(self.get(Some(Duration::ZERO)).is_ok())
+    }
+}
+
+/// The result of `map_async`, CPython's `MapResult`.
+pub struct MapResult<R> {
+    inner: Handle,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Message> MapResult<R> {
+    /// The values in order, waiting up to `timeout`; the first failed item's error otherwise.
+    pub fn get(&self, timeout: Option<Duration>) -> PoolResult<Vec<R>> {
+        self.inner.results(timeout)?.into_iter().collect()
+    }
+
+    /// Every item's own outcome, in order, waiting up to `timeout`.
+    pub fn get_each(&self, timeout: Option<Duration>) -> PoolResult<Vec<PoolResult<R>>> {
+        self.inner.results(timeout)
+    }
+
+    /// Waits up to `timeout`; true if every item is done.
+    pub fn wait(&self, timeout: Option<Duration>) -> PoolResult<bool> {
+        self.inner.wait(timeout)
+    }
+
+    /// Whether every item is done.
+    pub fn ready(&self) -> bool {
+        self.inner.ready()
+    }
+
+    /// Whether every item succeeded; [`PoolError::NotReady`] before all are done.
+    pub fn successful(&self) -> PoolResult<bool> {
+        if !self.ready() {
+            return Err(PoolError::NotReady);
+        }
+        Ok(self.get_each(Some(Duration::ZERO))?.iter().all(Result::is_ok))
+    }
+}
+
+/// The iterator of `imap` / `imap_unordered`: each item's outcome, as results arrive.
+pub struct IMap<R> {
+    inner: Handle,
+    input: Option<Box<dyn Iterator<Item = Vec<u8>>>>,
+    chunksize: usize,
+    ordered: bool,
+    next: usize,
+    _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Message> IMap<R> {
+    /// Adds input while the pool's queue is short.
+    fn feed(&mut self) {
+        let Some(input) = self.input.as_mut() else { return };
+        let mut inner = lock(&self.inner.shared);
+        let want = 64 * inner.processes();
+        while inner.queued() < want {
+            let chunk: Vec<Vec<u8>> = input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                inner.finish_input(self.inner.job);
+                self.input = None;
+                return;
+            }
+            inner.extend_job(self.inner.job, chunk, self.chunksize);
+        }
+    }
+
+    fn take(&mut self, inner: &mut Inner) -> Option<Option<PoolResult<R>>> {
+        let Some(job) = inner.jobs.get_mut(&self.inner.job) else {
+            return Some(None);
+        };
+        if self.ordered {
+            if let Some(Some(outcome)) = job.results.get(self.next) {
+                let out = decode(outcome);
+                job.results[self.next] = Some(Err(PoolError::Terminated));
+                self.next += 1;
+                return Some(Some(out));
+            }
+            if self.next >= job.results.len() && job.input_done {
+                return Some(None);
+            }
+        } else {
+            if let Some(idx) = job.finished.pop_front() {
+                let slot = &mut job.results[idx as usize];
+                let out = decode(slot.as_ref().expect("finished"));
+                *slot = Some(Err(PoolError::Terminated));
+                self.next += 1;
+                return Some(Some(out));
+            }
+            if self.next >= job.results.len() && job.input_done {
+                return Some(None);
+            }
+        }
+        None
+    }
+
+    /// The next outcome, waiting up to `timeout` ([`PoolError::Timeout`] past it: CPython's
+    /// `next(timeout)`); `Ok(None)` at the end.
+    pub fn next_timeout(&mut self, timeout: Option<Duration>) -> PoolResult<Option<PoolResult<R>>> {
+        let deadline = deadline_after(timeout);
+        loop {
+            self.feed();
+            let shared = self.inner.shared.clone();
+            let lazy = self.input.is_some();
+            let got = drive(&shared, deadline, |inner| {
+                if let Some(v) = self.take(inner) {
+                    return Some(Some(v));
+                }
+                (lazy && inner.queued() < 32 * inner.processes()).then_some(None)
+            })?;
+            match got {
+                Some(Some(v)) => return Ok(v),
+                Some(None) => {}
+                None => return Err(PoolError::Timeout),
+            }
+        }
+    }
+}
+
+impl<R: Message> Iterator for IMap<R> {
+    type Item = PoolResult<R>;
+
+    fn next(&mut self) -> Option<PoolResult<R>> {
+        match self.next_timeout(None) {
+            Ok(v) => v,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! The pool's state and its event loop, driven by whoever waits on it: start and replace
+//! workers, hand out chunks, read results, notice deaths (the pidfd sentinels) and timeouts.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags};
+
+use super::error::{PoolError, PoolResult};
+use super::func::{self, FuncRef};
+use super::worker::{self, Reply, Request};
+use crate::fdtable::Tracked;
+use crate::message::{self, Message};
+use crate::process::Process;
+use crate::status::{ExitCode, Pid, StartMethod};
+use crate::sys;
+use crate::wait::remaining_ms;
+
+/// How a pool is made.
+pub(crate) struct Config {
+    pub processes: usize,
+    pub method: StartMethod,
+    pub init: Option<(FuncRef, Vec<u8>)>,
+    pub max_tasks: u64,
+    pub cpus: Option<Vec<usize>>,
+    pub pin: bool,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+}
+
+/// Where the pool is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    Closed,
+    Terminated,
+}
+
+/// Items of one job handed out together.
+struct Chunk {
+    job: u64,
+    items: VecDeque<u32>,
+    /// Run alone on a worker with nothing else to do (its worker's death is then its own).
+    strict: bool,
+}
+
+struct Worker {
+    process: Process<()>,
+    sock: Tracked,
+    pid: Pid,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    sent: VecDeque<Chunk>,
+    sent_count: u64,
+    generation: u64,
+    since: Instant,
+    ready: bool,
+    retiring: bool,
+    timed_out: bool,
+    eof: bool,
+}
+
+/// A call's tasks: their arguments until they run, then their outcomes.
+pub(crate) struct Job {
+    func: FuncRef,
+    closure: Option<u64>,
+    args: Vec<Option<Vec<u8>>>,
+    pub results: Vec<Option<PoolResult<Vec<u8>>>>,
+    attempts: Vec<u32>,
+    /// Items whose outcome is not known yet.
+    pub remaining: usize,
+    /// No more items will be added.
+    pub input_done: bool,
+    /// Items in the order they finished, not yet taken by an unordered reader.
+    pub finished: VecDeque<u32>,
+    on_done: Option<OnDone>,
+    /// Nobody holds the job's handle: forget it once done.
+    detached: bool,
+}
+
+/// What a job does when it completes: makes the callback to run (from its outcomes).
+pub(crate) type OnDone = Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback>;
+
+/// A callback to run once the pool is released.
+pub(crate) type Callback = Box<dyn FnOnce()>;
+
+impl Job {
+    /// Whether every item has its outcome.
+    pub fn complete(&self) -> bool {
+        self.input_done && self.remaining == 0
+    }
+}
+
+/// The pool's state.
+pub(crate) struct Inner {
+    cfg: Config,
+    pub state: State,
+    workers: Vec<Worker>,
+    started: usize,
+    queue: VecDeque<Chunk>,
+    pub jobs: HashMap<u64, Job>,
+    next_job: u64,
+    broken: Option<PoolError>,
+    callbacks: Vec<Callback>,
+    /// A running average of one item's time in a worker.
+    item_time: Duration,
+}
+
+/// A task that has run this long is long: its worker gets no more work queued behind it.
+const BUSY: Duration = Duration::from_micros(200);
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl Inner {
+    /// A pool with its workers started and ready.
+    pub fn start(cfg: Config) -> PoolResult<Inner> {
+        let mut inner = Inner {
+            cfg,
+            state: State::Running,
+            workers: Vec::new(),
+            started: 0,
+            queue: VecDeque::new(),
+            jobs: HashMap::new(),
+            next_job: 0,
+            broken: None,
+            callbacks: Vec::new(),
+            item_time: Duration::ZERO,
+        };
+        while inner.workers.len() < inner.cfg.processes {
+            inner.start_worker()?;
+        }
+        while inner.workers.iter().any(|w| !w.ready) {
+            inner.step(None)?;
+            if let Some(e) = inner.broken.clone() {
+                inner.terminate();
+                return Err(e);
+            }
+        }
+        Ok(inner)
+    }
+
+    /// The number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.cfg.processes
+    }
+
+    /// The start method of the workers.
+    pub fn method(&self) -> StartMethod {
+        self.cfg.method
+    }
+
+    /// The pids of the live workers.
+    pub fn pids(&self) -> Vec<Pid> {
+        self.workers.iter().map(|w| w.pid).collect()
+    }
+
+    fn start_worker(&mut self) -> PoolResult<()> {
+        let (ours, theirs) = sys::stream_pair().map_err(crate::error::Error::sys("socketpair"))?;
+        let theirs = Tracked::new(theirs);
+        let exe = sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?;
+        let args: worker::WorkerArgs = (
+            theirs.as_raw_fd(),
+            exe,
+            self.cfg.init.clone(),
+            self.cfg.max_tasks,
+            self.cfg.timeout.is_some(),
+        );
+        let index = self.started;
+        self.started += 1;
+        let mut process = Process::<()>::entry(worker::ENTRY, &args)
+            .name(format!("PoolWorker-{}", index + 1))
+            .daemon(true)
+            .start_method(self.cfg.method)
+            .inherit_fds([theirs.as_raw_fd()]);
+        let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
+        if self.cfg.pin && !cpus.is_empty() {
+            process = process.cpus([cpus[index % cpus.len()]]);
+        } else if self.cfg.cpus.is_some() {
+            process = process.cpus(cpus);
+        }
+        let generation = func::closure_generation();
+        process.start()?;
+        drop(theirs);
+        let pid = process.pid()?.ok_or(PoolError::Process(crate::error::Error::NotStarted))?;
+        sys::set_nonblocking(ours.as_fd(), true).map_err(crate::error::Error::sys("fcntl"))?;
+        self.workers.push(Worker {
+            process,
+            sock: Tracked::new(ours),
+            pid,
+            inbuf: Vec::with_capacity(1 << 16),
+            outbuf: Vec::new(),
+            sent: VecDeque::new(),
+            sent_count: 0,
+            generation,
+            since: now(),
+            ready: false,
+            retiring: false,
+            timed_out: false,
+            eof: false,
+        });
+        Ok(())
+    }
+
+    /// A new job running `func` over `args` (more may be added while `input_done` is false).
+    pub fn add_job(
+        &mut self,
+        func: &super::func::Wire,
+        args: Vec<Vec<u8>>,
+        chunksize: usize,
+        input_done: bool,
+        on_done: Option<OnDone>,
+    ) -> PoolResult<u64> {
+        if self.state != State::Running {
+            return Err(PoolError::NotRunning);
+        }
+        let (func, closure) = match func {
+            super::func::Wire::Code(offset) => {
+                (FuncRef { kind: func::KIND_CODE, value: *offset, name: String::new() }, None)
+            }
+            super::func::Wire::Entry(name) => {
+                if !crate::process::is_registered(name) {
+                    return Err(PoolError::UnknownEntry(name.clone()));
+                }
+                (FuncRef { kind: func::KIND_ENTRY, value: 0, name: name.clone() }, None)
+            }
+            super::func::Wire::Closure(f) => {
+                if self.cfg.method != StartMethod::Fork {
+                    return Err(PoolError::ClosureNeedsFork { method: self.cfg.method });
+                }
+                let id = func::store_closure(f.clone());
+                (
+                    FuncRef { kind: func::KIND_CLOSURE, value: id as i64, name: String::new() },
+                    Some(id),
+                )
+            }
+        };
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(
+            id,
+            Job {
+                func,
+                closure,
+                args: Vec::new(),
+                results: Vec::new(),
+                attempts: Vec::new(),
+                remaining: 0,
+                input_done: false,
+                finished: VecDeque::new(),
+                on_done,
+                detached: false,
+            },
+        );
+        self.extend_job(id, args, chunksize);
+        if input_done {
+            self.finish_input(id);
+        }
+        Ok(id)
+    }
+
+    /// Adds items to a job, in chunks of `chunksize`.
+    pub fn extend_job(&mut self, id: u64, args: Vec<Vec<u8>>, chunksize: usize) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let first = job.args.len() as u32;
+        let n = args.len() as u32;
+        job.remaining += args.len();
+        job.results.extend(args.iter().map(|_| None));
+        job.attempts.extend(args.iter().map(|_| 0));
+        job.args.extend(args.into_iter().map(Some));
+        if let Some(e) = self
+            .broken
+            .clone()
+            .or_else(|| (self.state == State::Terminated).then_some(PoolError::Terminated))
+        {
+            for idx in first..first + n {
+                self.record(id, idx, Err(e.clone()));
+            }
+            return;
+        }
+        let chunksize = chunksize.max(1) as u32;
+        let mut start = first;
+        while start < first + n {
+            let end = (start + chunksize).min(first + n);
+            self.queue.push_back(Chunk { job: id, items: (start..end).collect(), strict: false });
+            start = end;
+        }
+    }
+
+    /// Marks a job's input as complete.
+    pub fn finish_input(&mut self, id: u64) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.input_done = true;
+        }
+        self.maybe_done(id);
+    }
+
+    /// The handle of a job is gone: forget it once complete.
+    pub fn detach(&mut self, id: u64) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.detached = true;
+            if job.complete() {
+                self.forget(id);
+            }
+        }
+    }
+
+    fn forget(&mut self, id: u64) {
+        if let Some(job) = self.jobs.remove(&id)
+            && let Some(c) = job.closure
+        {
+            func::forget_closure(c);
+        }
+    }
+
+    /// Queued chunks, a measure of how much input a lazy job should add.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Removes a job's items that have not been handed out yet, as cancelled; true if the
+    /// whole job was still waiting.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        let handed = self.workers.iter().any(|w| w.sent.iter().any(|c| c.job == id));
+        let Some(job) = self.jobs.get(&id) else { return false };
+        if handed || job.results.iter().any(Option::is_some) {
+            return false;
+        }
+        let mut cancelled = Vec::new();
+        self.queue.retain(|c| {
+            if c.job == id {
+                cancelled.extend(c.items.iter().copied());
+                false
+            } else {
+                true
+            }
+        });
+        for idx in cancelled {
+            self.record(id, idx, Err(PoolError::Cancelled));
+        }
+        true
+    }
+
+    /// Callbacks ready to run (without the lock).
+    pub fn take_callbacks(&mut self) -> Vec<Callback> {
+        std::mem::take(&mut self.callbacks)
+    }
+
+    fn record(&mut self, id: u64, idx: u32, outcome: PoolResult<Vec<u8>>) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let slot = &mut job.results[idx as usize];
+        if slot.is_some() {
+            return;
+        }
+        *slot = Some(outcome);
+        job.args[idx as usize] = None;
+        job.remaining -= 1;
+        job.finished.push_back(idx);
+        self.maybe_done(id);
+    }
+
+    fn maybe_done(&mut self, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if !job.complete() {
+            return;
+        }
+        if let Some(c) = job.closure.take() {
+            func::forget_closure(c);
+        }
+        if let Some(on_done) = job.on_done.take() {
+            self.callbacks.push(on_done(&job.results));
+        }
+        if job.detached {
+            self.forget(id);
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || self.workers.iter().any(|w| !w.sent.is_empty())
+            || self.jobs.values().any(|j| !j.input_done)
+    }
+
+    /// Stops taking work: workers leave once what was submitted is done.
+    pub fn close(&mut self) {
+        if self.state == State::Running {
+            self.state = State::Closed;
+        }
+    }
+
+    /// Kills every worker and reaps it; unfinished tasks end as `Terminated`.
+    pub fn terminate(&mut self) {
+        self.state = State::Terminated;
+        for w in &mut self.workers {
+            let _ = w.process.kill();
+        }
+        for mut w in std::mem::take(&mut self.workers) {
+            let _ = w.process.join();
+            for chunk in w.sent.drain(..) {
+                self.queue.push_back(chunk);
+            }
+        }
+        for chunk in std::mem::take(&mut self.queue) {
+            for idx in chunk.items {
+                self.record(chunk.job, idx, Err(PoolError::Terminated));
+            }
+        }
+    }
+
+    /// True once every worker has left (after close and all work, or after terminate).
+    pub fn joined(&self) -> bool {
+        self.workers.is_empty() && self.state != State::Running && !self.has_work()
+    }
+
+    /// One turn of the loop: start what is missing, hand out work, wait (until `deadline` at
+    /// the latest) for the workers, and take in what they did.
+    pub fn step(&mut self, deadline: Option<Instant>) -> PoolResult<()> {
+        if self.state == State::Terminated {
+            return Ok(());
+        }
+        self.maintain()?;
+        self.dispatch();
+        for i in 0..self.workers.len() {
+            self.write_out(i);
+        }
+        let task_deadline = self.cfg.timeout.and_then(|t| {
+            self.workers.iter().filter(|w| !w.sent.is_empty()).map(|w| w.since + t).min()
+        });
+        let wake = match (deadline, task_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.workers.is_empty() {
+            if let Some(d) = wake {
+                std::thread::sleep(d.saturating_duration_since(now()));
+            }
+            return Ok(());
+        }
+        let events = {
+            let mut fds = Vec::with_capacity(self.workers.len() * 2);
+            for w in &self.workers {
+                let mut flags = PollFlags::POLLIN;
+                if !w.outbuf.is_empty() {
+                    flags |= PollFlags::POLLOUT;
+                }
+                fds.push(PollFd::new(w.sock.as_fd(), flags));
+                fds.push(PollFd::new(w.process.sentinel()?, PollFlags::POLLIN));
+            }
+            let timeout = remaining_ms(wake).unwrap_or(-1);
+            match sys::poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(crate::error::Error::sys("poll")(e).into()),
+            }
+            fds.iter()
+                .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+                .collect::<Vec<PollFlags>>()
+        };
+        let mut exited = Vec::new();
+        for i in 0..self.workers.len() {
+            let sock = events[2 * i];
+            if sock.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                self.read_in(i);
+            }
+            if sock.contains(PollFlags::POLLOUT) {
+                self.write_out(i);
+            }
+            if !events[2 * i + 1].is_empty() || self.workers[i].eof {
+                exited.push(i);
+            }
+        }
+        if let Some(t) = self.cfg.timeout {
+            for (i, w) in self.workers.iter_mut().enumerate() {
+                if !w.sent.is_empty() && w.since + t <= now() && !w.timed_out {
+                    w.timed_out = true;
+                    let _ = w.process.kill();
+                    exited.push(i);
+                }
+            }
+        }
+        exited.sort_unstable();
+        exited.dedup();
+        let replace = !exited.is_empty();
+        for i in exited.into_iter().rev() {
+            self.reap(i);
+        }
+        if let Some(e) = self.broken.clone() {
+            for chunk in std::mem::take(&mut self.queue) {
+                for idx in chunk.items {
+                    self.record(chunk.job, idx, Err(e.clone()));
+                }
+            }
+        }
+        if replace {
+            // Replacements start at once, not at the next call.
+            self.maintain()?;
+        }
+        Ok(())
+    }
+
+    /// Starts workers up to the pool's size (while there is, or may be, work).
+    fn maintain(&mut self) -> PoolResult<()> {
+        if self.broken.is_some() {
+            return Ok(());
+        }
+        if self.state == State::Closed && !self.has_work() {
+            for w in &mut self.workers {
+                if !w.retiring {
+                    w.retiring = true;
+                    worker::push_frame(&mut w.outbuf, &stop_request());
+                }
+            }
+            return Ok(());
+        }
+        while self.workers.iter().filter(|w| !w.retiring).count() < self.cfg.processes {
+            self.start_worker()?;
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self) {
+        let live = self.workers.iter().filter(|w| w.ready && !w.retiring).count().max(1);
+        // Short tasks go out several at a time (fewer system calls); long ones one at a time,
+        // so that an idle worker never waits behind a busy one.
+        let depth = if self.item_time > BUSY { 1 } else { (self.queue.len() / live).min(31) + 1 };
+        let mut needs_newer: Option<u64> = None;
+        // A task to run alone waits at the front: let the least busy worker run dry for it.
+        let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
+        let drain = strict_waiting
+            .then(|| {
+                (0..self.workers.len())
+                    .filter(|&i| self.workers[i].ready && !self.workers[i].retiring)
+                    .min_by_key(|&i| self.workers[i].sent.len())
+            })
+            .flatten();
+        let depth = if strict_waiting { 1 } else { depth };
+        for round in 0..depth {
+            for (i, w) in self.workers.iter_mut().enumerate() {
+                if !w.ready || w.retiring || w.sent.len() > round {
+                    continue;
+                }
+                if drain == Some(i) && !w.sent.is_empty() {
+                    continue;
+                }
+                if round > 0 && now().saturating_duration_since(w.since) > BUSY {
+                    // Its task has run a while: more would wait behind it.
+                    continue;
+                }
+                if w.sent.front().is_none_or(|c| !c.strict) {
+                    let pick = self.queue.iter().take(64).position(|c| {
+                        let job = &self.jobs[&c.job];
+                        let fits = job.closure.is_none_or(|id| id < w.generation);
+                        if !fits {
+                            needs_newer = job.closure;
+                        }
+                        fits && (!c.strict || w.sent.is_empty())
+                    });
+                    let Some(pos) = pick else { continue };
+                    let chunk = self.queue.remove(pos).expect("position is in the queue");
+                    let job = &self.jobs[&chunk.job];
+                    let tasks: Vec<(u64, Vec<u8>)> = chunk
+                        .items
+                        .iter()
+                        .map(|&i| {
+                            (
+                                (chunk.job << 32) | u64::from(i),
+                                job.args[i as usize].clone().unwrap_or_default(),
+                            )
+                        })
+                        .collect();
+                    worker::push_frame(&mut w.outbuf, &(0u8, job.func.clone(), tasks));
+                    if w.sent.is_empty() {
+                        w.since = now();
+                    }
+                    w.sent.push_back(chunk);
+                    w.sent_count += 1;
+                    if self.cfg.max_tasks > 0 && w.sent_count >= self.cfg.max_tasks {
+                        // It leaves by itself after this one; a replacement starts now.
+                        w.retiring = true;
+                    }
+                }
+            }
+        }
+        if let Some(id) = needs_newer {
+            // A closure newer than an idle worker: retire it, a fresh fork replaces it.
+            if let Some(w) = self
+                .workers
+                .iter_mut()
+                .find(|w| w.ready && !w.retiring && w.sent.is_empty() && w.generation <= id)
+            {
+                w.retiring = true;
+                worker::push_frame(&mut w.outbuf, &stop_request());
+            }
+        }
+    }
+
+    fn write_out(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        while !w.outbuf.is_empty() {
+            match sys::send_nosignal(w.sock.as_fd(), &w.outbuf) {
+                Ok(n) if n > 0 => {
+                    w.outbuf.drain(..n);
+                }
+                Err(Errno::EAGAIN) => return,
+                _ => {
+                    w.outbuf.clear();
+                    w.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_in(&mut self, i: usize) {
+        loop {
+            let w = &mut self.workers[i];
+            if w.inbuf.capacity() - w.inbuf.len() < 4096 {
+                w.inbuf.reserve(1 << 16);
+            }
+            match sys::read_append(w.sock.as_fd(), &mut w.inbuf, 1 << 16) {
+                Ok(0) => {
+                    w.eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    w.eof = true;
+                    break;
+                }
+            }
+        }
+        let buf = std::mem::take(&mut self.workers[i].inbuf);
+        let mut pos = 0;
+        while let Some(body) = worker::next_frame(&buf, &mut pos) {
+            match message::from_bytes::<Reply>(body) {
+                Ok(reply) => self.on_reply(i, reply),
+                Err(_) => self.workers[i].eof = true,
+            }
+        }
+        let mut buf = buf;
+        buf.drain(..pos);
+        self.workers[i].inbuf = buf;
+    }
+
+    fn on_reply(&mut self, i: usize, (tag, id, status, payload): Reply) {
+        match tag {
+            worker::TAG_READY => self.workers[i].ready = true,
+            worker::TAG_FAILED => {
+                self.broken = Some(if status == 0 {
+                    PoolError::ExecutableMismatch
+                } else {
+                    PoolError::InitializerFailed(String::from_utf8_lossy(&payload).into_owned())
+                });
+            }
+            _ => {
+                let (job, idx) = (id >> 32, (id & 0xffff_ffff) as u32);
+                let w = &mut self.workers[i];
+                let t = now();
+                let took = t.saturating_duration_since(w.since);
+                w.since = t;
+                self.item_time = (self.item_time * 7 + took) / 8;
+                // Results come in the order the items went out: the front one, almost always.
+                match w.sent.front_mut() {
+                    Some(c) if c.job == job && c.items.front() == Some(&idx) => {
+                        c.items.pop_front();
+                    }
+                    _ => {
+                        if let Some(c) =
+                            w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx))
+                        {
+                            c.items.retain(|&x| x != idx);
+                        }
+                    }
+                }
+                while w.sent.front().is_some_and(|c| c.items.is_empty()) {
+                    w.sent.pop_front();
+                }
+                let outcome = match status {
+                    worker::STATUS_VALUE => Ok(payload),
+                    worker::STATUS_PANIC => {
+                        Err(PoolError::TaskPanicked(String::from_utf8_lossy(&payload).into_owned()))
+                    }
+                    _ => Err(PoolError::TaskFailed(String::from_utf8_lossy(&payload).into_owned())),
+                };
+                self.record(job, idx, outcome);
+            }
+        }
+    }
+
+    /// A worker's sentinel or socket says it is gone (or going): take its last words, reap it,
+    /// and settle the tasks it had.
+    fn reap(&mut self, i: usize) {
+        if !self.workers[i].eof {
+            // Results written before the end are still in the socket.
+            let _ = sys::set_nonblocking(self.workers[i].sock.as_fd(), true);
+            self.read_in(i);
+        }
+        let mut w = self.workers.remove(i);
+        let _ = w.process.join();
+        let exitcode = w.process.exitcode().ok().flatten().unwrap_or(ExitCode::Exited(-1));
+        if !w.ready && self.broken.is_none() && self.state != State::Terminated && w.sent.is_empty()
+        {
+            log::debug!("pool worker {} died before it was ready ({exitcode})", w.pid);
+        }
+        let mut items: Vec<(u64, u32, bool)> = Vec::new();
+        for c in w.sent.drain(..) {
+            items.extend(c.items.iter().map(|&idx| (c.job, idx, c.strict)));
+        }
+        let Some(&(job, idx, strict)) = items.first() else { return };
+        let rest = &items[1..];
+        if w.timed_out {
+            let timeout = self.cfg.timeout.unwrap_or_default();
+            self.record(job, idx, Err(PoolError::TaskTimedOut { pid: w.pid, timeout }));
+            self.requeue(rest, false);
+        } else if strict || items.len() == 1 {
+            let attempts = self.jobs.get_mut(&job).map(|j| {
+                j.attempts[idx as usize] += 1;
+                j.attempts[idx as usize]
+            });
+            match attempts {
+                Some(a) if a > self.cfg.retries => self.record(
+                    job,
+                    idx,
+                    Err(PoolError::WorkerDied { pid: w.pid, exitcode, attempts: a }),
+                ),
+                Some(_) => self.requeue(&[(job, idx, true)], true),
+                None => {}
+            }
+            self.requeue(rest, false);
+        } else {
+            // Which of them ran when it died is unknown: each runs alone next time.
+            self.requeue(&items, true);
+        }
+    }
+
+    fn requeue(&mut self, items: &[(u64, u32, bool)], strict: bool) {
+        if strict {
+            for &(job, idx, _) in items.iter().rev() {
+                self.queue.push_front(Chunk { job, items: VecDeque::from([idx]), strict: true });
+            }
+        } else if let Some(&(job, _, _)) = items.first() {
+            let mut by_job: Vec<Chunk> = Vec::new();
+            for &(j, idx, _) in items {
+                match by_job.last_mut() {
+                    Some(c) if c.job == j => c.items.push_back(idx),
+                    _ => by_job.push(Chunk { job: j, items: VecDeque::from([idx]), strict: false }),
+                }
+            }
+            let _ = job;
+            for c in by_job.into_iter().rev() {
+                self.queue.push_front(c);
+            }
+        }
+    }
+}
+
+fn stop_request() -> Request {
+    (1, FuncRef { kind: 0, value: 0, name: String::new() }, Vec::new())
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            self.terminate();
+        }
+    }
+}
+
+/// Decodes one task's outcome.
+pub(crate) fn decode<R: Message>(outcome: &PoolResult<Vec<u8>>) -> PoolResult<R> {
+    match outcome {
+        Ok(bytes) => message::from_bytes(bytes).map_err(|e| PoolError::TaskFailed(e.to_string())),
+        Err(e) => Err(e.clone()),
+    }
+}

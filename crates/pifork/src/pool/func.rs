@@ -1,0 +1,174 @@
+//! How a task names its function across processes.
+//!
+//! - A function with no state (a `fn` item, a closure that captures nothing: a zero-sized type
+//!   without drop glue) travels as the distance, from an anchor function of the library, of its
+//!   monomorphized trampoline [`run_zst::<F, T, R>`]. Every worker runs the parent's own
+//!   executable (checked when it starts, `sys::executable_identity`), so the distance names the
+//!   same code there, under every start method. The trampoline makes the function's value from
+//!   nothing, which is sound for a zero-sized type without drop glue: it has a single value.
+//! - A closure with state is kept in this process's table, under a number; a worker forked
+//!   after it was added has a copy of the table and runs it by number. Workers under spawn and
+//!   forkserver never see the table: there a closure with state is refused.
+//! - A registered entry (`pifork::register`) travels by name.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::message::{self, Message};
+use crate::sys;
+
+/// Kind of a [`FuncRef`]: code distance.
+pub(crate) const KIND_CODE: u8 = 0;
+/// Kind of a [`FuncRef`]: registered entry.
+pub(crate) const KIND_ENTRY: u8 = 1;
+/// Kind of a [`FuncRef`]: closure table slot.
+pub(crate) const KIND_CLOSURE: u8 = 2;
+
+/// A function as it travels to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FuncRef {
+    /// `KIND_CODE`, `KIND_ENTRY` or `KIND_CLOSURE`.
+    pub kind: u8,
+    /// The code distance, or the closure's number.
+    pub value: i64,
+    /// The entry's name.
+    pub name: String,
+}
+
+impl Message for FuncRef {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.kind, self.value, self.name.clone()).encode(out);
+    }
+    fn decode(input: &mut &[u8]) -> crate::error::Result<Self> {
+        let (kind, value, name) = <(u8, i64, String)>::decode(input)?;
+        Ok(FuncRef { kind, value, name })
+    }
+}
+
+/// Runs a registered entry by name on encoded arguments (given to the worker by the entry
+/// registry, which this module must not name).
+pub(crate) type EntryRunner<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>;
+
+/// A stored closure: decodes, runs, encodes.
+pub(crate) type Stored = Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
+
+static CLOSURES: Mutex<BTreeMap<u64, Stored>> = Mutex::new(BTreeMap::new());
+static NEXT_CLOSURE: AtomicU64 = AtomicU64::new(0);
+
+/// The number the next closure gets: a worker forked now can run every closure below it.
+pub(crate) fn closure_generation() -> u64 {
+    NEXT_CLOSURE.load(Ordering::Acquire)
+}
+
+/// Removes a closure from the table (its job is over).
+pub(crate) fn forget_closure(id: u64) {
+    CLOSURES.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+}
+
+/// The closure under `id`, in a worker.
+pub(crate) fn stored_closure(id: u64) -> Option<Stored> {
+    CLOSURES.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+}
+
+/// Runs a function value made from nothing (see the module docs) on encoded arguments.
+fn run_zst<F: Fn(T) -> R, T: Message, R: Message>(
+    args: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let arg = message::from_bytes::<T>(args).map_err(|e| e.to_string())?;
+    #[allow(unsafe_code)] // a zero-sized function value (see sys/mod.rs)
+    // SAFETY: `Func::new` stores this trampoline only for an `F` that is zero-sized and has no
+    // drop glue, and it held a value of `F` (so `F` is inhabited).
+    let f: F = unsafe { sys::conjure_zst::<F>() };
+    f(arg).encode(out);
+    Ok(())
+}
+
+/// A function a pool runs: `fn(T) -> R`, a closure, or a registered entry.
+pub struct Func<T, R> {
+    pub(crate) wire: Wire,
+    _t: PhantomData<fn(T) -> R>,
+}
+
+impl<T, R> Clone for Func<T, R> {
+    fn clone(&self) -> Self {
+        Func { wire: self.wire.clone(), _t: PhantomData }
+    }
+}
+
+/// What a `Func` is, before it is given a closure number.
+#[derive(Clone)]
+pub(crate) enum Wire {
+    /// Code distance of a trampoline.
+    Code(i64),
+    /// A registered entry, by name.
+    Entry(String),
+    /// A closure with state, not yet in the table.
+    Closure(Stored),
+}
+
+impl<T: Message + 'static, R: Message + 'static> Func<T, R> {
+    /// A function: a `fn` item or a closure that captures nothing runs under every start
+    /// method; a closure that captures state runs on forked workers only.
+    pub fn new<F: Fn(T) -> R + Send + Sync + 'static>(f: F) -> Self {
+        let wire = if std::mem::size_of::<F>() == 0 && !std::mem::needs_drop::<F>() {
+            Wire::Code(sys::trampoline_offset(run_zst::<F, T, R>))
+        } else {
+            Wire::Closure(Arc::new(move |args: &[u8], out: &mut Vec<u8>| {
+                let arg = message::from_bytes::<T>(args).map_err(|e| e.to_string())?;
+                f(arg).encode(out);
+                Ok(())
+            }))
+        };
+        Func { wire, _t: PhantomData }
+    }
+
+    /// The entry point registered under `name` (see [`crate::register`]), taking `T`, giving `R`.
+    pub fn entry(name: &str) -> Self {
+        Func { wire: Wire::Entry(name.to_string()), _t: PhantomData }
+    }
+
+    /// Whether this function can run on spawned (and forkserver) workers.
+    pub fn travels(&self) -> bool {
+        !matches!(self.wire, Wire::Closure(_))
+    }
+}
+
+/// Puts a closure in the table; its number.
+pub(crate) fn store_closure(f: Stored) -> u64 {
+    let mut table = CLOSURES.lock().unwrap_or_else(|e| e.into_inner());
+    let id = NEXT_CLOSURE.fetch_add(1, Ordering::AcqRel);
+    table.insert(id, f);
+    id
+}
+
+/// Runs `f` on encoded arguments in a worker, appending its encoded result; `entry` runs a
+/// registered entry by name.
+pub(crate) fn call(
+    f: &FuncRef,
+    args: &[u8],
+    out: &mut Vec<u8>,
+    entry: EntryRunner<'_>,
+) -> Result<(), String> {
+    match f.kind {
+        KIND_CODE => {
+            #[allow(unsafe_code)] // a code distance back to its function (see sys/mod.rs)
+            // SAFETY: the distance was made by `trampoline_offset` on a `Trampoline` in the
+            // pool's parent, and this worker checked when it started that it runs the parent's
+            // very executable (`executable_identity`), so the same function sits there here.
+            let run = unsafe { sys::trampoline_at(f.value) };
+            run(args, out)
+        }
+        KIND_ENTRY => {
+            out.extend_from_slice(&entry(&f.name, args)?);
+            Ok(())
+        }
+        KIND_CLOSURE => match stored_closure(f.value as u64) {
+            Some(run) => run(args, out),
+            None => Err(format!("closure {} is not known to this worker", f.value)),
+        },
+        kind => Err(format!("unknown function kind {kind}")),
+    }
+}

@@ -1,0 +1,64 @@
+//! `Pool`: CPython's `multiprocessing.Pool` (map, imap, apply_async, close, terminate, join)
+//! and `concurrent.futures`' process executor ([`Executor`], [`as_completed`], [`wait`]), on
+//! worker processes that the pool survives: a worker that dies is reaped at once (its pidfd
+//! sentinel), replaced, and its task retried.
+//!
+//! ```
+//! use pifork::pool::Pool;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! # fn main() -> Result<(), pifork::pool::PoolError> {
+//! let mut pool = Pool::new(2)?;
+//! assert_eq!(pool.map(square, 0..10u64)?, (0..10).map(|x| x * x).collect::<Vec<_>>());
+//! let r = pool.apply_async(square, 7)?;
+//! assert_eq!(r.get(None)?, 49);
+//! pool.close()?;
+//! pool.join()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Functions, under every start method
+//! A task's function is a `fn(T) -> R` item or a closure that captures nothing (`T`, `R`:
+//! [`Message`]): it travels as the distance of its monomorphized trampoline from an anchor
+//! function of the library. Workers run the parent's own executable (fork: the same image;
+//! spawn and forkserver: `/proc/self/exe`), and a worker checks at its start that its
+//! executable file is the parent's (device, inode, size, modification time), else the pool
+//! fails with [`PoolError::ExecutableMismatch`]; so the distance names the same function in
+//! the worker. Such a function has a zero-sized type without drop glue: its only value is made
+//! from nothing there (the one `unsafe` conversion of each lives in `sys`). No registration is
+//! needed. A closure that captures state is kept in a table in the parent; only a worker
+//! forked after it was added has it, so the pool retires idle older workers and forks fresh
+//! ones for it; under spawn and forkserver it is [`PoolError::ClosureNeedsFork`]. Registered
+//! entries run by name ([`Func::entry`]).
+//!
+//! # Who drives the pool
+//! No thread is left running in the parent (the fork start method refuses a multi-threaded
+//! parent, and the pool forks replacements). The pool works while its caller waits on it:
+//! `map`, `get`, `wait`, iterating an `imap` and the futures' calls run its event loop, which
+//! hands out chunks, reads results and reaps dead workers. Callbacks run there, on the thread
+//! that drives the pool, after the result is recorded and outside the pool's lock (so they may
+//! submit more work). Submitted work that nobody waits on runs as far as the workers' pipes
+//! carry it, and its callbacks run at the next call that drives the pool (`join` does).
+//!
+//! # Failure is a per-task result
+//! A worker that dies mid-task is replaced and the task retried up to `retries` times (default
+//! 1), then it alone is [`PoolError::WorkerDied`]. Results of a chunk come back one per item,
+//! so only its unfinished items run again. A panic is [`PoolError::TaskPanicked`] and the worker
+//! lives on; a task past `task_timeout` has its worker killed and is
+//! [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the parent.
+
+mod api;
+mod core;
+mod error;
+mod func;
+mod futures;
+pub(crate) mod worker;
+
+pub use api::{AsyncResult, IMap, MapResult, Pool, PoolBuilder};
+pub use error::{PoolError, PoolResult};
+pub use func::Func;
+pub use futures::{AsCompleted, Executor, ExecutorBuilder, Future, ReturnWhen, as_completed, wait};

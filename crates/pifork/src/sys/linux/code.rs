@@ -1,0 +1,56 @@
+//! Naming code across processes of one executable: a function as its distance from an anchor
+//! function of this library, and back. The pool's workers run a task's function by that
+//! distance, which names the same code in every process running the same executable, whatever
+//! address the loader chose for it (ASLR moves the whole image, not its functions relative to
+//! one another).
+
+/// A task's runner: decodes its arguments from the bytes, runs, appends its encoded result.
+pub type Trampoline = fn(&[u8], &mut Vec<u8>) -> Result<(), String>;
+
+/// The anchor every distance is measured from: one function of this image, never inlined (so
+/// it has an address of its own).
+#[inline(never)]
+fn anchor(_: &[u8], _: &mut Vec<u8>) -> Result<(), String> {
+    Ok(())
+}
+
+/// The distance of `f` from the anchor, in bytes.
+pub fn trampoline_offset(f: Trampoline) -> i64 {
+    (f as usize as i64).wrapping_sub(anchor as Trampoline as usize as i64)
+}
+
+/// The function at `offset` bytes from the anchor.
+///
+/// # Safety
+/// `offset` must be what [`trampoline_offset`] returned, for a function of this very type, in
+/// a process running the same executable image (same file, same build), so that anchor plus
+/// offset is the start of that function here too.
+pub unsafe fn trampoline_at(offset: i64) -> Trampoline {
+    let address = (anchor as Trampoline as usize as i64).wrapping_add(offset) as usize;
+    // SAFETY: forwarded to the caller: the same image holds a function of type `Trampoline`
+    // at this address (its distance from the anchor is fixed when the image is linked), and a
+    // fn pointer has the size and representation of a code address.
+    unsafe { std::mem::transmute::<usize, Trampoline>(address) }
+}
+
+/// A value of the zero-sized type `F`, made from nothing.
+///
+/// # Safety
+/// `F` must be zero-sized, have no drop glue, and be inhabited (the caller has, or had, a
+/// value of it): such a value holds no bytes and no state, so the one made here is the same
+/// value as every other, as a copy of the caller's that `fork` would have made.
+pub unsafe fn conjure_zst<F>() -> F {
+    assert!(std::mem::size_of::<F>() == 0 && !std::mem::needs_drop::<F>());
+    // SAFETY: a zero-sized, inhabited type has exactly one value, with no bytes to read; a
+    // dangling, well-aligned pointer is valid for reading zero bytes (size checked above,
+    // the rest forwarded to the caller).
+    unsafe { std::ptr::read(std::ptr::NonNull::<F>::dangling().as_ptr()) }
+}
+
+/// Identity of the running executable file: device, inode, size and modification time of
+/// `/proc/self/exe`.
+pub fn executable_identity() -> std::io::Result<(u64, u64, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok((meta.dev(), meta.ino(), meta.size(), meta.mtime()))
+}

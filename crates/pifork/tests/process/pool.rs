@@ -1,0 +1,462 @@
+//! `pifork::pool` against CPython's `multiprocessing.Pool` and `concurrent.futures`: the
+//! behaviours of `_TestPool`, `_TestPoolWorkerLifetime` and `_TestPoolWorkerErrors`, under each
+//! start method, and a pool that survives its workers: SIGKILLed, aborted, hung, recycled.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pifork::pool::{Executor, Func, Pool, PoolError, ReturnWhen, as_completed, wait};
+use pifork::{ExitCode, StartMethod};
+
+use crate::common::{Test, alive, emulated, eventually};
+
+const TRIPLE: &str = "pool.triple";
+/// Set in the environment of the helper that plays a parent SIGKILLed with a pool.
+const ORPHAN_ENV: &str = "PIFORK_POOL_ORPHAN";
+
+/// Registers this module's entry points (before `main_guard`).
+pub fn register_entries() {
+    pifork::register(TRIPLE, |x: u64| x * 3);
+}
+
+/// The helper program for `parent_killed_takes_the_workers_along`: starts a pool, prints its
+/// workers' pids and waits to be killed.
+pub fn orphan_helper() {
+    if std::env::var_os(ORPHAN_ENV).is_none() || std::env::var_os("PIFORK_SPAWN").is_some() {
+        return;
+    }
+    let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+    let pids: Vec<String> = pool.pids().iter().map(|p| p.as_raw().to_string()).collect();
+    println!("{}", pids.join(" "));
+    let _ = pool.apply_async(sleep_ms, 600_000u64);
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+pub const TESTS: &[Test] = &[
+    Test::EachMethod("apply_and_apply_async", apply_and_apply_async),
+    Test::EachMethod("map_keeps_order_with_any_chunksize", map_keeps_order_with_any_chunksize),
+    Test::EachMethod("starmap_unpacks_tuples", starmap_unpacks_tuples),
+    Test::EachMethod("map_async_and_callbacks", map_async_and_callbacks),
+    Test::EachMethod("imap_is_ordered_and_lazy", imap_is_ordered_and_lazy),
+    Test::EachMethod("imap_unordered_gives_each_once", imap_unordered_gives_each_once),
+    Test::EachMethod("async_timeout_and_successful", async_timeout_and_successful),
+    Test::EachMethod("a_panic_is_that_tasks_error", a_panic_is_that_tasks_error),
+    Test::EachMethod("entries_run_by_name", entries_run_by_name),
+    Test::EachMethod("maxtasksperchild_recycles_workers", maxtasksperchild_recycles_workers),
+    Test::EachMethod("initializer_runs_in_every_worker", initializer_runs_in_every_worker),
+    Test::EachMethod("a_killed_worker_is_replaced_and_retried", a_killed_worker_is_replaced),
+    Test::EachMethod("a_task_that_always_dies_fails_alone", a_task_that_always_dies_fails_alone),
+    Test::EachMethod("only_unfinished_items_of_a_chunk_rerun", only_unfinished_items_rerun),
+    Test::EachMethod("task_timeout_kills_and_replaces", task_timeout_kills_and_replaces),
+    Test::EachMethod("terminate_reaps_every_worker", terminate_reaps_every_worker),
+    Test::EachMethod("close_and_join_rules", close_and_join_rules),
+    Test::EachMethod("executor_futures", executor_futures),
+    Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
+    Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
+    Test::Once("parent_killed_takes_the_workers_along", parent_killed_takes_the_workers_along),
+];
+
+fn sqr(x: u64) -> u64 {
+    x * x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn pid_of(_: ()) -> i32 {
+    std::process::id() as i32
+}
+
+fn panics_on_odd(x: u64) -> u64 {
+    if x % 2 == 1 {
+        panic!("odd {x}");
+    }
+    x
+}
+
+/// Dies by SIGKILL on 13, by abort on 14, else squares.
+fn dies_on_13(x: u64) -> u64 {
+    match x {
+        13 => {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(Duration::from_secs(10));
+            0
+        }
+        14 => std::process::abort(),
+        _ => x * x,
+    }
+}
+
+fn pool(m: StartMethod, n: usize) -> Pool {
+    Pool::builder().processes(n).start_method(m).build().unwrap()
+}
+
+fn apply_and_apply_async(m: StartMethod) {
+    let p = pool(m, 2);
+    assert_eq!(p.apply(sqr, 5).unwrap(), 25);
+    assert_eq!(p.apply(add, (3, 4)).unwrap(), 7);
+    let r = p.apply_async(|x: u64| x + 1, 41).unwrap();
+    assert_eq!(r.get(None).unwrap(), 42);
+    assert!(r.ready() && r.successful().unwrap());
+}
+
+fn map_keeps_order_with_any_chunksize(m: StartMethod) {
+    let p = pool(m, 3);
+    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+    assert_eq!(p.map(sqr, 0..1000u64).unwrap(), want);
+    for chunk in [1, 7, 100, 5000] {
+        assert_eq!(p.map_chunked(sqr, 0..1000u64, Some(chunk)).unwrap(), want, "{chunk}");
+    }
+    assert_eq!(p.map(sqr, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+}
+
+fn starmap_unpacks_tuples(m: StartMethod) {
+    let p = pool(m, 2);
+    let items: Vec<(u64, u64)> = (0..20).map(|i| (i, 2 * i)).collect();
+    assert_eq!(p.starmap(add, items).unwrap(), (0..20).map(|i| 3 * i).collect::<Vec<u64>>());
+}
+
+fn map_async_and_callbacks(m: StartMethod) {
+    let p = pool(m, 2);
+    let got = Arc::new(Mutex::new(None));
+    let g = got.clone();
+    let r = p
+        .map_async_with(
+            Func::new(sqr),
+            0..10u64,
+            None,
+            Some(move |v: Vec<u64>| *g.lock().unwrap() = Some(v)),
+            None::<fn(PoolError)>,
+        )
+        .unwrap();
+    assert_eq!(r.get(None).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(got.lock().unwrap().as_ref().map(Vec::len), Some(10), "callback ran in the parent");
+    let err = Arc::new(Mutex::new(None));
+    let e = err.clone();
+    let r = p
+        .apply_func(
+            Func::new(panics_on_odd),
+            3,
+            None::<fn(u64)>,
+            Some(move |x: PoolError| *e.lock().unwrap() = Some(x)),
+        )
+        .unwrap();
+    assert!(r.wait(None).unwrap());
+    assert_eq!(*err.lock().unwrap(), Some(PoolError::TaskPanicked("odd 3".into())));
+    assert!(!r.successful().unwrap());
+}
+
+fn imap_is_ordered_and_lazy(m: StartMethod) {
+    let p = pool(m, 2);
+    let got: Vec<u64> = p.imap(sqr, 0..200u64).unwrap().map(Result::unwrap).collect();
+    assert_eq!(got, (0..200).map(|x| x * x).collect::<Vec<_>>());
+    // An endless input: only what is needed is taken.
+    let mut it = p.imap(sqr, 0u64..).unwrap();
+    for i in 0..50u64 {
+        assert_eq!(it.next().unwrap().unwrap(), i * i);
+    }
+    let mut chunked = p.imap_func(Func::new(sqr), 0..100u64, 9, true).unwrap();
+    assert_eq!(chunked.next_timeout(None).unwrap().unwrap().unwrap(), 0);
+    assert_eq!(chunked.count(), 99);
+}
+
+fn imap_unordered_gives_each_once(m: StartMethod) {
+    let p = pool(m, 2);
+    let items: Vec<u64> = (0..20).map(|i| (i * 7) % 5 * 20).collect();
+    let mut got: Vec<u64> =
+        p.imap_unordered(sleep_ms, items.clone()).unwrap().map(Result::unwrap).collect();
+    got.sort_unstable();
+    let mut want = items;
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+
+fn async_timeout_and_successful(m: StartMethod) {
+    let p = pool(m, 1);
+    let r = p.apply_async(sleep_ms, 800).unwrap();
+    assert_eq!(r.get(Some(Duration::from_millis(50))), Err(PoolError::Timeout));
+    assert_eq!(r.successful(), Err(PoolError::NotReady));
+    assert!(!r.ready());
+    assert_eq!(r.get(None).unwrap(), 800);
+    assert!(r.successful().unwrap());
+    let mut it = p.imap(sleep_ms, vec![800u64]).unwrap();
+    assert!(matches!(it.next_timeout(Some(Duration::from_millis(50))), Err(PoolError::Timeout)));
+    assert_eq!(it.next_timeout(None).unwrap().unwrap().unwrap(), 800);
+}
+
+fn a_panic_is_that_tasks_error(m: StartMethod) {
+    let p = pool(m, 2);
+    let before = p.pids();
+    let each =
+        p.map_async(Func::new(panics_on_odd), 0..10u64, Some(3)).unwrap().get_each(None).unwrap();
+    for (i, r) in each.iter().enumerate() {
+        if i % 2 == 1 {
+            assert_eq!(r, &Err(PoolError::TaskPanicked(format!("odd {i}"))));
+        } else {
+            assert_eq!(r, &Ok(i as u64));
+        }
+    }
+    assert_eq!(p.map(panics_on_odd, 0..4u64), Err(PoolError::TaskPanicked("odd 1".into())));
+    assert_eq!(p.pids(), before, "workers live on after a panic");
+}
+
+fn entries_run_by_name(m: StartMethod) {
+    let p = pool(m, 2);
+    let r = p.map_async(Func::<u64, u64>::entry(TRIPLE), 0..5u64, None).unwrap();
+    assert_eq!(r.get(None).unwrap(), vec![0, 3, 6, 9, 12]);
+    let e = p.apply_func(
+        Func::<u64, u64>::entry("pool.missing"),
+        1,
+        None::<fn(u64)>,
+        None::<fn(PoolError)>,
+    );
+    assert!(matches!(e, Err(PoolError::UnknownEntry(name)) if name == "pool.missing"));
+}
+
+fn maxtasksperchild_recycles_workers(m: StartMethod) {
+    // CPython: the pids of the workers change, the results do not.
+    let p = Pool::builder().processes(2).start_method(m).maxtasksperchild(5).build().unwrap();
+    let first = p.pids();
+    let r = p.map_chunked(sqr, 0..100u64, Some(2)).unwrap();
+    assert_eq!(r, (0..100).map(|x| x * x).collect::<Vec<_>>());
+    let seen: std::collections::BTreeSet<i32> =
+        p.map_chunked(pid_of, vec![(); 40], Some(1)).unwrap().into_iter().collect();
+    assert!(seen.iter().all(|pid| !first.iter().any(|f| f.as_raw() == *pid)));
+    assert!(seen.len() >= 4, "40 tasks at 5 per worker need new workers: {seen:?}");
+    p.close().unwrap();
+    p.join().unwrap();
+    assert!(first.iter().all(|pid| !alive(pid.as_raw())));
+}
+
+fn set_marker(v: u64) {
+    MARK.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn read_marker(_: ()) -> u64 {
+    MARK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn initializer_runs_in_every_worker(m: StartMethod) {
+    let p =
+        Pool::builder().processes(2).start_method(m).initializer(set_marker, 77).build().unwrap();
+    assert_eq!(p.map_chunked(read_marker, vec![(); 8], Some(1)).unwrap(), vec![77; 8]);
+    let bad =
+        Pool::builder().processes(1).start_method(m).initializer(|_: u8| panic!("no"), 0u8).build();
+    assert!(matches!(bad.err(), Some(PoolError::InitializerFailed(msg)) if msg == "no"));
+}
+
+fn a_killed_worker_is_replaced(m: StartMethod) {
+    let p = pool(m, 2);
+    let r = p.apply_async(sleep_ms, 1500).unwrap();
+    // Whichever worker got it: kill both once it has started.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = p.pids();
+    let victim = before[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.as_raw()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The pool goes on: the task (retried if it was the victim's) and new ones complete.
+    assert_eq!(r.get(None).unwrap(), 1500);
+    assert_eq!(p.map(sqr, 0..50u64).unwrap(), (0..50).map(|x| x * x).collect::<Vec<_>>());
+    let after = p.pids();
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&victim), "the dead worker was replaced");
+    assert!(eventually(Duration::from_secs(5), || !alive(victim.as_raw())), "and reaped");
+}
+
+fn a_task_that_always_dies_fails_alone(m: StartMethod) {
+    let p = Pool::builder().processes(2).start_method(m).retries(2).build().unwrap();
+    let each =
+        p.map_async(Func::new(dies_on_13), 0..30u64, Some(1)).unwrap().get_each(None).unwrap();
+    for (i, r) in each.iter().enumerate() {
+        match i {
+            13 => assert!(
+                matches!(
+                    r,
+                    Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(9), .. })
+                ),
+                "{r:?}"
+            ),
+            14 => assert!(
+                matches!(
+                    r,
+                    Err(PoolError::WorkerDied { attempts: 3, exitcode: ExitCode::Signaled(6), .. })
+                ),
+                "{r:?}"
+            ),
+            _ => assert_eq!(r, &Ok((i * i) as u64)),
+        }
+    }
+    assert_eq!(p.pids().len(), 2);
+}
+
+fn only_unfinished_items_rerun(m: StartMethod) {
+    // One chunk: items before 13 are reported as they finish, then 13 kills the worker.
+    let p = Pool::builder()
+        .processes(1)
+        .start_method(m)
+        .retries(0)
+        .task_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let each =
+        p.map_async(Func::new(dies_on_13), 10..16u64, Some(6)).unwrap().get_each(None).unwrap();
+    assert_eq!(each[0..3], [Ok(100), Ok(121), Ok(144)]);
+    assert!(matches!(each[3], Err(PoolError::WorkerDied { attempts: 1, .. })));
+    assert!(matches!(each[4], Err(PoolError::WorkerDied { attempts: 1, .. })));
+    assert_eq!(each[5], Ok(225));
+}
+
+fn task_timeout_kills_and_replaces(m: StartMethod) {
+    let limit = if emulated() { 3000 } else { 500 };
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .task_timeout(Duration::from_millis(limit))
+        .build()
+        .unwrap();
+    let pids = p.pids();
+    let each = p
+        .map_async(Func::new(sleep_ms), vec![1, 60_000, 2, 3], Some(1))
+        .unwrap()
+        .get_each(None)
+        .unwrap();
+    assert_eq!(each[0], Ok(1));
+    assert!(matches!(each[1], Err(PoolError::TaskTimedOut { .. })), "{:?}", each[1]);
+    assert_eq!(each[2..], [Ok(2), Ok(3)]);
+    assert_eq!(p.pids().len(), 2);
+    assert_ne!(p.pids(), pids);
+}
+
+fn terminate_reaps_every_worker(m: StartMethod) {
+    let p = pool(m, 3);
+    let r = p.map_async(Func::new(sleep_ms), vec![5000u64; 6], Some(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pids = p.pids();
+    let start = Instant::now();
+    p.terminate().unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(if emulated() { 10 } else { 1 }), "{took:?}");
+    for pid in &pids {
+        assert!(crate::common::stat(pid.as_raw()).is_none(), "{pid} is gone, no zombie");
+    }
+    assert_eq!(r.get(None), Err(PoolError::Terminated));
+    assert!(matches!(p.apply_async(sqr, 1), Err(PoolError::NotRunning)));
+    p.join().unwrap();
+    // Drop terminates too.
+    let q = pool(m, 2);
+    let pids = q.pids();
+    let _pending = q.apply_async(sleep_ms, 5000).unwrap();
+    drop(q);
+    assert!(pids.iter().all(|pid| crate::common::stat(pid.as_raw()).is_none()));
+}
+
+fn close_and_join_rules(m: StartMethod) {
+    let p = pool(m, 2);
+    assert_eq!(p.join(), Err(PoolError::StillRunning), "join before close");
+    let r = p.map_async(Func::new(sleep_ms), vec![100u64; 4], None).unwrap();
+    p.close().unwrap();
+    assert!(matches!(p.apply_async(sqr, 1), Err(PoolError::NotRunning)));
+    assert!(matches!(p.map(sqr, 0..3u64), Err(PoolError::NotRunning)));
+    p.join().unwrap();
+    assert_eq!(
+        r.get(Some(Duration::ZERO)).unwrap(),
+        vec![100; 4],
+        "work submitted before close is done"
+    );
+    assert!(p.pids().is_empty());
+}
+
+fn executor_futures(m: StartMethod) {
+    let mut ex = Executor::builder().max_workers(2).pool(|b| b.start_method(m)).build().unwrap();
+    let fs: Vec<_> = [600u64, 10, 300].iter().map(|&ms| ex.submit(sleep_ms, ms).unwrap()).collect();
+    let order: Vec<usize> = as_completed(&fs, None).map(Result::unwrap).collect();
+    assert_eq!(order.len(), 3);
+    assert_eq!(order[0], 1);
+    assert!(fs.iter().all(|f| f.done()));
+    assert_eq!(fs[0].result(None).unwrap(), 600);
+    let slow = ex.submit(sleep_ms, 1500).unwrap();
+    let fast = ex.submit(sqr, 3).unwrap();
+    let both = [slow, fast];
+    let (done, not_done) = wait(&both, ReturnWhen::FirstCompleted, None).unwrap();
+    assert_eq!((done, not_done), (vec![1], vec![0]));
+    assert_eq!(both[1].result(None).unwrap(), 9);
+    assert_eq!(both[0].result(Some(Duration::from_millis(10))), Err(PoolError::Timeout));
+    let (done, _) = wait(&both, ReturnWhen::AllCompleted, None).unwrap();
+    assert_eq!(done, vec![0, 1]);
+    let bad = [ex.submit(panics_on_odd, 1).unwrap(), ex.submit(sleep_ms, 2000).unwrap()];
+    let (done, not_done) = wait(&bad, ReturnWhen::FirstException, None).unwrap();
+    assert_eq!((done, not_done), (vec![0], vec![1]));
+    assert_eq!(bad[0].exception(None).unwrap(), Some(PoolError::TaskPanicked("odd 1".into())));
+    assert_eq!(bad[1].exception(None).unwrap(), None);
+    let got: Vec<u64> = ex.map(sqr, 0..10u64).unwrap().map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
+    // Cancel what has not started: two long ones occupy the workers, the third waits.
+    let busy: Vec<_> = (0..2).map(|_| ex.submit(sleep_ms, 400).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut waiting: Vec<_> = Vec::new();
+    for _ in 0..40 {
+        waiting.push(ex.submit(sleep_ms, 400).unwrap());
+    }
+    assert!(waiting.last().unwrap().cancel());
+    assert!(waiting.last().unwrap().cancelled());
+    assert_eq!(waiting.last().unwrap().result(None), Err(PoolError::Cancelled));
+    ex.shutdown(true, true).unwrap();
+    assert!(busy.iter().all(|f| f.result(None) == Ok(400)));
+    assert!(waiting.iter().any(|f| f.cancelled()));
+    assert!(matches!(ex.submit(sqr, 1), Err(PoolError::NotRunning)));
+}
+
+fn bad_input_is_a_typed_error() {
+    assert!(matches!(Pool::new(0), Err(PoolError::NoProcesses)));
+    assert!(matches!(Executor::new(0), Err(PoolError::NoProcesses)));
+    let n = 7u64;
+    for m in [StartMethod::Spawn, StartMethod::Forkserver] {
+        let p = pool(m, 1);
+        assert_eq!(p.apply(move |x: u64| x + n, 1), Err(PoolError::ClosureNeedsFork { method: m }));
+        assert_eq!(p.apply(|x: u64| x + 1, 1), Ok(2), "a closure without state travels");
+    }
+    let p = Pool::new(2).unwrap();
+    assert_eq!(p.processes(), 2);
+    assert!(Pool::builder().build().unwrap().processes() == pifork::cpu_count());
+}
+
+fn closures_with_state() {
+    let p = pool(StartMethod::Fork, 2);
+    let old = p.pids();
+    let offset = 1000u64;
+    let table: Vec<u64> = (0..10).map(|i| i * 11).collect();
+    let got = p.map(move |i: u64| table[i as usize] + offset, 0..10u64).unwrap();
+    assert_eq!(got, (0..10).map(|i| i * 11 + 1000).collect::<Vec<_>>());
+    assert!(p.pids().iter().all(|pid| !old.contains(pid)), "workers forked after the closure");
+    let s = String::from("captured");
+    assert_eq!(p.apply(move |(): ()| s.clone(), ()).unwrap(), "captured");
+}
+
+fn parent_killed_takes_the_workers_along() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ORPHAN_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let pids: Vec<i32> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "{line:?}");
+    assert!(pids.iter().all(|&p| alive(p)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(eventually(Duration::from_secs(10), || pids.iter().all(|&p| !alive(p))));
+}
