@@ -23,7 +23,7 @@
 //!
 //! # Functions, under every start method
 //! A task's function is a `fn(T) -> R` item or a closure that captures nothing (`T`, `R`:
-//! [`Message`]): it travels as the distance of its monomorphized trampoline from an anchor
+//! [`Message`](crate::message::Message)): it travels as the distance of its monomorphized trampoline from an anchor
 //! function of the library. Workers run the parent's own executable (fork: the same image;
 //! spawn and forkserver: `/proc/self/exe`), and a worker checks at its start that its
 //! executable file is the parent's (device, inode, size, modification time), else the pool
