@@ -1,9 +1,13 @@
 //! The entry registry of a program outside the appliance: it registers one entry ("x") and
-//! sees only that one and the library's no-op, whatever the start method reports the unknown
-//! name. Its own `main` (no harness): a spawned child must find the same registrations.
+//! sees only that one and the library's own (the no-op, and on Linux the pool's worker),
+//! whatever the start method reports the unknown name. Its own `main` (no harness): a spawned child must find the same registrations.
 
 use pifork::{Error, Process, StartMethod};
 
+#[cfg(target_os = "linux")]
+const EXPECTED: &str =
+    "no entry point named \"nope\" is registered (registered: pifork.noop, pifork.pool.worker, x)";
+#[cfg(not(target_os = "linux"))]
 const EXPECTED: &str = "no entry point named \"nope\" is registered (registered: pifork.noop, x)";
 
 fn main() {
