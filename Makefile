@@ -11,7 +11,8 @@
 #   make install / deploy HOST=user@host / deb    see mk/service.mk
 #   make bench          kernel, start methods, scaling; then pifork against CPython,
 #                       the start+join round trips over 7 separate runs, and what the
-#                       service pays to save a finished chunk
+#                       service pays to save a finished chunk; then the library's Pool, Queue
+#                       and locks beside CPython's multiprocessing (make bench-toolkit)
 #   make build-aarch64  static aarch64 binary for the Pi (see mk/aarch64.mk for the rest)
 #   make mca            the kernel's predicted speed on the Pi 4's Cortex-A72 (llvm-mca)
 #   make man            doc/pifork.1 from the program's --help (a test checks it is current)
@@ -24,7 +25,7 @@ STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build setup-static run check test test-host check-tools fmt-check clippy layers bench man clean
+.PHONY: all build setup-static run check test test-host check-tools fmt-check clippy layers bench bench-toolkit man clean
 
 all: build
 
@@ -81,9 +82,19 @@ test-host: setup-static
 
 test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit lint-deb test-system test-mpi
 
-# pifork's own figures, then the CPython reference programs in the same session.
+# pifork's own figures, then the CPython reference programs in the same session; then the
+# library's process toolkit, each figure beside CPython's multiprocessing in the same run.
 bench: build
 	python3 bench/report.py --pifork $(RELEASE)
+	$(MAKE) --no-print-directory bench-toolkit
+
+# The Pool (map at chunk size 1 and auto, against CPython's Pool.map and std threads; the
+# apply_async round trip; a worker's death), the Queue (8-byte items, 64 KiB items), and the
+# locks, Condition, Barrier and a shared Value (crates/pifork/examples/*_bench.rs).
+bench-toolkit:
+	$(CARGO) run --release -q -p pifork --example pool_bench
+	$(CARGO) run --release -q -p pifork --example queue_bench
+	$(CARGO) run --release -q -p pifork --example sync_bench -- --python
 
 man:
 	$(CARGO) build
