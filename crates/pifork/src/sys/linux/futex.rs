@@ -14,7 +14,9 @@ use nix::errno::Errno;
 /// the word again in every case.
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<(), Errno> {
     let ts = timeout.map(|d| libc::timespec {
-        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Clamped to 68 years, which fits a 32-bit `time_t` too (the type is named by
+        // inference: musl's libc marks the `time_t` alias deprecated).
+        tv_sec: d.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: d.subsec_nanos() as _,
     });
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
