@@ -5,7 +5,7 @@
 //! (`From<OwnedFd>`), or claimed in a child by the number its parent handed down
 //! ([`Connection::from_inherited`]).
 //!
-//! ```
+//! ```standalone_crate
 //! let (parent, child) = pifork::connection::pipe::<String>()?;
 //! parent.send(&"ping".to_string())?;
 //! assert_eq!(child.recv()?.as_deref(), Some("ping"));

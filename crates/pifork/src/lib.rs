@@ -154,7 +154,7 @@ mod derive_refusals {
     /// struct Holds(std::time::Duration);
     /// ```
     /// while the same shapes with `Message` fields compile:
-    /// ```
+    /// ```standalone_crate
     /// #[derive(pifork::Message)]
     /// #[repr(C)]
     /// struct Plain {

@@ -4,7 +4,7 @@
 //! `/dev/shm` that any process may [`attach`](SharedMemory::attach) to by name until their
 //! owner [`unlink`](SharedMemory::unlink)s them.
 //!
-//! ```
+//! ```standalone_crate
 //! use pifork::SharedMemory;
 //!
 //! let shm = SharedMemory::new(4096)?;
@@ -358,7 +358,7 @@ impl Kind {
 /// `multiprocessing.shared_memory.SharedMemory`). Anonymous ([`new`](Self::new)) or named
 /// ([`create`](Self::create), [`attach`](Self::attach)). A clone is the same segment.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::SharedMemory;
 /// # let name = format!("pifork-doc-{}", std::process::id());
 /// let owner = SharedMemory::create(&name, 16)?;

@@ -222,7 +222,7 @@ macro_rules! descriptor_impls {
 /// One number in shared memory, without a lock (CPython's `RawValue`). A clone is the same
 /// value.
 ///
-/// ```
+/// ```standalone_crate
 /// let hits = pifork::RawValue::new(0u32)?;
 /// hits.set(hits.get() + 1);
 /// assert_eq!(hits.get(), 1);
@@ -259,7 +259,7 @@ impl<T: Shareable> RawValue<T> {
 /// One number in shared memory with a recursive lock (CPython's `Value(typecode, x)`, whose
 /// `lock=True` default makes an `RLock`). A clone is the same value and lock.
 ///
-/// ```
+/// ```standalone_crate
 /// let counter = pifork::Value::new(0i64)?;
 /// {
 ///     let _held = counter.get_lock().lock();
@@ -309,7 +309,7 @@ impl<T: Shareable> Value<T> {
 /// A fixed number of numbers in shared memory, without a lock (CPython's `RawArray`). A clone
 /// is the same array.
 ///
-/// ```
+/// ```standalone_crate
 /// let a = pifork::RawArray::new(&[1.5f64, 2.5])?;
 /// a.set(1, 4.0)?;
 /// assert_eq!(a.to_vec(), [1.5, 4.0]);
@@ -324,7 +324,7 @@ pub struct RawArray<T> {
 /// A fixed number of numbers in shared memory with a recursive lock (CPython's
 /// `Array(typecode, init)`). A clone is the same array and lock.
 ///
-/// ```
+/// ```standalone_crate
 /// let partial = pifork::Array::<f64>::zeroed(4)?;
 /// {
 ///     let _held = partial.get_lock().lock();

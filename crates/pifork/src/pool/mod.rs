@@ -3,7 +3,7 @@
 //! worker processes that the pool survives: a worker that dies is reaped at once (its pidfd
 //! sentinel), replaced, and its task retried.
 //!
-//! ```
+//! ```standalone_crate
 //! use pifork::pool::Pool;
 //!
 //! fn square(x: u64) -> u64 {

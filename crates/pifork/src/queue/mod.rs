@@ -121,7 +121,7 @@ const SIMPLE: u8 = 2;
 /// A queue shared by processes (CPython's `multiprocessing.Queue`): items of type `T`, first
 /// in first out, any number of producers and consumers. A clone is the same queue.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::queue::{GetError, PutError, Queue};
 /// use std::time::Duration;
 ///
@@ -324,7 +324,7 @@ impl<T> AsRawFd for Queue<T> {
 /// `put` adds one, every [`task_done`](Self::task_done) takes one away, and
 /// [`join`](Self::join) waits until none is left. Every method of [`Queue`] applies.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::queue::{JoinableQueue, TaskDoneError};
 ///
 /// let q = JoinableQueue::<u32>::new()?;
@@ -425,7 +425,7 @@ impl<T> AsRawFd for JoinableQueue<T> {
 /// The plainest queue (CPython's `multiprocessing.SimpleQueue`): `put`, `get`, `empty` and
 /// `close`, no limit on items (but its [`DEFAULT_RING`] bytes). A clone is the same queue.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::queue::SimpleQueue;
 ///
 /// let q = SimpleQueue::<String>::new()?;

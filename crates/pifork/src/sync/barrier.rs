@@ -68,7 +68,7 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// timeout (which then breaks the barrier, as in CPython), or forever without one. Give a
 /// timeout when a party may die.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::Barrier;
 /// use std::time::Duration;
 ///

@@ -91,7 +91,7 @@ pub enum ConditionLock {
 /// holds the lock: the lock's next acquirer recovers it (see [the module](crate::sync)),
 /// waiters taking the lock back included.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::Condition;
 /// use std::time::Duration;
 ///

@@ -13,7 +13,7 @@ use crate::sys;
 /// is the same event. Setting it publishes what the setter wrote before (release ordering) to
 /// whoever sees it set (acquire ordering).
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::Event;
 /// use std::time::Duration;
 ///

@@ -20,7 +20,7 @@ use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 /// acquirer takes it over within about 20 ms of noticing, and is told
 /// ([`Acquired::Recovered`]; see [the module](crate::sync) for what it may find).
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::{Acquired, Lock};
 ///
 /// let lock = Lock::new()?;

@@ -22,7 +22,7 @@ use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 /// An owner that dies holding it (at any depth) does not leave it locked: the next acquirer
 /// takes it over with a depth of one and is told ([`Acquired::Recovered`]).
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::RLock;
 ///
 /// let lock = RLock::new()?;

@@ -51,7 +51,7 @@ pub const SEM_VALUE_MAX: u32 = i32::MAX as u32;
 /// another released), build it with [`Semaphore::counter`], which records no holders and gives
 /// nothing back.
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::Semaphore;
 ///
 /// let sem = Semaphore::new(2)?;
@@ -75,7 +75,7 @@ pub struct Semaphore {
 /// [`ReleaseError::OverReleased`], CPython's `ValueError`. Everything else is a
 /// [`Semaphore`]'s (it derefs to one).
 ///
-/// ```
+/// ```standalone_crate
 /// use pifork::sync::{BoundedSemaphore, ReleaseError};
 ///
 /// let sem = BoundedSemaphore::new(1)?;
