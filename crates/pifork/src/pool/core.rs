@@ -10,7 +10,7 @@ use nix::poll::{PollFd, PollFlags};
 
 use super::error::{PoolError, PoolResult};
 use super::func::{self, FuncRef};
-use super::worker::{self, Reply, Request};
+use super::worker::{self, Request};
 use crate::fdtable::Tracked;
 use crate::message::{self, Message};
 use crate::process::Process;
@@ -560,17 +560,18 @@ impl Inner {
                     let Some(pos) = pick else { continue };
                     let chunk = self.queue.remove(pos).expect("position is in the queue");
                     let job = &self.jobs[&chunk.job];
-                    let tasks: Vec<(u64, Vec<u8>)> = chunk
-                        .items
-                        .iter()
-                        .map(|&i| {
-                            (
-                                (chunk.job << 32) | u64::from(i),
-                                job.args[i as usize].clone().unwrap_or_default(),
-                            )
-                        })
-                        .collect();
-                    worker::push_frame(&mut w.outbuf, &(0u8, job.func.clone(), tasks));
+                    // A `Request` `(0, function, [(id, args)])`, written straight from the
+                    // job's arguments (they stay there for a retry).
+                    let out = &mut w.outbuf;
+                    let start = worker::begin_frame(out);
+                    out.push(0);
+                    job.func.encode(out);
+                    (chunk.items.len() as u64).encode(out);
+                    for &i in &chunk.items {
+                        ((chunk.job << 32) | u64::from(i)).encode(out);
+                        worker::push_bytes(out, job.args[i as usize].as_deref().unwrap_or(&[]));
+                    }
+                    worker::end_frame(out, start);
                     if w.sent.is_empty() {
                         w.since = now();
                     }
@@ -634,10 +635,11 @@ impl Inner {
         }
         let buf = std::mem::take(&mut self.workers[i].inbuf);
         let mut pos = 0;
+        let t = now();
         while let Some(body) = worker::next_frame(&buf, &mut pos) {
-            match message::from_bytes::<Reply>(body) {
-                Ok(reply) => self.on_reply(i, reply),
-                Err(_) => self.workers[i].eof = true,
+            match worker::parse_reply(body) {
+                Some(reply) => self.on_reply(i, reply, t),
+                None => self.workers[i].eof = true,
             }
         }
         let mut buf = buf;
@@ -645,20 +647,20 @@ impl Inner {
         self.workers[i].inbuf = buf;
     }
 
-    fn on_reply(&mut self, i: usize, (tag, id, status, payload): Reply) {
+    /// One reply, read at `t`.
+    fn on_reply(&mut self, i: usize, (tag, id, status, payload): (u8, u64, u8, &[u8]), t: Instant) {
         match tag {
             worker::TAG_READY => self.workers[i].ready = true,
             worker::TAG_FAILED => {
                 self.broken = Some(if status == 0 {
                     PoolError::ExecutableMismatch
                 } else {
-                    PoolError::InitializerFailed(String::from_utf8_lossy(&payload).into_owned())
+                    PoolError::InitializerFailed(String::from_utf8_lossy(payload).into_owned())
                 });
             }
             _ => {
                 let (job, idx) = (id >> 32, (id & 0xffff_ffff) as u32);
                 let w = &mut self.workers[i];
-                let t = now();
                 let took = t.saturating_duration_since(w.since);
                 w.since = t;
                 self.item_time = (self.item_time * 7 + took) / 8;
@@ -679,11 +681,11 @@ impl Inner {
                     w.sent.pop_front();
                 }
                 let outcome = match status {
-                    worker::STATUS_VALUE => Ok(payload),
+                    worker::STATUS_VALUE => Ok(payload.to_vec()),
                     worker::STATUS_PANIC => {
-                        Err(PoolError::TaskPanicked(String::from_utf8_lossy(&payload).into_owned()))
+                        Err(PoolError::TaskPanicked(String::from_utf8_lossy(payload).into_owned()))
                     }
-                    _ => Err(PoolError::TaskFailed(String::from_utf8_lossy(&payload).into_owned())),
+                    _ => Err(PoolError::TaskFailed(String::from_utf8_lossy(payload).into_owned())),
                 };
                 self.record(job, idx, outcome);
             }

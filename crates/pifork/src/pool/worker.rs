@@ -14,7 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use nix::errno::Errno;
 
 use super::func::{self, EntryRunner, FuncRef};
-use crate::message::{self, Message};
+use crate::message::Message;
 use crate::sys;
 
 /// The name of the worker's entry point.
@@ -40,19 +40,71 @@ pub(crate) type ExeId = (u64, u64, u64, i64);
 /// What a worker is started with.
 pub(crate) type WorkerArgs = (i32, ExeId, Option<(FuncRef, Vec<u8>)>, u64, bool);
 
-/// One frame from the worker.
-pub(crate) type Reply = (u8, u64, u8, Vec<u8>);
-
 /// One frame to the worker.
 pub(crate) type Request = (u8, FuncRef, Vec<(u64, Vec<u8>)>);
 
 /// Appends `value` as one frame to `out`.
 pub(crate) fn push_frame<M: Message>(out: &mut Vec<u8>, value: &M) {
+    let start = begin_frame(out);
+    value.encode(out);
+    end_frame(out, start);
+}
+
+/// Starts a frame in `out` (its length comes at [`end_frame`]); where it starts.
+pub(crate) fn begin_frame(out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    value.encode(out);
+    start
+}
+
+/// Ends the frame begun at `start`: writes its length.
+pub(crate) fn end_frame(out: &mut [u8], start: usize) {
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Appends a byte string as [`Message`] encodes a `Vec<u8>` (a u64 length, the bytes), in
+/// one copy.
+pub(crate) fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Takes a u64 from the front of `input`.
+pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
+    let (head, tail) = input.split_first_chunk::<8>()?;
+    *input = tail;
+    Some(u64::from_le_bytes(*head))
+}
+
+/// Takes a byte string (as [`push_bytes`] wrote it) from the front of `input`, borrowed.
+pub(crate) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(take_u64(input)?).ok()?;
+    if input.len() < len {
+        return None;
+    }
+    let (head, tail) = input.split_at(len);
+    *input = tail;
+    Some(head)
+}
+
+/// One reply's fields, the payload borrowed from the frame (a frame is `(u8, u64, u8, Vec<u8>)` as [`Message`]
+/// encodes it).
+pub(crate) fn parse_reply(body: &[u8]) -> Option<(u8, u64, u8, &[u8])> {
+    let (&tag, mut rest) = body.split_first()?;
+    let id = take_u64(&mut rest)?;
+    let (&status, mut rest) = rest.split_first()?;
+    let payload = take_bytes(&mut rest)?;
+    rest.is_empty().then_some((tag, id, status, payload))
+}
+
+/// A request's head: its tag, function, number of tasks and the encoded tasks, borrowed
+/// (the wire form of [`Request`]).
+fn parse_request(body: &[u8]) -> Option<(u8, FuncRef, u64, &[u8])> {
+    let (&tag, mut rest) = body.split_first()?;
+    let f = FuncRef::decode(&mut rest).ok()?;
+    let n = take_u64(&mut rest)?;
+    Some((tag, f, n, rest))
 }
 
 /// The next whole frame's body in `buf` from `*pos`, advancing it.
@@ -101,6 +153,36 @@ fn run_one(f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) -> (u8, Vec<u8>) {
     }
 }
 
+/// Runs one task, appending its result frame (`(TAG_RESULT, id, status, payload)`, in
+/// [`parse_reply`]'s form) to `out`: the function encodes its value straight into the frame.
+fn run_into(out: &mut Vec<u8>, id: u64, f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) {
+    let start = begin_frame(out);
+    out.push(TAG_RESULT);
+    out.extend_from_slice(&id.to_le_bytes());
+    let status_at = out.len();
+    out.push(STATUS_VALUE);
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    let body = out.len();
+    let status = match catch_unwind(AssertUnwindSafe(|| func::call(f, args, out, entry))) {
+        Ok(Ok(())) => STATUS_VALUE,
+        Ok(Err(reason)) => {
+            out.truncate(body);
+            out.extend_from_slice(reason.as_bytes());
+            STATUS_FAILED
+        }
+        Err(payload) => {
+            out.truncate(body);
+            out.extend_from_slice(panic_text(payload).as_bytes());
+            STATUS_PANIC
+        }
+    };
+    out[status_at] = status;
+    let len = (out.len() - body) as u64;
+    out[len_at..body].copy_from_slice(&len.to_le_bytes());
+    end_frame(out, start);
+}
+
 /// The worker's loop (the body of its entry point); `entry` runs registered entries by name.
 pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     let (fd, exe, init, max_tasks, flush_each) = args;
@@ -135,16 +217,19 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     loop {
         let mut pos = 0;
         while let Some(body) = next_frame(&inbuf, &mut pos) {
-            let Ok((tag, f, tasks)) = message::from_bytes::<Request>(body) else {
+            let Some((tag, f, n, mut tasks)) = parse_request(body) else {
                 return;
             };
             if tag != 0 {
                 write_all(sock, &mut out);
                 return;
             }
-            for (id, a) in &tasks {
-                let (status, payload) = run_one(&f, a, entry);
-                push_frame(&mut out, &(TAG_RESULT, *id, status, payload));
+            for _ in 0..n {
+                let (Some(id), Some(a)) = (take_u64(&mut tasks), take_bytes(&mut tasks)) else {
+                    write_all(sock, &mut out);
+                    return;
+                };
+                run_into(&mut out, id, &f, a, entry);
                 if (flush_each || out.len() > 1 << 16) && !write_all(sock, &mut out) {
                     return;
                 }
