@@ -307,18 +307,7 @@ impl Pool {
             Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
                 let all: PoolResult<Vec<R>> =
                     results.iter().map(|r| decode::<R>(r.as_ref().expect("complete"))).collect();
-                Box::new(move || match all {
-                    Ok(v) => {
-                        if let Some(cb) = callback {
-                            cb(v)
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(cb) = error_callback {
-                            cb(e)
-                        }
-                    }
-                }) as Callback
+                callbacks(all, callback, error_callback)
             }) as OnDone)
         } else {
             None
@@ -366,18 +355,7 @@ impl Pool {
         let on_done = if callback.is_some() || error_callback.is_some() {
             Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
                 let one = decode::<R>(results[0].as_ref().expect("complete"));
-                Box::new(move || match one {
-                    Ok(v) => {
-                        if let Some(cb) = callback {
-                            cb(v)
-                        }
-                    }
-                    Err(e) => {
-                        if let Some(cb) = error_callback {
-                            cb(e)
-                        }
-                    }
-                }) as Callback
+                callbacks(one, callback, error_callback)
             }) as OnDone)
         } else {
             None
@@ -675,4 +653,25 @@ impl<R: Message> Iterator for IMap<R> {
             Err(e) => Some(Err(e)),
         }
     }
+}
+
+/// The callback a finished job runs in this process: `callback` with its value, or
+/// `error_callback` with its error (either may be absent).
+fn callbacks<V: 'static>(
+    outcome: PoolResult<V>,
+    callback: Option<impl FnOnce(V) + 'static>,
+    error_callback: Option<impl FnOnce(PoolError) + 'static>,
+) -> Callback {
+    Box::new(move || match outcome {
+        Ok(v) => {
+            if let Some(cb) = callback {
+                cb(v)
+            }
+        }
+        Err(e) => {
+            if let Some(cb) = error_callback {
+                cb(e)
+            }
+        }
+    })
 }

@@ -173,18 +173,7 @@ pub(crate) fn holder_died(pid: u32, owner: u64, me: &Me) -> bool {
 /// holder slots, which hold stamps only). An unknown start time on either side: the pid alone
 /// decides, as in [`holder_died`].
 pub(crate) fn stamp_died(owner: u64, me: &Me) -> bool {
-    let pid = (owner >> START_BITS) as u32;
-    if pid == 0 {
-        return false;
-    }
-    if pid == me.pid {
-        return reused(owner, pid, me.start);
-    }
-    match liveness(pid) {
-        Liveness::Gone | Liveness::Zombie => true,
-        Liveness::Alive { start } => reused(owner, pid, start),
-        Liveness::Unknown => false,
-    }
+    holder_died((owner >> START_BITS) as u32, owner, me)
 }
 
 #[cfg(test)]
