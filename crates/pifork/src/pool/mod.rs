@@ -23,17 +23,19 @@
 //!
 //! # Functions, under every start method
 //! A task's function is a `fn(T) -> R` item or a closure that captures nothing (`T`, `R`:
-//! [`Message`](crate::message::Message)): it travels as the distance of its monomorphized trampoline from an anchor
-//! function of the library. Workers run the parent's own executable (fork: the same image;
-//! spawn and forkserver: `/proc/self/exe`), and a worker checks at its start that its
-//! executable file is the parent's (device, inode, size, modification time), else the pool
-//! fails with [`PoolError::ExecutableMismatch`]; so the distance names the same function in
-//! the worker. Such a function has a zero-sized type without drop glue: its only value is made
-//! from nothing there (the one `unsafe` conversion of each lives in `sys`). No registration is
-//! needed. A closure that captures state is kept in a table in the parent; only a worker
-//! forked after it was added has it, so the pool retires idle older workers and forks fresh
-//! ones for it; under spawn and forkserver it is [`PoolError::ClosureNeedsFork`]. Registered
-//! entries run by name ([`Func::entry`]).
+//! [`Message`](crate::message::Message)): it travels as the distance of its monomorphized
+//! trampoline from an anchor function of the library. Workers run the parent's own executable
+//! (fork: the same image; spawn and forkserver: `/proc/self/exe`), and a worker checks at its
+//! start that its executable file is the parent's (device, inode, size, modification time),
+//! else the pool fails with [`PoolError::ExecutableMismatch`]; so the distance names the same
+//! function in the worker. Such a function has a zero-sized type without drop glue: its only
+//! value is made from nothing there (the one `unsafe` conversion of each lives in `sys`). No
+//! registration is needed. A closure that captures only zero-sized values (a marker or a token
+//! type) counts as capturing nothing: every worker then holds its own copy of that token, so a
+//! token meant to exist once must not be captured. A closure that captures state is kept in a
+//! table in the parent; only a worker forked after it was added has it, so the pool retires
+//! idle older workers and forks fresh ones for it; under spawn and forkserver it is
+//! [`PoolError::ClosureNeedsFork`]. Registered entries run by name ([`Func::entry`]).
 //!
 //! # Who drives the pool
 //! No thread is left running in the parent (the fork start method refuses a multi-threaded
