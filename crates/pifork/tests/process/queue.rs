@@ -377,12 +377,26 @@ fn jitter(max_ms: u64) -> Duration {
 /// round kills inside it about one time in three).
 const KILL_ROUNDS: u32 = 40;
 
+/// Random kills land inside the queue's lock only now and then: past [`KILL_ROUNDS`], rounds
+/// go on until one did or this much time has gone by (an emulator is far slower).
+fn kill_budget() -> Duration {
+    Duration::from_secs(if emulated() { 150 } else { 30 })
+}
+
+/// Whether another kill round is due: the first [`KILL_ROUNDS`] always, then until the lock
+/// was recovered once or the budget is spent.
+fn another_round(round: u32, recoveries: u64, started: std::time::Instant) -> bool {
+    round < KILL_ROUNDS || (recoveries == 0 && started.elapsed() < kill_budget())
+}
+
 // A producer SIGKILLed at random while it copies large items (often inside the lock): the
 // queue holds exactly items 0..k, each whole, and works on; some rounds recover the lock.
 fn a_killed_producer(m: StartMethod) {
     const LEN: usize = 256 << 10;
     let q = Queue::<Item>::new().unwrap();
-    for _ in 0..KILL_ROUNDS {
+    let (started, mut round) = (std::time::Instant::now(), 0);
+    while another_round(round, q.recoveries(), started) {
+        round += 1;
         let ready = Event::new().unwrap();
         let fds = [q.as_raw_fd(), ready.as_raw_fd()];
         let mut p: Process<()> = child(PRODUCE, &(fds[0], fds[1], LEN as u64, 200u32), m, &fds);
@@ -412,7 +426,9 @@ fn a_killed_consumer(m: StartMethod) {
     const ITEMS: u32 = 200;
     let q = Queue::<Item>::new().unwrap();
     let (mut redelivered, mut lost) = (0, 0);
-    for _ in 0..KILL_ROUNDS {
+    let (started, mut round) = (std::time::Instant::now(), 0);
+    while another_round(round, q.recoveries(), started) {
+        round += 1;
         for i in 0..ITEMS {
             q.put(&item(i, LEN)).unwrap();
         }
