@@ -37,7 +37,7 @@ mod command_line {
     };
     use pifork_pi::service::state::check_job;
     use pifork_pi::service::status::{self, Status, published_json, published_text};
-    use pifork_pi::{bench, engine, info, kernel, logging, progress, race, service, suite};
+    use pifork_pi::{bench, engine, info, kernel, logging, progress, race, service, suite, via};
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
     use crate::args::{self, Command};
@@ -92,9 +92,15 @@ mod command_line {
         let mut job = engine::PiJob::new(a.terms, pi_workers(a.workers, a.terms)?);
         job.pin = !a.no_pin;
         job.start = a.start;
-        let line = progress::show("pi", a.json);
-        let report = Interrupts::catch()?.run(|cancel| engine::run(&job, cancel))?;
-        drop(line);
+        // The library's ways show no progress and stop on a signal's default action.
+        let report = if a.via == via::Via::Pipe {
+            let line = progress::show("pi", a.json);
+            let report = Interrupts::catch()?.run(|cancel| engine::run(&job, cancel))?;
+            drop(line);
+            report
+        } else {
+            via::run(&job, a.via, None)?
+        };
         emit_report(a.json, || pi_json(&report, a.correct), || pi_text(&report, a.correct))
     }
 
