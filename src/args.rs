@@ -161,6 +161,10 @@ pub(crate) struct BenchArgs {
     /// only compare the start+join round trip of the three start methods
     #[argh(switch)]
     pub(crate) start_methods: bool,
+    /// only compare the ways of `pifork pi --via` on the same job: --terms on --max-workers
+    /// workers, the median of --repeat runs each
+    #[argh(switch)]
+    pub(crate) sharing: bool,
     /// only measure what saving a finished chunk of the service's state costs, at 10^3, 10^4
     /// and 10^5 chunks
     #[argh(switch)]

@@ -754,3 +754,20 @@ fn via_bogus_is_one_line_and_exit_2() {
     assert!(err.contains("--via") && err.contains("bogus"), "{err}");
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn via_bench_sharing_times_every_way_on_the_same_bits() {
+    let args = ["bench", "--sharing", "--terms", "5e6", "--max-workers", "2", "--repeat", "3"];
+    let o = run(&[&args[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for via in ["pipe", "pool", "queue", "shared"] {
+        assert!(out.contains(&format!("{{\"via\":\"{via}\",\"wall_ms\":")), "{via}: {out}");
+    }
+    assert_eq!(out.matches("\"same_bits\":true").count(), 4, "{out}");
+    let text = stdout(&run(&args));
+    assert_eq!(text.lines().count(), 6, "{text}");
+    let o = run(&["bench", "--sharing", "--start-methods"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+}
