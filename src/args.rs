@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use argh::FromArgs;
 use pifork::StartMethod;
 use pifork_pi::cli::{self, Failure, Parsed, parse_count};
+use pifork_pi::via::Via;
 
 /// Parses `pifork`'s arguments, as the OS gave them (the program name first).
 pub(crate) fn parse(raw: impl IntoIterator<Item = OsString>) -> Result<Parsed<Cli>, Failure> {
@@ -108,6 +109,10 @@ pub(crate) struct PiArgs {
     /// start method of the workers: fork (default), spawn or forkserver
     #[argh(option, default = "StartMethod::Fork")]
     pub(crate) start: StartMethod,
+    /// how workers share the job: pipe (default: the engine, results over each worker's
+    /// pipe), pool, queue or shared
+    #[argh(option, default = "Via::Pipe")]
+    pub(crate) via: Via,
 }
 
 /// Start workers with different amounts of work; report the first to finish, stop the rest.
@@ -156,6 +161,10 @@ pub(crate) struct BenchArgs {
     /// only compare the start+join round trip of the three start methods
     #[argh(switch)]
     pub(crate) start_methods: bool,
+    /// only compare the ways of `pifork pi --via` on the same job: --terms on --max-workers
+    /// workers, the median of --repeat runs each
+    #[argh(switch)]
+    pub(crate) sharing: bool,
     /// only measure what saving a finished chunk of the service's state costs, at 10^3, 10^4
     /// and 10^5 chunks
     #[argh(switch)]

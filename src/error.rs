@@ -75,6 +75,8 @@ pub enum Error {
         /// Why the last try failed.
         last: Box<Error>,
     },
+    /// One of the library's ways of sharing out a job failed (`pifork pi --via`).
+    Via(super::via::ViaError),
 }
 
 /// Result alias for the appliance.
@@ -96,6 +98,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Process(e) => e.fmt(f),
+            Error::Via(e) => e.fmt(f),
             Error::WorkerDied { worker, pid, exitcode, panic } => {
                 write!(f, "worker {} died with exit code {exitcode}", Worker(*worker, *pid))?;
                 match panic {
@@ -144,6 +147,7 @@ impl std::error::Error for Error {
             Error::State(e) => Some(e),
             Error::ServiceFailed { last, .. } => Some(last.as_ref()),
             Error::Os { source, .. } => Some(source),
+            Error::Via(e) => Some(e),
             Error::WorkerDied { .. }
             | Error::WorkerStuck { .. }
             | Error::MeasurementFailed { .. }

@@ -43,6 +43,7 @@ pub mod race;
 pub mod report;
 pub mod service;
 pub mod suite;
+pub mod via;
 
 pub use error::{Error, Result};
 
@@ -52,4 +53,5 @@ pub use error::{Error, Result};
 pub fn register_entries() {
     pool::register_entries();
     race::register_entries();
+    via::register_entries();
 }

@@ -33,11 +33,12 @@ mod command_line {
     };
     use pifork_pi::report::{
         bench_json, bench_text, pi_json, pi_text, race_json, race_text, round_trips_json,
-        round_trips_text, state_saving_json, state_saving_text, status_json, status_text,
+        round_trips_text, sharing_json, sharing_text, state_saving_json, state_saving_text,
+        status_json, status_text,
     };
     use pifork_pi::service::state::check_job;
     use pifork_pi::service::status::{self, Status, published_json, published_text};
-    use pifork_pi::{bench, engine, info, kernel, logging, progress, race, service, suite};
+    use pifork_pi::{bench, engine, info, kernel, logging, progress, race, service, suite, via};
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
     use crate::args::{self, Command};
@@ -92,9 +93,15 @@ mod command_line {
         let mut job = engine::PiJob::new(a.terms, pi_workers(a.workers, a.terms)?);
         job.pin = !a.no_pin;
         job.start = a.start;
-        let line = progress::show("pi", a.json);
-        let report = Interrupts::catch()?.run(|cancel| engine::run(&job, cancel))?;
-        drop(line);
+        // The library's ways show no progress and stop on a signal's default action.
+        let report = if a.via == via::Via::Pipe {
+            let line = progress::show("pi", a.json);
+            let report = Interrupts::catch()?.run(|cancel| engine::run(&job, cancel))?;
+            drop(line);
+            report
+        } else {
+            via::run(&job, a.via, None)?
+        };
         emit_report(a.json, || pi_json(&report, a.correct), || pi_text(&report, a.correct))
     }
 
@@ -111,6 +118,22 @@ mod command_line {
         let max_workers = worker_count(a.max_workers, None)?;
         if a.repeat == 0 || a.repeat > 1000 {
             return Err(Failure::Usage("--repeat must be between 1 and 1000".into()));
+        }
+        if a.sharing {
+            if a.start_methods || a.state_saving {
+                return Err(Failure::Usage(
+                    "--sharing, --start-methods and --state-saving are three benchmarks: give one"
+                        .into(),
+                ));
+            }
+            let mut job = engine::PiJob::new(a.terms, pi_workers(a.max_workers, a.terms)?);
+            job.start = a.start;
+            let rows = bench::sharing(&job, a.repeat as usize)?;
+            return emit_report(
+                a.json,
+                || sharing_json(&rows, a.terms, job.workers),
+                || sharing_text(&rows, a.terms, job.workers),
+            );
         }
         if let Some(dir) = cli::saving_dir(a.state_saving, a.start_methods, a.state_dir)? {
             let saving = bench::state_saving(&dir, &bench::SAVING_CHUNKS)?;

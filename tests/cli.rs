@@ -716,3 +716,58 @@ fn the_man_page_is_the_help_of_this_build() {
         assert!(page.contains(section), "{section} missing");
     }
 }
+
+/// `pifork pi ARGS --json` under `--via via` (none: the default) and `--start start`: its
+/// estimate's bits and its terms.
+fn pi_bits_via(via: Option<&str>, start: &str, terms: &str) -> (u64, u64) {
+    let mut args = vec!["pi", "--terms", terms, "--workers", "2", "--json", "--start", start];
+    if let Some(via) = via {
+        args.extend(["--via", via]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    let out = stdout(&o);
+    let estimate: f64 = json_field(&out, "estimate").parse().unwrap();
+    (estimate.to_bits(), json_field(&out, "terms").parse().unwrap())
+}
+
+#[test]
+fn via_every_way_gives_the_default_bits_under_every_start_method() {
+    // 1e6 terms are one chunk; 5e6 are five, shared unevenly between the two workers.
+    for terms in ["1e6", "5e6"] {
+        for start in ["fork", "spawn", "forkserver"] {
+            let default = pi_bits_via(None, start, terms);
+            assert_eq!(default.1, if terms == "1e6" { 1_000_000 } else { 5_000_000 });
+            for via in ["pipe", "pool", "queue", "shared"] {
+                assert_eq!(pi_bits_via(Some(via), start, terms), default, "{via} {start} {terms}");
+            }
+        }
+    }
+}
+
+#[test]
+fn via_bogus_is_one_line_and_exit_2() {
+    let o = run(&["pi", "--terms", "1e6", "--via", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--via") && err.contains("bogus"), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn via_bench_sharing_times_every_way_on_the_same_bits() {
+    let args = ["bench", "--sharing", "--terms", "5e6", "--max-workers", "2", "--repeat", "3"];
+    let o = run(&[&args[..], &["--json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for via in ["pipe", "pool", "queue", "shared"] {
+        assert!(out.contains(&format!("{{\"via\":\"{via}\",\"wall_ms\":")), "{via}: {out}");
+    }
+    assert_eq!(out.matches("\"same_bits\":true").count(), 4, "{out}");
+    let text = stdout(&run(&args));
+    assert_eq!(text.lines().count(), 6, "{text}");
+    let o = run(&["bench", "--sharing", "--start-methods"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+}

@@ -20,6 +20,7 @@ mod bare_fork;
 mod kernel;
 mod round_trip;
 mod scaling;
+mod sharing;
 mod state;
 mod stats;
 
@@ -29,6 +30,7 @@ use crate::error::{Error, Result};
 pub use kernel::{FAST_FACTOR, KernelFigures, division_loop, kernel_figures};
 pub use round_trip::{RoundTrips, round_trip, round_trips};
 pub use scaling::{ScalingRow, capacity, scaling, scaling_warnings, threads_pi};
+pub use sharing::{SharingRow, sharing};
 pub use state::{FLAT_WITHIN, SAVING_CHUNKS, SavingRow, StateSaving, state_saving};
 pub use stats::{NOISY_SPREAD, Timing, median, time_median};
 

@@ -148,7 +148,8 @@ impl Failure {
                 | Error::Os { .. }
                 | Error::TooManyWorkers { .. }
                 | Error::State(_)
-                | Error::ServiceFailed { .. },
+                | Error::ServiceFailed { .. }
+                | Error::Via(_),
             ) => FAILED,
         }
     }

@@ -20,6 +20,7 @@ mod info;
 pub mod json;
 mod pi;
 mod race;
+mod sharing;
 mod status;
 
 pub use bench::{
@@ -31,6 +32,7 @@ pub use info::{format_cpu_list, info_json, info_text};
 pub use json::string as json_string;
 pub use pi::{pi_json, pi_text};
 pub use race::{race_json, race_text};
+pub use sharing::{sharing_json, sharing_text};
 pub use status::{status_json, status_text};
 
 /// `d` in milliseconds, as the reports show durations.
