@@ -1,10 +1,11 @@
 //! The pool's front: [`Pool`], its builder, and the handles of submitted work.
 
 use std::cell::{RefCell, RefMut};
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::core::{Callback, Config, Inner, OnDone, State, decode};
+use super::core::{Callback, Config, Inner, OnDone, State, Watch, decode};
 use super::error::{PoolError, PoolResult};
 use super::func::{self, Func};
 use crate::message::{self, Message};
@@ -68,6 +69,7 @@ pub struct PoolBuilder {
     pin: bool,
     retries: u32,
     timeout: Option<Duration>,
+    prefetch: usize,
 }
 
 impl PoolBuilder {
@@ -125,8 +127,31 @@ impl PoolBuilder {
         self
     }
 
+    /// Tasks each worker holds at once even when tasks are long (default 1), so that a worker
+    /// never waits for the parent between them: the next is already in its pipe. Short tasks
+    /// are sent several at a time anyway.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n.max(1);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> PoolResult<Pool> {
+        self.start(None)
+    }
+
+    /// Starts the workers, asking `check` whenever `fd` is readable meanwhile (a signal's
+    /// self-pipe): `true` gives up with [`PoolError::Interrupted`], the workers started so far
+    /// killed and reaped. Starting thousands of workers takes seconds; this keeps it stoppable.
+    pub fn build_watching(
+        self,
+        fd: BorrowedFd<'_>,
+        check: &mut dyn FnMut() -> bool,
+    ) -> PoolResult<Pool> {
+        self.start(Some((fd, check)))
+    }
+
+    fn start(self, watch: Option<Watch<'_, '_>>) -> PoolResult<Pool> {
         let processes = self.processes.unwrap_or_else(crate::process::cpu_count);
         if processes == 0 {
             return Err(PoolError::NoProcesses);
@@ -165,8 +190,9 @@ impl PoolBuilder {
             pin: self.pin,
             retries: self.retries,
             timeout: self.timeout,
+            prefetch: self.prefetch,
         };
-        Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg)?)) })
+        Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg, watch)?)) })
     }
 }
 
@@ -198,6 +224,7 @@ impl Pool {
             pin: false,
             retries: 1,
             timeout: None,
+            prefetch: 1,
         }
     }
 
@@ -216,7 +243,14 @@ impl Pool {
         lock(&self.shared).pids()
     }
 
-    fn submit<T: Message, R: Message>(
+    /// Kills worker `pid` (SIGKILL): the pool reaps and replaces it and settles its tasks as
+    /// for any death (retried, or [`PoolError::WorkerDied`]). False if no worker has that pid.
+    /// For a caller's own policy on a worker it judges stuck.
+    pub fn kill_worker(&self, pid: Pid) -> bool {
+        lock(&self.shared).kill_worker(pid)
+    }
+
+    pub(crate) fn submit<T: Message, R: Message>(
         &self,
         f: &Func<T, R>,
         items: Vec<Vec<u8>>,

@@ -2,7 +2,7 @@
 //! workers, hand out chunks, read results, notice deaths (the pidfd sentinels) and timeouts.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -28,6 +28,8 @@ pub(crate) struct Config {
     pub pin: bool,
     pub retries: u32,
     pub timeout: Option<Duration>,
+    /// Tasks a worker holds at once, however long they take (at least 1).
+    pub prefetch: usize,
 }
 
 /// Where the pool is in its life.
@@ -54,6 +56,8 @@ struct Worker {
     outbuf: Vec<u8>,
     sent: VecDeque<Chunk>,
     sent_count: u64,
+    /// The CPU it is pinned to.
+    cpu: Option<usize>,
     generation: u64,
     since: Instant,
     ready: bool,
@@ -108,6 +112,9 @@ pub(crate) struct Inner {
     item_time: Duration,
 }
 
+/// A descriptor to watch while a pool starts, and what to ask when it is readable.
+pub(crate) type Watch<'a, 'b> = (BorrowedFd<'a>, &'b mut dyn FnMut() -> bool);
+
 /// A task that has run this long is long: its worker gets no more work queued behind it.
 const BUSY: Duration = Duration::from_micros(200);
 
@@ -116,8 +123,10 @@ fn now() -> Instant {
 }
 
 impl Inner {
-    /// A pool with its workers started and ready.
-    pub fn start(cfg: Config) -> PoolResult<Inner> {
+    /// A pool with its workers started and ready. With `watch`, its `check` is asked whenever
+    /// its descriptor is readable while they start: `true` gives up ([`PoolError::Interrupted`],
+    /// the workers started so far killed and reaped).
+    pub fn start(cfg: Config, mut watch: Option<Watch<'_, '_>>) -> PoolResult<Inner> {
         let mut inner = Inner {
             cfg,
             state: State::Running,
@@ -130,17 +139,69 @@ impl Inner {
             callbacks: Vec::new(),
             item_time: Duration::ZERO,
         };
+        let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
+            if !extra.is_empty() && !inner.poll_extra(&extra, 0).is_empty() {
+                inner.check_watch(&mut watch)?;
+            }
             inner.start_worker()?;
         }
         while inner.workers.iter().any(|w| !w.ready) {
-            inner.step(None)?;
+            if !inner.step_with(None, &extra)?.is_empty() {
+                inner.check_watch(&mut watch)?;
+            }
             if let Some(e) = inner.broken.clone() {
                 inner.terminate();
                 return Err(e);
             }
         }
         Ok(inner)
+    }
+
+    /// Asks the start's watch whether to give up; if so, ends the workers started so far.
+    fn check_watch(&mut self, watch: &mut Option<Watch<'_, '_>>) -> PoolResult<()> {
+        if let Some((_, check)) = watch
+            && check()
+        {
+            self.terminate();
+            return Err(PoolError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Which of `extra` are readable within `timeout_ms` (-1: as long as it takes).
+    fn poll_extra(&self, extra: &[BorrowedFd<'_>], timeout_ms: i32) -> Vec<usize> {
+        let mut fds: Vec<PollFd<'_>> =
+            extra.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        if sys::poll(&mut fds, timeout_ms).is_err() {
+            return Vec::new();
+        }
+        fds.iter()
+            .enumerate()
+            .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The tasks of job `id` that a worker is running now: (item, the worker's pid, since
+    /// when). A worker runs what it was sent in order, so its oldest unfinished item is the one.
+    pub fn running(&self, id: u64) -> Vec<(u32, Pid, Instant)> {
+        self.workers
+            .iter()
+            .filter_map(|w| {
+                let c = w.sent.front()?;
+                (c.job == id).then(|| c.items.front().map(|&i| (i, w.pid, w.since)))?
+            })
+            .collect()
+    }
+
+    /// Kills worker `pid` (SIGKILL); the loop reaps and replaces it, and settles its tasks as
+    /// for any death. False if no worker has that pid.
+    pub fn kill_worker(&mut self, pid: Pid) -> bool {
+        match self.workers.iter_mut().find(|w| w.pid == pid) {
+            Some(w) => w.process.kill().is_ok(),
+            None => false,
+        }
     }
 
     /// The number of worker processes.
@@ -177,8 +238,14 @@ impl Inner {
             .start_method(self.cfg.method)
             .inherit_fds([theirs.as_raw_fd()]);
         let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
+        let mut pinned = None;
         if self.cfg.pin && !cpus.is_empty() {
-            process = process.cpus([cpus[index % cpus.len()]]);
+            // The CPU fewest staying workers are on: a replacement takes its predecessor's.
+            let on =
+                |c: usize| self.workers.iter().filter(|w| !w.retiring && w.cpu == Some(c)).count();
+            let cpu = cpus.iter().copied().min_by_key(|&c| on(c)).unwrap_or(cpus[0]);
+            pinned = Some(cpu);
+            process = process.cpus([cpu]);
         } else if self.cfg.cpus.is_some() {
             process = process.cpus(cpus);
         }
@@ -195,6 +262,7 @@ impl Inner {
             outbuf: Vec::new(),
             sent: VecDeque::new(),
             sent_count: 0,
+            cpu: pinned,
             generation,
             since: now(),
             ready: false,
@@ -418,8 +486,18 @@ impl Inner {
     /// One turn of the loop: start what is missing, hand out work, wait (until `deadline` at
     /// the latest) for the workers, and take in what they did.
     pub fn step(&mut self, deadline: Option<Instant>) -> PoolResult<()> {
+        self.step_with(deadline, &[]).map(|_| ())
+    }
+
+    /// [`step`](Self::step), also waiting on the caller's `extra` descriptors: which of them
+    /// are readable.
+    pub fn step_with(
+        &mut self,
+        deadline: Option<Instant>,
+        extra: &[BorrowedFd<'_>],
+    ) -> PoolResult<Vec<usize>> {
         if self.state == State::Terminated {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.maintain()?;
         self.dispatch();
@@ -434,13 +512,16 @@ impl Inner {
             (a, b) => a.or(b),
         };
         if self.workers.is_empty() {
+            if !extra.is_empty() {
+                return Ok(self.poll_extra(extra, remaining_ms(wake).unwrap_or(-1)));
+            }
             if let Some(d) = wake {
                 std::thread::sleep(d.saturating_duration_since(now()));
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         let events = {
-            let mut fds = Vec::with_capacity(self.workers.len() * 2);
+            let mut fds = Vec::with_capacity(self.workers.len() * 2 + extra.len());
             for w in &self.workers {
                 let mut flags = PollFlags::POLLIN;
                 if !w.outbuf.is_empty() {
@@ -449,6 +530,7 @@ impl Inner {
                 fds.push(PollFd::new(w.sock.as_fd(), flags));
                 fds.push(PollFd::new(w.process.sentinel()?, PollFlags::POLLIN));
             }
+            fds.extend(extra.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
             let timeout = remaining_ms(wake).unwrap_or(-1);
             match sys::poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
@@ -458,6 +540,9 @@ impl Inner {
                 .map(|p| p.revents().unwrap_or(PollFlags::empty()))
                 .collect::<Vec<PollFlags>>()
         };
+        let base = 2 * self.workers.len();
+        let ready: Vec<usize> =
+            (0..extra.len()).filter(|&j| !events[base + j].is_empty()).collect();
         let mut exited = Vec::new();
         for i in 0..self.workers.len() {
             let sock = events[2 * i];
@@ -497,7 +582,7 @@ impl Inner {
             // Replacements start at once, not at the next call.
             self.maintain()?;
         }
-        Ok(())
+        Ok(ready)
     }
 
     /// Starts workers up to the pool's size (while there is, or may be, work).
@@ -524,7 +609,9 @@ impl Inner {
         let live = self.workers.iter().filter(|w| w.ready && !w.retiring).count().max(1);
         // Short tasks go out several at a time (fewer system calls); long ones one at a time,
         // so that an idle worker never waits behind a busy one.
+        let prefetch = self.cfg.prefetch.max(1);
         let depth = if self.item_time > BUSY { 1 } else { (self.queue.len() / live).min(31) + 1 };
+        let depth = depth.max(prefetch);
         let mut needs_newer: Option<u64> = None;
         // A task to run alone waits at the front: let the least busy worker run dry for it.
         let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
@@ -544,7 +631,7 @@ impl Inner {
                 if drain == Some(i) && !w.sent.is_empty() {
                     continue;
                 }
-                if round > 0 && now().saturating_duration_since(w.since) > BUSY {
+                if round >= prefetch && now().saturating_duration_since(w.since) > BUSY {
                     // Its task has run a while: more would wait behind it.
                     continue;
                 }
@@ -707,6 +794,8 @@ impl Inner {
         {
             log::debug!("pool worker {} died before it was ready ({exitcode})", w.pid);
         }
+        // What was sent runs in order: the oldest chunk's first unfinished item was running.
+        let front = w.sent.front().map_or(0, |c| c.items.len());
         let mut items: Vec<(u64, u32, bool)> = Vec::new();
         for c in w.sent.drain(..) {
             items.extend(c.items.iter().map(|&idx| (c.job, idx, c.strict)));
@@ -717,7 +806,7 @@ impl Inner {
             let timeout = self.cfg.timeout.unwrap_or_default();
             self.record(job, idx, Err(PoolError::TaskTimedOut { pid: w.pid, timeout }));
             self.requeue(rest, false);
-        } else if strict || items.len() == 1 {
+        } else if strict || front == 1 {
             let attempts = self.jobs.get_mut(&job).map(|j| {
                 j.attempts[idx as usize] += 1;
                 j.attempts[idx as usize]
@@ -733,8 +822,10 @@ impl Inner {
             }
             self.requeue(rest, false);
         } else {
-            // Which of them ran when it died is unknown: each runs alone next time.
-            self.requeue(&items, true);
+            // Which item of its oldest chunk ran when it died is unknown: each runs alone next
+            // time; the chunks behind it had not started.
+            self.requeue(&items[front..], false);
+            self.requeue(&items[..front], true);
         }
     }
 

@@ -56,6 +56,8 @@ pub enum PoolError {
     ExecutableMismatch,
     /// The initializer failed in a worker.
     InitializerFailed(String),
+    /// The start was given up, as its watch asked ([`PoolBuilder::build_watching`](super::PoolBuilder::build_watching)).
+    Interrupted,
     /// A worker could not be started, or the pool's pipes failed.
     Process(Error),
 }
@@ -82,6 +84,7 @@ impl fmt::Display for PoolError {
             PoolError::Timeout => f.write_str("timed out waiting for the result"),
             PoolError::NotReady => f.write_str("the result is not ready"),
             PoolError::Cancelled => f.write_str("the future was cancelled"),
+            PoolError::Interrupted => f.write_str("the pool's start was interrupted"),
             PoolError::ClosureNeedsFork { method } => write!(
                 f,
                 "a closure that captures state cannot travel to a {method} worker: use a plain \

@@ -52,15 +52,26 @@
 //! so only its unfinished items run again. A panic is [`PoolError::TaskPanicked`] and the worker
 //! lives on; a task past `task_timeout` has its worker killed and is
 //! [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the parent.
+//!
+//! # A caller's own policy
+//! [`Pool::tasks`] gives a completion queue ([`Tasks`]): tasks submitted one at a time, taken
+//! back as they finish with their index. Its [`Tasks::next_with`] also waits on the caller's
+//! descriptors (a signal's self-pipe), [`Tasks::running`] says which task runs on which worker
+//! since when, and [`Pool::kill_worker`] lets the caller end a worker it judges stuck (the
+//! pool settles its task as for any death). [`PoolBuilder::prefetch`] keeps the next task in
+//! a worker's pipe while it runs a long one; [`PoolBuilder::build_watching`] keeps the start of
+//! a large pool stoppable. A pinned worker's replacement runs on the CPU its predecessor had.
 
 mod api;
 mod core;
 mod error;
 mod func;
 mod futures;
+mod tasks;
 pub(crate) mod worker;
 
 pub use api::{AsyncResult, IMap, MapResult, Pool, PoolBuilder};
 pub use error::{PoolError, PoolResult};
 pub use func::Func;
 pub use futures::{AsCompleted, Executor, ExecutorBuilder, Future, ReturnWhen, as_completed, wait};
+pub use tasks::{Next, Running, Tasks};

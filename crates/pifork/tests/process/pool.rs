@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pifork::pool::{Executor, Func, Pool, PoolError, ReturnWhen, as_completed, wait};
+use pifork::pool::{Executor, Func, Next, Pool, PoolError, ReturnWhen, as_completed, wait};
 use pifork::{ExitCode, StartMethod};
 
 use crate::common::{Test, alive, emulated, eventually};
@@ -51,6 +51,12 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("terminate_reaps_every_worker", terminate_reaps_every_worker),
     Test::EachMethod("close_and_join_rules", close_and_join_rules),
     Test::EachMethod("executor_futures", executor_futures),
+    Test::EachMethod("tasks_come_back_in_finish_order", tasks_come_back_in_finish_order),
+    Test::EachMethod("tasks_tell_what_runs_and_a_kill_settles_it", tasks_running_and_kill),
+    Test::EachMethod("prefetched_tasks_survive_their_workers_death", prefetched_survive_death),
+    Test::Once("next_with_watches_the_callers_descriptors", next_with_watches_descriptors),
+    Test::Once("build_watching_can_give_up", build_watching_can_give_up),
+    Test::Once("a_pinned_replacement_takes_its_predecessors_cpu", pinned_replacement_keeps_cpu),
     Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
     Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
     Test::Once("parent_killed_takes_the_workers_along", parent_killed_takes_the_workers_along),
@@ -459,4 +465,175 @@ fn parent_killed_takes_the_workers_along() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(eventually(Duration::from_secs(10), || pids.iter().all(|&p| !alive(p))));
+}
+
+fn tasks_come_back_in_finish_order(m: StartMethod) {
+    let p = pool(m, 3);
+    let mut tasks = p.tasks(sleep_ms).unwrap();
+    let slow = if emulated() { 3000 } else { 600 };
+    for (i, ms) in [slow, 10, slow / 3].into_iter().enumerate() {
+        assert_eq!(tasks.submit(&ms).unwrap(), i);
+    }
+    assert_eq!(tasks.pending(), 3);
+    let mut order = Vec::new();
+    while let Some((i, r)) = tasks.next_timeout(None).unwrap() {
+        assert_eq!(r.unwrap(), [slow, 10, slow / 3][i]);
+        order.push(i);
+    }
+    assert_eq!(order, vec![1, 2, 0]);
+    assert_eq!(tasks.pending(), 0);
+    assert_eq!(tasks.next_timeout(Some(Duration::ZERO)).unwrap(), None, "nothing pending");
+    tasks.submit(&60_000).unwrap();
+    assert_eq!(tasks.next_timeout(Some(Duration::from_millis(50))), Err(PoolError::Timeout));
+    p.terminate().unwrap();
+    assert!(matches!(tasks.submit(&1), Err(PoolError::NotRunning)));
+}
+
+fn tasks_running_and_kill(m: StartMethod) {
+    let p = Pool::builder().processes(2).start_method(m).retries(0).build().unwrap();
+    let mut tasks = p.tasks(sleep_ms).unwrap();
+    let start = Instant::now();
+    tasks.submit(&60_000).unwrap();
+    assert!(eventually(Duration::from_secs(10), || tasks.running().len() == 1));
+    let running = tasks.running()[0];
+    assert_eq!(running.index, 0);
+    assert!(p.pids().contains(&running.pid));
+    assert!(running.since >= start);
+    assert!(!p.kill_worker(pifork::current_process().pid), "no such worker");
+    assert!(p.kill_worker(running.pid));
+    match tasks.next_timeout(Some(Duration::from_secs(30))).unwrap() {
+        Some((0, Err(PoolError::WorkerDied { pid, exitcode, attempts: 1 }))) => {
+            assert_eq!(pid, running.pid);
+            assert_eq!(exitcode, ExitCode::Signaled(9));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(tasks.running().is_empty());
+    assert_eq!(p.pids().len(), 2, "replaced");
+    assert!(!p.pids().contains(&running.pid));
+    tasks.submit(&5).unwrap();
+    assert!(matches!(tasks.next_timeout(None).unwrap(), Some((1, Ok(5)))));
+}
+
+fn prefetched_survive_death(m: StartMethod) {
+    // One worker holding two long tasks: killed on the first, the second (sent, not started)
+    // runs on its replacement, and only the first is charged.
+    let p = Pool::builder().processes(1).start_method(m).retries(0).prefetch(2).build().unwrap();
+    let mut tasks = p.tasks(sleep_ms).unwrap();
+    tasks.submit(&60_000).unwrap();
+    tasks.submit(&300).unwrap();
+    assert!(eventually(Duration::from_secs(10), || !tasks.running().is_empty()));
+    let running = tasks.running();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].index, 0);
+    assert!(p.kill_worker(running[0].pid));
+    let mut got = Vec::new();
+    while let Some((i, r)) = tasks.next_timeout(Some(Duration::from_secs(30))).unwrap() {
+        got.push((i, r));
+    }
+    assert!(matches!(got[0], (0, Err(PoolError::WorkerDied { attempts: 1, .. }))), "{got:?}");
+    assert_eq!(got[1], (1, Ok(300)));
+    assert_eq!(got.len(), 2);
+}
+
+fn next_with_watches_descriptors() {
+    let p =
+        Pool::builder().processes(1).start_method(StartMethod::Fork).retries(0).build().unwrap();
+    let mut tasks = p.tasks(sleep_ms).unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    use std::os::fd::AsFd;
+    // Nothing readable, nothing done: the timeout.
+    tasks.submit(&60_000).unwrap();
+    assert!(matches!(
+        tasks.next_with(&[r.as_fd()], Some(Duration::from_millis(50))),
+        Ok(Next::Timeout)
+    ));
+    nix::unistd::write(&w, b"x").unwrap();
+    match tasks.next_with(&[r.as_fd()], None) {
+        Ok(Next::Ready(ready)) => assert_eq!(ready, vec![0]),
+        other => panic!("{other:?}"),
+    }
+    // Level-triggered: still readable, reported again.
+    assert!(matches!(tasks.next_with(&[r.as_fd()], None), Ok(Next::Ready(_))));
+    let mut buf = [0u8; 1];
+    nix::unistd::read(&r, &mut buf).unwrap();
+    let running = tasks.running()[0];
+    p.kill_worker(running.pid);
+    // A finished task comes first, even with the descriptor readable again.
+    nix::unistd::write(&w, b"y").unwrap();
+    assert!(eventually(Duration::from_secs(10), || {
+        matches!(
+            tasks.next_with(&[r.as_fd()], Some(Duration::from_millis(100))),
+            Ok(Next::Done(0, Err(_)))
+        )
+    }));
+    assert!(matches!(tasks.next_with(&[], None), Ok(Next::Idle)));
+}
+
+fn build_watching_can_give_up() {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    use std::os::fd::AsFd;
+    let mut asked = 0;
+    let built = Pool::builder().processes(2).start_method(StartMethod::Fork).build_watching(
+        r.as_fd(),
+        &mut || {
+            asked += 1;
+            false
+        },
+    );
+    assert_eq!(built.unwrap().processes(), 2);
+    assert_eq!(asked, 0, "not asked while nothing is readable");
+    nix::unistd::write(&w, b"x").unwrap();
+    let mut asked = 0;
+    let built = Pool::builder().processes(3).start_method(StartMethod::Spawn).build_watching(
+        r.as_fd(),
+        &mut || {
+            asked += 1;
+            true
+        },
+    );
+    assert!(matches!(built, Err(PoolError::Interrupted)));
+    assert_eq!(asked, 1);
+    // The runner checks that no worker started meanwhile is left, running or zombie.
+}
+
+/// The CPUs process `pid` may run on, from `/proc`.
+fn allowed_cpus(pid: i32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+    line.split(':').nth(1).unwrap().trim().to_string()
+}
+
+fn pinned_replacement_keeps_cpu() {
+    let cpus = pifork::available_cpus();
+    if cpus.len() < 2 {
+        // With one CPU every worker is on it: nothing to tell apart.
+        return;
+    }
+    let set = [cpus[0], cpus[1]];
+    let p = Pool::builder()
+        .processes(3)
+        .start_method(StartMethod::Fork)
+        .cpus(set)
+        .pin(true)
+        .build()
+        .unwrap();
+    let on = |p: &Pool| -> Vec<String> {
+        let mut v: Vec<String> = p.pids().iter().map(|pid| allowed_cpus(pid.as_raw())).collect();
+        v.sort();
+        v
+    };
+    let first = set[0].to_string();
+    let second = set[1].to_string();
+    let mut want = vec![first.clone(), first.clone(), second];
+    want.sort();
+    assert_eq!(on(&p), want);
+    // Kill one of the two on the first CPU: its replacement goes there, not round the set.
+    let victim = *p.pids().iter().find(|pid| allowed_cpus(pid.as_raw()) == first).unwrap();
+    assert!(p.kill_worker(victim));
+    assert!(eventually(Duration::from_secs(10), || {
+        let _ = p.apply(sqr, 1);
+        !p.pids().contains(&victim) && p.pids().len() == 3
+    }));
+    assert_eq!(on(&p), want);
 }
