@@ -140,8 +140,8 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    /// Starts the pool the way `spec` says and gives every worker one chunk, then one more
-    /// queued behind it.
+    /// Starts the pool the way `spec` says and hands out [`DEPTH`] chunks per worker: one it
+    /// computes and one queued behind it.
     fn start(
         spec: &PoolSpec,
         plan: &'a [(u64, u64)],
@@ -171,25 +171,22 @@ impl<'a> Run<'a> {
             stuck,
             progress,
         };
-        for _ in 0..DEPTH {
-            for worker in 0..run.pool.len() {
-                run.hand_out(worker);
-            }
-        }
+        run.top_up()?;
         Ok(run)
     }
 
-    /// Gives worker `worker` the next chunk, or retires it when none is left.
-    fn hand_out(&mut self, worker: usize) {
-        let position =
-            self.redo.pop_front().or_else(|| (self.next < self.chunks.len()).then_some(self.next));
-        match position {
-            Some(k) => {
-                self.pool.assign(worker, k, self.plan[self.chunks[k]]);
-                self.next = self.next.max(k + 1);
-            }
-            None => self.pool.retire(worker),
+    /// Hands out chunks until [`DEPTH`] per worker are out, or none is left.
+    fn top_up(&mut self) -> Result<()> {
+        while self.pool.outstanding() < DEPTH * self.pool.len() {
+            let position = self
+                .redo
+                .pop_front()
+                .or_else(|| (self.next < self.chunks.len()).then_some(self.next));
+            let Some(k) = position else { break };
+            self.pool.assign(k, self.plan[self.chunks[k]])?;
+            self.next = self.next.max(k + 1);
         }
+        Ok(())
     }
 
     /// The interruption, if the cancel descriptor's signal arrived.
@@ -200,9 +197,9 @@ impl<'a> Run<'a> {
     /// Answers one event of the pool; an error ends the run.
     fn handle(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Reported { worker, chunk, sum } => {
+            Event::Reported { chunk, sum, .. } => {
                 self.sums[chunk] = Some(sum);
-                self.hand_out(worker);
+                self.top_up()?;
                 let (first, last) = self.plan[self.chunks[chunk]];
                 self.progress.chunks_done += 1;
                 self.progress.terms_done += last - first + 1;
@@ -217,6 +214,7 @@ impl<'a> Run<'a> {
                 }
                 self.redo_stuck(worker, &lost, error)?;
             }
+            Event::Failed { error, .. } => return Err(self.name_chunk(error)),
             Event::Late { worker, pid, chunk, waited, expected } => {
                 log::warn!("{}", describe_late(worker, pid, self.chunks[chunk], waited, expected));
             }
@@ -230,15 +228,28 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Worker `worker` ended holding `lost` for `error`: a stuck worker's chunks are redone on
-    /// a fresh one (each at most [`MAX_STUCK`] times); any other end fails the run.
-    fn redo_stuck(&mut self, worker: usize, lost: &[usize], error: Error) -> Result<()> {
-        let Error::WorkerStuck { pid, chunk, waited, expected, .. } = error else {
+    /// The pool names a chunk by its position in `chunks`: say its plan index instead, as the
+    /// late line does.
+    fn name_chunk(&self, error: Error) -> Error {
+        match error {
+            Error::WorkerStuck { worker, pid, chunk, waited, expected } => {
+                Error::WorkerStuck { worker, pid, chunk: self.chunks[chunk], waited, expected }
+            }
+            Error::ChunkPanicked { chunk, message } => {
+                Error::ChunkPanicked { chunk: self.chunks[chunk], message }
+            }
+            other => other,
+        }
+    }
+
+    /// Worker `worker` ended holding `lost` for `error`: a stuck worker's chunk is redone on
+    /// another (each at most [`MAX_STUCK`] times; the pool has replaced the worker); any other
+    /// end fails the run.
+    fn redo_stuck(&mut self, _worker: usize, lost: &[usize], error: Error) -> Result<()> {
+        let error = self.name_chunk(error);
+        if !matches!(error, Error::WorkerStuck { .. }) {
             return Err(error);
-        };
-        // The pool names a chunk by its position in `chunks`; say its plan index, as the late
-        // line does.
-        let error = Error::WorkerStuck { worker, pid, chunk: self.chunks[chunk], waited, expected };
+        }
         log::warn!("{error}; redoing its chunks on a new worker");
         for &k in lost.iter().rev() {
             self.stuck[k] += 1;
@@ -247,11 +258,7 @@ impl<'a> Run<'a> {
             }
             self.redo.push_front(k);
         }
-        self.pool.replace(worker)?;
-        for _ in 0..DEPTH {
-            self.hand_out(worker);
-        }
-        Ok(())
+        self.top_up()
     }
 }
 

@@ -77,6 +77,15 @@ pub enum Error {
     },
     /// One of the library's ways of sharing out a job failed (`pifork pi --via`).
     Via(super::via::ViaError),
+    /// The worker pool failed (it could not start its workers, or its pipes failed).
+    Pool(pifork::pool::PoolError),
+    /// A chunk's kernel panicked in its worker (which lives on).
+    ChunkPanicked {
+        /// The chunk.
+        chunk: usize,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 /// Result alias for the appliance.
@@ -99,6 +108,10 @@ impl fmt::Display for Error {
         match self {
             Error::Process(e) => e.fmt(f),
             Error::Via(e) => e.fmt(f),
+            Error::Pool(e) => write!(f, "worker pool: {e}"),
+            Error::ChunkPanicked { chunk, message } => {
+                write!(f, "chunk {chunk} panicked in its worker: {message}")
+            }
             Error::WorkerDied { worker, pid, exitcode, panic } => {
                 write!(f, "worker {} died with exit code {exitcode}", Worker(*worker, *pid))?;
                 match panic {
@@ -148,7 +161,9 @@ impl std::error::Error for Error {
             Error::ServiceFailed { last, .. } => Some(last.as_ref()),
             Error::Os { source, .. } => Some(source),
             Error::Via(e) => Some(e),
+            Error::Pool(e) => Some(e),
             Error::WorkerDied { .. }
+            | Error::ChunkPanicked { .. }
             | Error::WorkerStuck { .. }
             | Error::MeasurementFailed { .. }
             | Error::TooManyWorkers { .. }

@@ -47,11 +47,10 @@ pub mod via;
 
 pub use error::{Error, Result};
 
-/// Registers the appliance's entry points (the pool's worker and the race's runner). A program
-/// calls it at the top of `main`, before `main_guard`, so that spawned and forkserver children
-/// know them.
+/// Registers the appliance's entry points (the race's runner and the `--via` workers; the pi
+/// pool's task is a plain `fn`, which needs none). A program calls it at the top of `main`,
+/// before `main_guard`, so that spawned and forkserver children know them.
 pub fn register_entries() {
-    pool::register_entries();
     race::register_entries();
     via::register_entries();
 }

@@ -288,15 +288,14 @@ fn forced_pipe_backend_gives_the_same_bits() {
 }
 
 #[test]
-fn debug_log_shows_forks_pins_waits_and_reaps() {
+fn debug_log_shows_forks_pins_chunks_and_reaps() {
     let o = pifork()
         .args(["pi", "--terms", "3e6", "--workers", "2"])
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     let err = stderr(&o);
-    for needle in
-        ["forked worker-0", "pinned to cpus", "wait: ready [", "finished chunk", "reaped pid"]
+    for needle in ["forked PoolWorker-1", "pinned to cpus", "worker-0 finished chunk", "reaped pid"]
     {
         assert!(err.contains(needle), "missing {needle:?} in\n{err}");
     }

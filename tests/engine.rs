@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Test, cases};
-use pifork::{ExitCode, StartMethod};
+use pifork::StartMethod;
 use pifork_pi::engine::{self, PiJob};
 use pifork_pi::plan::{chunk_plan, combine};
 
@@ -67,11 +67,22 @@ fn engine_reports_a_panicking_worker() {
     let mut job = PiJob::new(4 << 20, 2);
     job.kernel = Some(faulty);
     match engine::run(&job, None) {
-        Err(pifork_pi::Error::WorkerDied { exitcode, panic, .. }) => {
-            assert_eq!(exitcode, ExitCode::Exited(1));
-            assert!(panic.unwrap().contains("is cursed"));
+        Err(pifork_pi::Error::ChunkPanicked { chunk, message }) => {
+            assert!(chunk > 0, "the first chunk starts at term 1: {chunk}");
+            assert!(message.contains("is cursed"), "{message}");
         }
-        other => panic!("expected a dead worker, got {other:?}"),
+        other => panic!("expected a panicked chunk, got {other:?}"),
+    }
+    // The kernel is a stand-in only the fork start method can carry.
+    for method in [StartMethod::Spawn, StartMethod::Forkserver] {
+        job.start = method;
+        assert!(
+            matches!(
+                engine::run(&job, None),
+                Err(pifork_pi::Error::Process(pifork::Error::NeedsEntry { .. }))
+            ),
+            "{method}"
+        );
     }
 }
 

@@ -149,7 +149,9 @@ impl Failure {
                 | Error::TooManyWorkers { .. }
                 | Error::State(_)
                 | Error::ServiceFailed { .. }
-                | Error::Via(_),
+                | Error::Via(_)
+                | Error::Pool(_)
+                | Error::ChunkPanicked { .. },
             ) => FAILED,
         }
     }

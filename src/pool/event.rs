@@ -36,14 +36,21 @@ pub enum Event {
         /// Its partial sum.
         sum: f64,
     },
-    /// Worker `worker` ended holding `lost` chunks (oldest first): it is reaped, and the slot
-    /// is empty until [`Pool::replace`](super::Pool::replace).
+    /// Worker `worker` ended holding `lost` chunks: it is reaped, and a replacement takes its
+    /// slot (the chunks queued behind the one it ran went to other workers).
     Ended {
         /// The worker's index.
         worker: usize,
         /// The chunks it held.
         lost: Vec<usize>,
         /// How it ended.
+        error: Error,
+    },
+    /// Chunk `chunk` failed in its worker, which lives on (its kernel panicked).
+    Failed {
+        /// The chunk's index.
+        chunk: usize,
+        /// What failed.
         error: Error,
     },
     /// The extra descriptor with this index was ready.

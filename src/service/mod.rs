@@ -261,11 +261,7 @@ impl Service<'_> {
             self.cfg.chunk,
             self.pending.len()
         );
-        for _ in 0..DEPTH {
-            for worker in 0..pool.len() {
-                self.hand_out(&mut pool, worker);
-            }
-        }
+        self.top_up(&mut pool)?;
         self.pool = Some(pool);
         Ok(None)
     }
@@ -274,7 +270,7 @@ impl Service<'_> {
     /// `Some` if the service ends with it (`--exit-when-done`).
     fn announce_done(&mut self) -> Option<Stopped> {
         if let Some(pool) = self.pool.take() {
-            pool.wind_down(Duration::from_secs(2));
+            pool.wind_down();
         }
         let result = self.state.estimate().unwrap_or(f64::NAN);
         log::info!(
@@ -371,10 +367,10 @@ impl Service<'_> {
                         return stopped.map(Some);
                     }
                 }
-                Event::Reported { worker, chunk, sum } => {
+                Event::Reported { chunk, sum, .. } => {
                     self.record(chunk as u64, sum)?;
                     *recorded = true;
-                    self.with_pool(|s, pool| s.hand_out(pool, worker));
+                    self.with_pool(|s, pool| s.top_up(pool)).transpose()?;
                 }
                 Event::Ended { worker, lost, error } => {
                     // A signal sent to the whole process group (Ctrl-C, `systemctl kill`) also
@@ -384,6 +380,7 @@ impl Service<'_> {
                     }
                     self.restart(worker, lost, error)?;
                 }
+                Event::Failed { chunk, error } => self.retry(&[chunk], error)?,
                 Event::Late { worker, pid, chunk, waited, expected } => log::warn!(
                     "pifork serve: {}",
                     describe_late(worker, pid, chunk, waited, expected)
@@ -413,17 +410,28 @@ impl Service<'_> {
         Some(out)
     }
 
-    /// Gives worker `worker` the next pending chunk, if any.
-    fn hand_out(&mut self, pool: &mut Pool, worker: usize) {
-        if let Some(chunk) = self.pending.pop_front() {
-            pool.assign(worker, chunk as usize, self.state.bounds(chunk));
+    /// Hands out pending chunks until [`DEPTH`] per worker are out.
+    fn top_up(&mut self, pool: &mut Pool) -> Result<()> {
+        while pool.outstanding() < DEPTH * pool.len() {
+            let Some(chunk) = self.pending.pop_front() else { break };
+            pool.assign(chunk as usize, self.state.bounds(chunk))?;
         }
+        Ok(())
     }
 
-    /// A worker died: its chunks go back to the front of the queue (at most [`MAX_RETRIES`]
-    /// times each) and a new worker takes its place.
-    fn restart(&mut self, worker: usize, lost: Vec<usize>, err: Error) -> Result<()> {
+    /// A worker died: its chunk goes back to the front of the queue (at most [`MAX_RETRIES`]
+    /// times each); the pool has started a new worker in its place.
+    fn restart(&mut self, _worker: usize, lost: Vec<usize>, err: Error) -> Result<()> {
         log::error!("pifork serve: {err}; restarting it");
+        self.retry(&lost, err)
+    }
+
+    /// Chunks `lost` failed for `err`: back to the front of the queue, at most
+    /// [`MAX_RETRIES`] times each.
+    fn retry(&mut self, lost: &[usize], err: Error) -> Result<()> {
+        if let Error::ChunkPanicked { .. } = err {
+            log::error!("pifork serve: {err}; retrying it");
+        }
         for &chunk in lost.iter().rev() {
             let chunk = chunk as u64;
             let tries = self.retries.entry(chunk).or_insert(0);
@@ -433,14 +441,7 @@ impl Service<'_> {
             }
             self.pending.push_front(chunk);
         }
-        self.with_pool(|s, pool| -> Result<()> {
-            pool.replace(worker)?;
-            for _ in 0..DEPTH {
-                s.hand_out(pool, worker);
-            }
-            Ok(())
-        })
-        .unwrap_or(Ok(()))
+        self.with_pool(|s, pool| s.top_up(pool)).unwrap_or(Ok(()))
     }
 
     /// SIGTERM/SIGINT: stop handing out work, end the workers, flush the state.

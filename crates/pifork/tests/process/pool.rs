@@ -631,9 +631,10 @@ fn pinned_replacement_keeps_cpu() {
     // Kill one of the two on the first CPU: its replacement goes there, not round the set.
     let victim = *p.pids().iter().find(|pid| allowed_cpus(pid.as_raw()) == first).unwrap();
     assert!(p.kill_worker(victim));
-    assert!(eventually(Duration::from_secs(10), || {
+    // A new worker pins itself as it starts: wait for it to have.
+    let settled = eventually(Duration::from_secs(30), || {
         let _ = p.apply(sqr, 1);
-        !p.pids().contains(&victim) && p.pids().len() == 3
-    }));
-    assert_eq!(on(&p), want);
+        !p.pids().contains(&victim) && p.pids().len() == 3 && on(&p) == want
+    });
+    assert!(settled, "{:?}, want {want:?}", on(&p));
 }
