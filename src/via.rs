@@ -137,7 +137,7 @@ pub fn run(job: &PiJob, via: Via, cancel: Option<engine::Cancel<'_>>) -> Result<
     })
 }
 
-/// The sum of one chunk `(first, last)`: the function the pool maps.
+/// The sum of one chunk `(first, last)`, as the queue and shared-memory workers take it.
 fn chunk_sum((first, last): (u64, u64)) -> f64 {
     pi::partial_sum(first, last)
 }
@@ -172,6 +172,11 @@ fn cpu_for(job: &PiJob, cpus: &[usize], index: usize) -> Option<usize> {
     (job.pin && !cpus.is_empty()).then(|| cpus[index % cpus.len()])
 }
 
+/// The pool's task: a chunk's sum and the pid of the worker that summed it.
+fn chunk_sum_by((first, last): (u64, u64)) -> (f64, i32) {
+    (pi::partial_sum(first, last), std::process::id() as i32)
+}
+
 fn by_pool(
     job: &PiJob,
     plan: &[(u64, u64)],
@@ -183,20 +188,24 @@ fn by_pool(
         builder = builder.cpus(cpus.clone()).pin(true);
     }
     let pool = builder.build().map_err(ViaError::Pool)?;
-    let partials = pool.map_chunked(chunk_sum, plan.to_vec(), Some(1)).map_err(ViaError::Pool)?;
+    let done = pool.map_chunked(chunk_sum_by, plan.to_vec(), Some(1)).map_err(ViaError::Pool)?;
     let reports = pool
         .pids()
         .into_iter()
         .enumerate()
-        .map(|(i, pid)| WorkerReport {
-            chunks: 0,
-            terms: 0,
-            ..report(i, pid.as_raw(), cpu_for(job, &cpus, i), plan, workers)
+        .map(|(i, pid)| {
+            // Which chunks this worker summed, from the pids they came back with.
+            let mine: Vec<usize> = (0..done.len()).filter(|&c| done[c].1 == pid.as_raw()).collect();
+            WorkerReport {
+                chunks: mine.len() as u64,
+                terms: mine.iter().map(|&c| plan[c].1 - plan[c].0 + 1).sum(),
+                ..report(i, pid.as_raw(), cpu_for(job, &cpus, i), plan, workers)
+            }
         })
         .collect();
     pool.close().map_err(ViaError::Pool)?;
     pool.join().map_err(ViaError::Pool)?;
-    Ok((partials, reports))
+    Ok((done.into_iter().map(|(sum, _)| sum).collect(), reports))
 }
 
 /// A queue worker: sums its share of the plan, putting `(chunk, bits)` on the queue.

@@ -745,6 +745,23 @@ fn via_every_way_gives_the_default_bits_under_every_start_method() {
 }
 
 #[test]
+fn via_every_way_accounts_for_each_workers_terms() {
+    for via in ["pipe", "pool", "queue", "shared"] {
+        let o = run(&["pi", "--terms", "5e6", "--workers", "2", "--json", "--via", via]);
+        assert!(o.status.success(), "{via}: {}", stderr(&o));
+        let out = stdout(&o);
+        // The run's terms first, then each worker's.
+        let terms: Vec<u64> = out
+            .split("\"terms\":")
+            .skip(1)
+            .map(|rest| rest[..rest.find([',', '}']).unwrap()].parse().unwrap())
+            .collect();
+        assert_eq!(terms.len(), 3, "{via}: {out}");
+        assert_eq!(terms[1] + terms[2], terms[0], "{via}: {out}");
+    }
+}
+
+#[test]
 fn via_bogus_is_one_line_and_exit_2() {
     let o = run(&["pi", "--terms", "1e6", "--via", "bogus"]);
     assert_eq!(o.status.code(), Some(2));
