@@ -70,6 +70,7 @@ pub struct PoolBuilder {
     retries: u32,
     timeout: Option<Duration>,
     prefetch: usize,
+    start_timeout: Duration,
 }
 
 impl PoolBuilder {
@@ -135,6 +136,15 @@ impl PoolBuilder {
         self
     }
 
+    /// The longest a new worker may take to become ready (started, checked, its initializer
+    /// run: default 60 s); past it the worker is killed and replaced. When
+    /// three in a row fail so, the pool fails with [`PoolError::StartTimedOut`] rather than
+    /// wait forever on workers that are stopped or hang in their initializer.
+    pub fn start_timeout(mut self, d: Duration) -> Self {
+        self.start_timeout = d;
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> PoolResult<Pool> {
         self.start(None)
@@ -191,6 +201,7 @@ impl PoolBuilder {
             retries: self.retries,
             timeout: self.timeout,
             prefetch: self.prefetch,
+            start_timeout: self.start_timeout,
         };
         Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg, watch)?)) })
     }
@@ -225,6 +236,7 @@ impl Pool {
             retries: 1,
             timeout: None,
             prefetch: 1,
+            start_timeout: Duration::from_secs(60),
         }
     }
 

@@ -30,7 +30,12 @@ pub(crate) struct Config {
     pub timeout: Option<Duration>,
     /// Tasks a worker holds at once, however long they take (at least 1).
     pub prefetch: usize,
+    /// The longest a new worker may take to become ready before it is killed and replaced.
+    pub start_timeout: Duration,
 }
+
+/// Workers in a row that did not become ready in time before the pool gives up.
+const UNREADY_LIMIT: u32 = 3;
 
 /// Where the pool is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,8 @@ pub(crate) struct Inner {
     callbacks: Vec<Callback>,
     /// A running average of one item's time in a worker.
     item_time: Duration,
+    /// Workers in a row killed for not becoming ready in time.
+    unready: u32,
 }
 
 /// A descriptor to watch while a pool starts, and what to ask when it is readable.
@@ -138,6 +145,7 @@ impl Inner {
             broken: None,
             callbacks: Vec::new(),
             item_time: Duration::ZERO,
+            unready: 0,
         };
         let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
@@ -507,10 +515,10 @@ impl Inner {
         let task_deadline = self.cfg.timeout.and_then(|t| {
             self.workers.iter().filter(|w| !w.sent.is_empty()).map(|w| w.since + t).min()
         });
-        let wake = match (deadline, task_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let start_timeout = self.cfg.start_timeout;
+        let ready_deadline =
+            self.workers.iter().filter(|w| !w.ready).map(|w| w.since + start_timeout).min();
+        let wake = [deadline, task_deadline, ready_deadline].into_iter().flatten().min();
         if self.workers.is_empty() {
             if !extra.is_empty() {
                 return Ok(self.poll_extra(extra, remaining_ms(wake).unwrap_or(-1)));
@@ -562,6 +570,19 @@ impl Inner {
                     w.timed_out = true;
                     let _ = w.process.kill();
                     exited.push(i);
+                }
+            }
+        }
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            // Stopped or hung before it was ready (nothing was sent to it): replace it.
+            if !w.ready && !w.timed_out && w.since + start_timeout <= now() {
+                log::debug!("pool worker {} not ready after {start_timeout:?}: killed", w.pid);
+                w.timed_out = true;
+                let _ = w.process.kill();
+                exited.push(i);
+                self.unready += 1;
+                if self.unready >= UNREADY_LIMIT && self.broken.is_none() {
+                    self.broken = Some(PoolError::StartTimedOut { timeout: start_timeout });
                 }
             }
         }
@@ -737,7 +758,10 @@ impl Inner {
     /// One reply, read at `t`.
     fn on_reply(&mut self, i: usize, (tag, id, status, payload): (u8, u64, u8, &[u8]), t: Instant) {
         match tag {
-            worker::TAG_READY => self.workers[i].ready = true,
+            worker::TAG_READY => {
+                self.workers[i].ready = true;
+                self.unready = 0;
+            }
             worker::TAG_FAILED => {
                 self.broken = Some(if status == 0 {
                     PoolError::ExecutableMismatch

@@ -56,6 +56,12 @@ pub enum PoolError {
     ExecutableMismatch,
     /// The initializer failed in a worker.
     InitializerFailed(String),
+    /// Workers, one after the other, did not become ready in time (stopped, hung in their
+    /// initializer); each was killed.
+    StartTimedOut {
+        /// The time each was given.
+        timeout: Duration,
+    },
     /// The start was given up, as its watch asked ([`PoolBuilder::build_watching`](super::PoolBuilder::build_watching)).
     Interrupted,
     /// A worker could not be started, or the pool's pipes failed.
@@ -85,6 +91,11 @@ impl fmt::Display for PoolError {
             PoolError::NotReady => f.write_str("the result is not ready"),
             PoolError::Cancelled => f.write_str("the future was cancelled"),
             PoolError::Interrupted => f.write_str("the pool's start was interrupted"),
+            PoolError::StartTimedOut { timeout } => write!(
+                f,
+                "pool workers did not become ready within {:.1} s, one after the other",
+                timeout.as_secs_f64()
+            ),
             PoolError::ClosureNeedsFork { method } => write!(
                 f,
                 "a closure that captures state cannot travel to a {method} worker: use a plain \

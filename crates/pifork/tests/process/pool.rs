@@ -56,6 +56,7 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("prefetched_tasks_survive_their_workers_death", prefetched_survive_death),
     Test::Once("next_with_watches_the_callers_descriptors", next_with_watches_descriptors),
     Test::Once("build_watching_can_give_up", build_watching_can_give_up),
+    Test::EachMethod("a_worker_never_ready_is_replaced", a_worker_never_ready_is_replaced),
     Test::Once("a_pinned_replacement_takes_its_predecessors_cpu", pinned_replacement_keeps_cpu),
     Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
     Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
@@ -637,4 +638,41 @@ fn pinned_replacement_keeps_cpu() {
         !p.pids().contains(&victim) && p.pids().len() == 3 && on(&p) == want
     });
     assert!(settled, "{:?}, want {want:?}", on(&p));
+}
+
+/// Hangs in the first worker that runs it (the one that creates `path`).
+fn hang_once(path: String) {
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(&path).is_ok() {
+        std::thread::sleep(Duration::from_secs(600));
+    }
+}
+
+fn a_worker_never_ready_is_replaced(m: StartMethod) {
+    let limit = Duration::from_millis(if emulated() { 5000 } else { 500 });
+    let marker = std::env::temp_dir().join(format!("pifork-hang-{}-{m}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let path = marker.to_string_lossy().into_owned();
+    // One worker hangs in its initializer: killed past the limit, replaced, the pool works.
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .start_timeout(limit)
+        .initializer(hang_once, path)
+        .build()
+        .unwrap();
+    assert!(marker.exists());
+    assert_eq!(p.map(sqr, 0..20u64).unwrap(), (0..20).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(p.pids().len(), 2);
+    drop(p);
+    std::fs::remove_file(&marker).unwrap();
+    // Every worker hangs: the start gives up rather than wait forever.
+    let start = Instant::now();
+    let built = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .start_timeout(limit)
+        .initializer(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 600_000)
+        .build();
+    assert_eq!(built.err(), Some(PoolError::StartTimedOut { timeout: limit }));
+    assert!(start.elapsed() < limit * 20, "{:?}", start.elapsed());
 }
