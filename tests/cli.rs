@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
-use common::{alive, children_of, descendants, eventually, pifork, stderr};
+use common::{alive, children_of, descendants, eventually, pifork, settle, stderr};
 
 fn run(args: &[&str]) -> Output {
     pifork().args(args).env_remove("RUST_LOG").output().expect("run pifork")
@@ -56,6 +56,7 @@ fn start_long_run_with(start: &str, workers: usize) -> (Child, i32, Vec<i32>, Ve
         eventually(Duration::from_secs(20), || workers_of(pid).len() == workers),
         "workers never started"
     );
+    settle();
     let all = descendants(pid);
     (child, pid, workers_of(pid), all)
 }

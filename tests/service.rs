@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, descendants, emulated, eventually, pifork, stderr};
+use common::{alive, descendants, emulated, eventually, pifork, settle, stderr};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pifork_pi::service::state::State;
@@ -86,6 +86,7 @@ fn workers_of(pid: i32) -> Vec<i32> {
         workers.len() >= 2
     });
     assert!(started, "no workers");
+    settle();
     workers
 }
 

@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, descendants, emulated, eventually, pifork, stderr};
+use common::{alive, descendants, emulated, eventually, pifork, settle, stderr};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
@@ -106,7 +106,8 @@ fn a_stopped_worker_is_named_killed_and_its_chunks_redone() {
         }),
         "no workers"
     );
-    // The first worker seen: it holds chunks from its start.
+    settle();
+    // The first worker seen: at work by now, it holds chunks.
     let stopped = workers[0];
     kill(Pid::from_raw(stopped), Signal::SIGSTOP).unwrap();
     let o = child.wait_with_output().unwrap();
