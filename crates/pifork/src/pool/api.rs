@@ -1,7 +1,7 @@
 //! The pool's front: [`Pool`], its builder, and the handles of submitted work.
 
 use std::cell::{RefCell, RefMut};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,7 @@ pub struct PoolBuilder {
     timeout: Option<Duration>,
     prefetch: usize,
     start_timeout: Duration,
+    inherit: Vec<RawFd>,
 }
 
 impl PoolBuilder {
@@ -145,6 +146,16 @@ impl PoolBuilder {
         self
     }
 
+    /// Descriptors every worker inherits under the same numbers, replacements too: those of
+    /// the sharing objects ([`Lock`](crate::Lock), [`Value`](crate::Value),
+    /// [`Queue`](crate::Queue), ...) that the initializer claims with their `from_inherited`
+    /// (CPython's `Pool(initializer=init, initargs=(lock,))`). Give the numbers in the
+    /// initializer's arguments; the objects must outlive the pool.
+    pub fn inherit_fds(mut self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+        self.inherit.extend(fds);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> PoolResult<Pool> {
         self.start(None)
@@ -202,6 +213,7 @@ impl PoolBuilder {
             timeout: self.timeout,
             prefetch: self.prefetch,
             start_timeout: self.start_timeout,
+            inherit: self.inherit,
         };
         Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg, watch)?)) })
     }
@@ -237,6 +249,7 @@ impl Pool {
             timeout: None,
             prefetch: 1,
             start_timeout: Duration::from_secs(60),
+            inherit: Vec::new(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! workers, hand out chunks, read results, notice deaths (the pidfd sentinels) and timeouts.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub prefetch: usize,
     /// The longest a new worker may take to become ready before it is killed and replaced.
     pub start_timeout: Duration,
+    /// The caller's descriptors every worker inherits, under the same numbers.
+    pub inherit: Vec<RawFd>,
 }
 
 /// Workers in a row that did not become ready in time before the pool gives up.
@@ -244,7 +246,9 @@ impl Inner {
             .name(format!("PoolWorker-{}", index + 1))
             .daemon(true)
             .start_method(self.cfg.method)
-            .inherit_fds([theirs.as_raw_fd()]);
+            .inherit_fds(
+                std::iter::once(theirs.as_raw_fd()).chain(self.cfg.inherit.iter().copied()),
+            );
         let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
         let mut pinned = None;
         if self.cfg.pin && !cpus.is_empty() {

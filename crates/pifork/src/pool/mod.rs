@@ -53,6 +53,14 @@
 //! lives on; a task past `task_timeout` has its worker killed and is
 //! [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the parent.
 //!
+//! # Sharing objects in the initializer
+//! As CPython's `Pool(initializer=init, initargs=(lock, queue))`: give the descriptors of the
+//! [`Lock`](crate::Lock), [`Value`](crate::Value), [`Queue`](crate::Queue) and the like to
+//! [`PoolBuilder::inherit_fds`], their numbers in the initializer's arguments, and let the
+//! initializer claim them (`Lock::from_inherited(fd)`) into a `thread_local!` its tasks read.
+//! Every worker inherits them under the same numbers whatever the start method, replacements
+//! too, so the parent keeps the objects for as long as the pool lives.
+//!
 //! # A caller's own policy
 //! [`Pool::tasks`] gives a completion queue ([`Tasks`]): tasks submitted one at a time, taken
 //! back as they finish with their index. Its [`Tasks::next_with`] also waits on the caller's

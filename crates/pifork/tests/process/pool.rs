@@ -57,6 +57,7 @@ pub const TESTS: &[Test] = &[
     Test::Once("next_with_watches_the_callers_descriptors", next_with_watches_descriptors),
     Test::Once("build_watching_can_give_up", build_watching_can_give_up),
     Test::EachMethod("a_worker_never_ready_is_replaced", a_worker_never_ready_is_replaced),
+    Test::EachMethod("sharing_objects_reach_the_initializer", sharing_objects_reach_initializer),
     Test::Once("a_pinned_replacement_takes_its_predecessors_cpu", pinned_replacement_keeps_cpu),
     Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
     Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
@@ -675,4 +676,71 @@ fn a_worker_never_ready_is_replaced(m: StartMethod) {
         .build();
     assert_eq!(built.err(), Some(PoolError::StartTimedOut { timeout: limit }));
     assert!(start.elapsed() < limit * 20, "{:?}", start.elapsed());
+}
+
+thread_local! {
+    /// What `claim_shared` took in this worker.
+    static SHARED: std::cell::RefCell<Option<(pifork::Lock, pifork::Value<u64>, pifork::Queue<u64>, pifork::Semaphore)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The initializer: claims the lock, the counter, the queue and the semaphore it was given.
+fn claim_shared((lock, value, queue, sem): (i32, i32, i32, i32)) {
+    let held = (
+        pifork::Lock::from_inherited(lock).unwrap(),
+        pifork::Value::<u64>::from_inherited(value).unwrap(),
+        pifork::Queue::<u64>::from_inherited(queue).unwrap(),
+        pifork::Semaphore::from_inherited(sem).unwrap(),
+    );
+    SHARED.with(|s| *s.borrow_mut() = Some(held));
+}
+
+/// A task using them: the counter bumped under the lock (a read, a pause, a write: without the
+/// lock, increments are lost), `x` put on the queue, the semaphore released once.
+fn use_shared(x: u64) -> u64 {
+    SHARED.with(|s| {
+        let s = s.borrow();
+        let (lock, value, queue, sem) = s.as_ref().expect("the initializer ran");
+        {
+            let _held = lock.lock();
+            let seen = value.get();
+            std::thread::yield_now();
+            value.set(seen + 1);
+        }
+        queue.put(&x).unwrap();
+        sem.release();
+    });
+    x
+}
+
+fn sharing_objects_reach_initializer(m: StartMethod) {
+    let lock = pifork::Lock::new().unwrap();
+    let value = pifork::Value::<u64>::new(0).unwrap();
+    let queue = pifork::Queue::<u64>::new().unwrap();
+    let sem = pifork::Semaphore::new(0).unwrap();
+    use std::os::fd::AsRawFd;
+    let fds = (lock.as_raw_fd(), value.as_raw_fd(), queue.as_raw_fd(), sem.as_raw_fd());
+    // maxtasksperchild(5): 200 tasks need 40 workers, so replacements claim them too.
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .maxtasksperchild(5)
+        .inherit_fds([fds.0, fds.1, fds.2, fds.3])
+        .initializer(claim_shared, fds)
+        .build()
+        .unwrap();
+    let first = p.pids();
+    let n = 200u64;
+    assert_eq!(p.map_chunked(use_shared, 0..n, Some(1)).unwrap(), (0..n).collect::<Vec<_>>());
+    assert_eq!(value.get(), n, "every increment under the lock counted");
+    let mut got: Vec<u64> =
+        (0..n).map(|_| queue.get_timeout(Duration::from_secs(10)).unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    assert!(queue.empty());
+    for _ in 0..n {
+        assert!(sem.acquire_timeout(Duration::ZERO).is_some(), "released once per task");
+    }
+    assert!(sem.acquire_timeout(Duration::ZERO).is_none());
+    assert!(p.pids().iter().all(|pid| !first.contains(pid)), "the workers were replaced");
 }
