@@ -678,10 +678,12 @@ fn a_worker_never_ready_is_replaced(m: StartMethod) {
     assert!(start.elapsed() < limit * 20, "{:?}", start.elapsed());
 }
 
+/// What the sharing test's workers hold: a lock, a counter, a queue and a semaphore.
+type Shared = (pifork::Lock, pifork::Value<u64>, pifork::Queue<u64>, pifork::Semaphore);
+
 thread_local! {
     /// What `claim_shared` took in this worker.
-    static SHARED: std::cell::RefCell<Option<(pifork::Lock, pifork::Value<u64>, pifork::Queue<u64>, pifork::Semaphore)>> =
-        const { std::cell::RefCell::new(None) };
+    static SHARED: std::cell::RefCell<Option<Shared>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The initializer: claims the lock, the counter, the queue and the semaphore it was given.
@@ -708,7 +710,7 @@ fn use_shared(x: u64) -> u64 {
             value.set(seen + 1);
         }
         queue.put(&x).unwrap();
-        sem.release();
+        sem.release().unwrap();
     });
     x
 }
