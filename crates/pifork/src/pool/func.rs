@@ -39,7 +39,9 @@ pub(crate) struct FuncRef {
 
 impl Message for FuncRef {
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.kind, self.value, self.name.clone()).encode(out);
+        self.kind.encode(out);
+        self.value.encode(out);
+        self.name.encode(out);
     }
     fn decode(input: &mut &[u8]) -> crate::error::Result<Self> {
         let (kind, value, name) = <(u8, i64, String)>::decode(input)?;

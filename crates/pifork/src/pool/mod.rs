@@ -67,6 +67,7 @@ mod core;
 mod error;
 mod func;
 mod futures;
+mod store;
 mod tasks;
 pub(crate) mod worker;
 
