@@ -257,11 +257,13 @@ impl Pool {
         items: Flat,
         chunksize: usize,
         input_done: bool,
+        finish_order: bool,
         on_done: Option<OnDone>,
     ) -> PoolResult<u64> {
         let (job, callbacks) = {
             let mut inner = lock(&self.shared);
-            let job = inner.add_job(&f.wire, items, chunksize, input_done, on_done)?;
+            let job =
+                inner.add_job(&f.wire, items, chunksize, input_done, finish_order, on_done)?;
             // Hand the work out now, without waiting; a failure here (a worker that cannot be
             // started) shows again, and is returned, at the next call that waits.
             let _ = inner.step(Some(Instant::now()));
@@ -337,7 +339,8 @@ impl Pool {
         R: Message + 'static,
     {
         // Encoded end to end, not one buffer each.
-        let mut args = Flat::new();
+        let items = items.into_iter();
+        let mut args = Flat::with_buffer(lock(&self.shared).buffer(), items.size_hint().0);
         for t in items {
             args.push(&t);
         }
@@ -349,7 +352,7 @@ impl Pool {
         } else {
             None
         };
-        let job = self.submit(&f, args, chunksize, true, on_done)?;
+        let job = self.submit(&f, args, chunksize, true, false, on_done)?;
         Ok(MapResult {
             inner: Handle { shared: self.shared.clone(), job },
             _r: std::marker::PhantomData,
@@ -399,7 +402,7 @@ impl Pool {
         };
         let mut args = Flat::new();
         args.push(&arg);
-        let job = self.submit(&f, args, 1, true, on_done)?;
+        let job = self.submit(&f, args, 1, true, false, on_done)?;
         Ok(AsyncResult {
             inner: Handle { shared: self.shared.clone(), job },
             _r: std::marker::PhantomData,
@@ -445,7 +448,7 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        let job = self.submit(&f, Flat::new(), chunksize, false, None)?;
+        let job = self.submit(&f, Flat::new(), chunksize, false, !ordered, None)?;
         let mut input = items.into_iter();
         let input: Input = Box::new(move |out: &mut Flat| match input.next() {
             Some(t) => {

@@ -10,7 +10,7 @@ use nix::poll::{PollFd, PollFlags};
 
 use super::error::{PoolError, PoolResult};
 use super::func::{self, FuncRef};
-use super::store::{Flat, Outcomes};
+use super::store::{Flat, Outcomes, Spare};
 use super::worker::{self, Reply};
 use crate::fdtable::Tracked;
 use crate::message::Message;
@@ -146,8 +146,10 @@ pub(crate) struct Job {
     pub remaining: usize,
     /// No more items will be added.
     pub input_done: bool,
-    /// Items in the order they finished, not yet taken by an unordered reader.
+    /// Items in the order they finished, not yet taken by an unordered reader (kept only
+    /// for one).
     pub finished: VecDeque<u32>,
+    finish_order: bool,
     on_done: Option<OnDone>,
     /// Nobody holds the job's handle: forget it once done.
     detached: bool,
@@ -192,7 +194,7 @@ impl Job {
     }
 
     /// Items `first..first + n` are done: their arguments may go.
-    fn settle(&mut self, first: u32, n: u32) {
+    fn settle(&mut self, first: u32, n: u32, spare: &mut Spare) {
         let (mut i, end) = (first, first + n);
         while i < end {
             let Some(p) = self.segment(i) else { break };
@@ -200,7 +202,7 @@ impl Job {
             let upto = end.min(s.first + s.args.len() as u32);
             s.unfinished = s.unfinished.saturating_sub((upto - i) as usize);
             if s.unfinished == 0 {
-                s.args.free();
+                spare.give(s.args.free());
             }
             i = upto;
         }
@@ -210,28 +212,39 @@ impl Job {
     }
 
     /// Records one item's outcome; false if it was known already.
-    fn set(&mut self, idx: u32, outcome: PoolResult<&[u8]>) -> bool {
+    fn set(&mut self, idx: u32, outcome: PoolResult<&[u8]>, spare: &mut Spare) -> bool {
         let new = match outcome {
             Ok(bytes) => self.outcomes.set_value(idx, bytes),
             Err(e) => self.outcomes.set_error(idx, e),
         };
         if new {
-            self.settle(idx, 1);
+            self.settle(idx, 1, spare);
             self.remaining -= 1;
-            self.finished.push_back(idx);
+            if self.finish_order {
+                self.finished.push_back(idx);
+            }
         }
         new
     }
 
     /// Records the values of items `first..first + n`, each `size` bytes of `bytes`, in one
     /// go; false (nothing recorded) if that cannot be done at once.
-    fn set_run(&mut self, first: u32, n: u32, size: usize, bytes: &[u8]) -> bool {
+    fn set_run(
+        &mut self,
+        first: u32,
+        n: u32,
+        size: usize,
+        bytes: &[u8],
+        spare: &mut Spare,
+    ) -> bool {
         if !self.outcomes.set_values(first, n as usize, size, bytes) {
             return false;
         }
-        self.settle(first, n);
+        self.settle(first, n, spare);
         self.remaining -= n as usize;
-        self.finished.extend(first..first + n);
+        if self.finish_order {
+            self.finished.extend(first..first + n);
+        }
         true
     }
 
@@ -292,6 +305,8 @@ pub(crate) struct Inner {
     callbacks: Vec<Callback>,
     /// A running average of one item's time in a worker.
     item_time: Duration,
+    /// Buffers of finished jobs, for the next ones.
+    spare: Spare,
 }
 
 /// A descriptor to watch while a pool starts, and what to ask when it is readable.
@@ -320,6 +335,7 @@ impl Inner {
             broken: None,
             callbacks: Vec::new(),
             item_time: Duration::ZERO,
+            spare: Spare::default(),
         };
         let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
@@ -463,6 +479,7 @@ impl Inner {
         args: Flat,
         chunksize: usize,
         input_done: bool,
+        finish_order: bool,
         on_done: Option<OnDone>,
     ) -> PoolResult<u64> {
         if self.state != State::Running {
@@ -497,11 +514,12 @@ impl Inner {
                 func,
                 closure,
                 args: VecDeque::new(),
-                outcomes: Outcomes::new(),
+                outcomes: Outcomes::new(self.spare.take()),
                 attempts: HashMap::new(),
                 remaining: 0,
                 input_done: false,
                 finished: VecDeque::new(),
+                finish_order,
                 on_done,
                 detached: false,
             },
@@ -562,11 +580,22 @@ impl Inner {
     }
 
     fn forget(&mut self, id: u64) {
-        if let Some(job) = self.jobs.remove(&id)
-            && let Some(c) = job.closure
-        {
-            func::forget_closure(c);
+        if let Some(job) = self.jobs.remove(&id) {
+            if let Some(c) = job.closure {
+                func::forget_closure(c);
+            }
+            for segment in job.args {
+                self.spare.give(segment.args.into_bytes());
+            }
+            for buf in job.outcomes.into_buffers() {
+                self.spare.give(buf);
+            }
         }
+    }
+
+    /// An empty buffer to encode arguments into (one kept from a finished job, if any).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.take()
     }
 
     /// Queued chunks, a measure of how much input a lazy job should add.
@@ -604,7 +633,7 @@ impl Inner {
 
     fn record(&mut self, id: u64, idx: u32, outcome: PoolResult<&[u8]>) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        if job.set(idx, outcome) {
+        if job.set(idx, outcome, &mut self.spare) {
             self.maybe_done(id);
         }
     }
@@ -613,7 +642,7 @@ impl Inner {
     /// if they must be recorded one by one.
     fn record_run(&mut self, id: u64, first: u32, n: u32, size: usize, bytes: &[u8]) -> bool {
         let Some(job) = self.jobs.get_mut(&id) else { return true };
-        if !job.set_run(first, n, size, bytes) {
+        if !job.set_run(first, n, size, bytes, &mut self.spare) {
             return false;
         }
         self.maybe_done(id);

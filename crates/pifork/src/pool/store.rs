@@ -7,11 +7,41 @@ use std::collections::HashMap;
 use super::error::{PoolError, PoolResult};
 use crate::message::{self, Message};
 
+/// Large buffers of finished jobs, kept for the next ones: fresh memory costs a page fault
+/// per page, more than the copying that fills it.
+#[derive(Default)]
+pub(crate) struct Spare(Vec<Vec<u8>>);
+
+/// Buffers smaller than this are not worth keeping, larger ones not worth holding on to.
+const SPARE_MIN: usize = 1 << 16;
+/// The largest buffer kept.
+const SPARE_MAX: usize = 1 << 26;
+/// How many are kept.
+const SPARE_COUNT: usize = 8;
+
+impl Spare {
+    /// An empty buffer: the roomiest kept, if any.
+    pub fn take(&mut self) -> Vec<u8> {
+        let best = (0..self.0.len()).max_by_key(|&i| self.0[i].capacity());
+        best.map(|i| self.0.swap_remove(i)).unwrap_or_default()
+    }
+
+    /// Keeps `buf` for later, if it is worth it.
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        if (SPARE_MIN..=SPARE_MAX).contains(&buf.capacity()) && self.0.len() < SPARE_COUNT {
+            buf.clear();
+            self.0.push(buf);
+        }
+    }
+}
+
 /// Encoded values laid end to end, and where each one is.
 #[derive(Default)]
 pub(crate) struct Flat {
     bytes: Vec<u8>,
     len: usize,
+    /// How many items are expected (room is made for them after the first).
+    hint: usize,
     /// Every item's length, while they are all the same (`ends` is empty then).
     stride: usize,
     /// Where each item ends, once lengths differ.
@@ -24,6 +54,12 @@ impl Flat {
         Flat::default()
     }
 
+    /// No items yet, in `buf`, about `hint` of them to come.
+    pub fn with_buffer(mut buf: Vec<u8>, hint: usize) -> Flat {
+        buf.clear();
+        Flat { bytes: buf, hint, ..Flat::default() }
+    }
+
     /// Appends the encoding of `value`.
     pub fn push<T: Message>(&mut self, value: &T) {
         let start = self.bytes.len();
@@ -31,6 +67,7 @@ impl Flat {
         let n = self.bytes.len() - start;
         if self.len == 0 {
             self.stride = n;
+            self.bytes.reserve(self.hint.saturating_sub(1).saturating_mul(n));
         } else if self.ends.is_empty() && n != self.stride {
             self.ends = (1..=self.len).map(|i| i * self.stride).collect();
         }
@@ -73,9 +110,14 @@ impl Flat {
         &self.bytes[self.start(a)..self.start(b)]
     }
 
-    /// Frees the bytes (the items are not needed any more).
-    pub fn free(&mut self) {
-        *self = Flat { len: self.len, ..Flat::default() };
+    /// The bytes, the items gone.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Gives up the bytes (the items are not needed any more).
+    pub fn free(&mut self) -> Vec<u8> {
+        std::mem::replace(self, Flat { len: self.len, ..Flat::default() }).bytes
     }
 }
 
@@ -106,14 +148,15 @@ pub(crate) struct Outcomes {
 }
 
 impl Outcomes {
-    /// No items.
-    pub fn new() -> Outcomes {
-        Outcomes {
-            state: Vec::new(),
-            values: Values::Unknown,
-            data: Vec::new(),
-            errors: HashMap::new(),
-        }
+    /// No items; values of a fixed size will go into `buf`.
+    pub fn new(mut buf: Vec<u8>) -> Outcomes {
+        buf.clear();
+        Outcomes { state: Vec::new(), values: Values::Unknown, data: buf, errors: HashMap::new() }
+    }
+
+    /// Gives up the buffers.
+    pub fn into_buffers(self) -> [Vec<u8>; 2] {
+        [self.data, self.state]
     }
 
     /// The number of items.
@@ -136,7 +179,8 @@ impl Outcomes {
         match self.values {
             Values::Unknown if size <= MAX_FIXED => {
                 self.values = Values::Fixed(size);
-                self.data = vec![0; self.state.len() * size];
+                self.data.clear();
+                self.data.resize(self.state.len() * size, 0);
                 true
             }
             Values::Unknown => {
@@ -241,7 +285,11 @@ impl Outcomes {
         {
             let mut out = Vec::with_capacity(self.state.len());
             for bytes in self.data.chunks_exact(size) {
-                out.push(decode_value(Ok(bytes))?);
+                let mut input = bytes;
+                match R::decode(&mut input) {
+                    Ok(v) if input.is_empty() => out.push(v),
+                    _ => return Err(decode_failure::<R>(bytes)),
+                }
             }
             return Ok(out);
         }
@@ -251,6 +299,15 @@ impl Outcomes {
     /// Every item's outcome decoded, in order (an unknown one is [`PoolError::Terminated`]).
     pub fn each<R: Message>(&self) -> Vec<PoolResult<R>> {
         (0..self.len()).map(|i| self.decode(i).unwrap_or(Err(PoolError::Terminated))).collect()
+    }
+}
+
+/// Why `bytes` is not a value of `R` (they are not).
+#[cold]
+fn decode_failure<R: Message>(bytes: &[u8]) -> PoolError {
+    match decode_value::<R>(Ok(bytes)) {
+        Err(e) => e,
+        Ok(_) => PoolError::TaskFailed("a value that decodes only once".into()),
     }
 }
 
@@ -281,7 +338,7 @@ mod tests {
 
     #[test]
     fn outcomes_change_layout_when_sizes_differ() {
-        let mut o = Outcomes::new();
+        let mut o = Outcomes::new(Vec::new());
         o.add(4);
         assert!(o.set_values(0, 2, 8, &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]));
         assert!(!o.set_value(1, &[9; 8]));
@@ -299,7 +356,7 @@ mod tests {
 
     #[test]
     fn fixed_values_decode_in_one_pass() {
-        let mut o = Outcomes::new();
+        let mut o = Outcomes::new(Vec::new());
         o.add(3);
         for i in 0..3u32 {
             assert!(o.set_value(i, &message::to_bytes(&u64::from(i * 10))));

@@ -67,7 +67,7 @@ impl Pool {
         T: Message + 'static,
         R: Message + 'static,
     {
-        let job = self.submit(&f, Flat::new(), 1, false, None)?;
+        let job = self.submit(&f, Flat::new(), 1, false, true, None)?;
         Ok(Tasks {
             handle: Handle { shared: self.shared.clone(), job },
             submitted: 0,

@@ -294,7 +294,9 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Runs one function, catching its panic: (status, payload).
 fn run_one(f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) -> (u8, Vec<u8>) {
     let mut out = Vec::new();
-    match catch_unwind(AssertUnwindSafe(|| func::call(f, args, &mut out, entry))) {
+    let mut ends = Vec::new();
+    let mut args = std::iter::once(args);
+    match catch_unwind(AssertUnwindSafe(|| func::call(f, &mut args, &mut out, &mut ends, entry))) {
         Ok(Ok(())) => (STATUS_VALUE, out),
         Ok(Err(reason)) => (STATUS_FAILED, reason.into_bytes()),
         Err(payload) => (STATUS_PANIC, panic_text(payload).into_bytes()),
@@ -311,15 +313,17 @@ struct Outgoing {
     same: Option<u32>,
     /// Each outcome's status and length, once they differ.
     each: Vec<(u8, u32)>,
+    /// Where the values of a run end in `out`.
+    ends: Vec<usize>,
 }
 
 /// The frame's head: its length, tag, count and data length.
 const HEAD: usize = 4 + 1 + 4 + 8;
 
 impl Outgoing {
-    /// Runs one task, its outcome going straight into the frame: the function encodes its
-    /// value there.
-    fn run(&mut self, f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) {
+    /// Runs the tasks, their outcomes going straight into the frame: the function encodes
+    /// its values there.
+    fn run(&mut self, f: &FuncRef, tasks: func::Args<'_, '_>, entry: EntryRunner<'_>) {
         if self.frame.is_none() {
             let start = begin_frame(&mut self.out);
             self.out.push(TAG_RESULTS);
@@ -329,22 +333,38 @@ impl Outgoing {
             self.same = None;
             self.each.clear();
         }
-        let out = &mut self.out;
-        let body = out.len();
-        let status = match catch_unwind(AssertUnwindSafe(|| func::call(f, args, out, entry))) {
-            Ok(Ok(())) => STATUS_VALUE,
-            Ok(Err(reason)) => {
-                out.truncate(body);
-                out.extend_from_slice(reason.as_bytes());
-                STATUS_FAILED
+        let mut ends = std::mem::take(&mut self.ends);
+        loop {
+            let mut prev = self.out.len();
+            ends.clear();
+            let out = &mut self.out;
+            let result =
+                catch_unwind(AssertUnwindSafe(|| func::call(f, tasks, out, &mut ends, entry)));
+            for &end in &ends {
+                self.note(STATUS_VALUE, (end - prev) as u32);
+                prev = end;
             }
-            Err(payload) => {
-                out.truncate(body);
-                out.extend_from_slice(panic_text(payload).as_bytes());
-                STATUS_PANIC
-            }
-        };
-        let len = (out.len() - body) as u32;
+            // One task failed or panicked (it is taken): the rest go on after it.
+            let status = match result {
+                Ok(Ok(())) => break,
+                Ok(Err(reason)) => {
+                    self.out.truncate(prev);
+                    self.out.extend_from_slice(reason.as_bytes());
+                    STATUS_FAILED
+                }
+                Err(payload) => {
+                    self.out.truncate(prev);
+                    self.out.extend_from_slice(panic_text(payload).as_bytes());
+                    STATUS_PANIC
+                }
+            };
+            self.note(status, (self.out.len() - prev) as u32);
+        }
+        self.ends = ends;
+    }
+
+    /// One more outcome in the frame: its status and length.
+    fn note(&mut self, status: u8, len: u32) {
         if self.each.is_empty() && status == STATUS_VALUE {
             match self.same {
                 None if self.n == 0 => {
@@ -399,34 +419,24 @@ impl Outgoing {
     }
 }
 
-/// When to look at the clock: every item while items are slow, less often while they are
-/// fast (reading it would cost more than the items).
+/// When to look at the clock: after every task while tasks are slow, after runs of more of
+/// them while they are fast (reading it would cost more than the tasks).
 struct Clock {
-    every: u32,
-    countdown: u32,
+    every: usize,
     last: Instant,
 }
 
 impl Clock {
-    fn new() -> Clock {
-        Clock { every: 1, countdown: 1, last: Instant::now() }
-    }
-
-    /// After one item: the time now, if it is time to look.
-    fn tick(&mut self) -> Option<Instant> {
-        self.countdown -= 1;
-        if self.countdown > 0 {
-            return None;
-        }
+    /// After a run of tasks: the time now; the next run is longer if this one was short.
+    fn tick(&mut self) -> Instant {
         let t = Instant::now();
         if t.saturating_duration_since(self.last) < FLUSH_AFTER / 8 {
             self.every = (self.every * 2).min(1 << 12);
         } else {
             self.every = (self.every / 2).max(1);
         }
-        self.countdown = self.every;
         self.last = t;
-        Some(t)
+        t
     }
 }
 
@@ -459,32 +469,32 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     if !write_all(sock, &mut out) {
         return;
     }
-    let mut outgoing = Outgoing { out, frame: None, n: 0, same: None, each: Vec::new() };
+    let mut outgoing =
+        Outgoing { out, frame: None, n: 0, same: None, each: Vec::new(), ends: Vec::new() };
     let mut inbuf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut done = 0u64;
-    let mut clock = Clock::new();
-    let mut held_since = Instant::now();
+    let mut clock = Clock { every: 1, last: Instant::now() };
+    let mut held_since = clock.last;
     loop {
         let mut pos = 0;
         while let Some(body) = next_frame(&inbuf, &mut pos) {
             let Some(request) = parse_request(body) else {
                 return;
             };
-            let Request::Chunk(f, tasks) = request else {
+            let Request::Chunk(f, mut tasks) = request else {
                 outgoing.flush(sock);
                 return;
             };
-            for (_, a) in tasks {
-                let fresh = outgoing.held() == 0;
-                outgoing.run(&f, a, entry);
-                if fresh {
+            while tasks.len() > 0 {
+                if outgoing.held() == 0 {
                     held_since = clock.last;
                 }
+                let k = if flush_each { 1 } else { clock.every };
+                outgoing.run(&f, &mut tasks.by_ref().take(k).map(|(_, a)| a), entry);
+                let t = clock.tick();
                 let due = flush_each
                     || outgoing.out.len() > REPLY_BYTES
-                    || clock
-                        .tick()
-                        .is_some_and(|t| t.saturating_duration_since(held_since) >= FLUSH_AFTER);
+                    || t.saturating_duration_since(held_since) >= FLUSH_AFTER;
                 if due && !outgoing.flush(sock) {
                     return;
                 }
@@ -499,15 +509,15 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
         if !outgoing.flush(sock) {
             return;
         }
-        if inbuf.capacity() - inbuf.len() < 4096 {
-            inbuf.reserve(1 << 16);
+        if inbuf.capacity() - inbuf.len() < 1 << 16 {
+            inbuf.reserve(1 << 18);
         }
-        match sys::read_append(sock, &mut inbuf, 1 << 16) {
+        match sys::read_append(sock, &mut inbuf, 1 << 18) {
             Ok(0) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}
             Err(_) => return,
         }
-        clock = Clock { last: Instant::now(), ..clock };
+        clock.last = Instant::now();
     }
 }
