@@ -5,9 +5,10 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::core::{Callback, Config, Inner, OnDone, State, Watch, decode};
+use super::core::{Callback, Config, Inner, OnDone, State, Watch};
 use super::error::{PoolError, PoolResult};
 use super::func::{self, Func};
+use super::store::{Flat, Outcomes};
 use crate::message::{self, Message};
 use crate::status::{Pid, StartMethod};
 use crate::wait::deadline_after;
@@ -278,14 +279,16 @@ impl Pool {
     pub(crate) fn submit<T: Message, R: Message>(
         &self,
         f: &Func<T, R>,
-        items: Vec<Vec<u8>>,
+        items: Flat,
         chunksize: usize,
         input_done: bool,
+        finish_order: bool,
         on_done: Option<OnDone>,
     ) -> PoolResult<u64> {
         let (job, callbacks) = {
             let mut inner = lock(&self.shared);
-            let job = inner.add_job(&f.wire, items, chunksize, input_done, on_done)?;
+            let job =
+                inner.add_job(&f.wire, items, chunksize, input_done, finish_order, on_done)?;
             // Hand the work out now, without waiting; a failure here (a worker that cannot be
             // started) shows again, and is returned, at the next call that waits.
             let _ = inner.step(Some(Instant::now()));
@@ -360,18 +363,21 @@ impl Pool {
         T: Message + 'static,
         R: Message + 'static,
     {
-        let args: Vec<Vec<u8>> = items.into_iter().map(|t| message::to_bytes(&t)).collect();
+        // Encoded end to end, not one buffer each.
+        let items = items.into_iter();
+        let mut args = Flat::with_buffer(lock(&self.shared).buffer(), items.size_hint().0);
+        for t in items {
+            args.push(&t);
+        }
         let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(args.len(), self.processes()));
         let on_done = if callback.is_some() || error_callback.is_some() {
-            Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
-                let all: PoolResult<Vec<R>> =
-                    results.iter().map(|r| decode::<R>(r.as_ref().expect("complete"))).collect();
-                callbacks(all, callback, error_callback)
+            Some(Box::new(move |outcomes: &Outcomes| {
+                callbacks(outcomes.values::<R>(), callback, error_callback)
             }) as OnDone)
         } else {
             None
         };
-        let job = self.submit(&f, args, chunksize, true, on_done)?;
+        let job = self.submit(&f, args, chunksize, true, false, on_done)?;
         Ok(MapResult {
             inner: Handle { shared: self.shared.clone(), job },
             _r: std::marker::PhantomData,
@@ -412,14 +418,16 @@ impl Pool {
         R: Message + 'static,
     {
         let on_done = if callback.is_some() || error_callback.is_some() {
-            Some(Box::new(move |results: &[Option<PoolResult<Vec<u8>>>]| {
-                let one = decode::<R>(results[0].as_ref().expect("complete"));
+            Some(Box::new(move |outcomes: &Outcomes| {
+                let one = outcomes.decode::<R>(0).unwrap_or(Err(PoolError::Terminated));
                 callbacks(one, callback, error_callback)
             }) as OnDone)
         } else {
             None
         };
-        let job = self.submit(&f, vec![message::to_bytes(&arg)], 1, true, on_done)?;
+        let mut args = Flat::new();
+        args.push(&arg);
+        let job = self.submit(&f, args, 1, true, false, on_done)?;
         Ok(AsyncResult {
             inner: Handle { shared: self.shared.clone(), job },
             _r: std::marker::PhantomData,
@@ -465,10 +473,15 @@ impl Pool {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        let job = self.submit(&f, Vec::new(), chunksize, false, None)?;
+        let job = self.submit(&f, Flat::new(), chunksize, false, !ordered, None)?;
         let mut input = items.into_iter();
-        let input: Box<dyn Iterator<Item = Vec<u8>>> =
-            Box::new(std::iter::from_fn(move || input.next().map(|t| message::to_bytes(&t))));
+        let input: Input = Box::new(move |out: &mut Flat| match input.next() {
+            Some(t) => {
+                out.push(&t);
+                true
+            }
+            None => false,
+        });
         Ok(IMap {
             inner: Handle { shared: self.shared.clone(), job },
             input: Some(input),
@@ -542,11 +555,16 @@ impl Handle {
         }
         let inner = lock(&self.shared);
         let job = inner.jobs.get(&self.job).ok_or(PoolError::Terminated)?;
-        Ok(job
-            .results
-            .iter()
-            .map(|r| decode(r.as_ref().unwrap_or(&Err(PoolError::Terminated))))
-            .collect())
+        Ok(job.outcomes.each())
+    }
+
+    /// Every value, decoded straight into the vector; the first failure instead.
+    fn values<R: Message>(&self, timeout: Option<Duration>) -> PoolResult<Vec<R>> {
+        if !self.wait(timeout)? {
+            return Err(PoolError::Timeout);
+        }
+        let inner = lock(&self.shared);
+        inner.jobs.get(&self.job).ok_or(PoolError::Terminated)?.outcomes.values()
     }
 }
 
@@ -597,7 +615,7 @@ pub struct MapResult<R> {
 impl<R: Message> MapResult<R> {
     /// The values in order, waiting up to `timeout`; the first failed item's error otherwise.
     pub fn get(&self, timeout: Option<Duration>) -> PoolResult<Vec<R>> {
-        self.inner.results(timeout)?.into_iter().collect()
+        self.inner.values(timeout)
     }
 
     /// Every item's own outcome, in order, waiting up to `timeout`.
@@ -624,10 +642,13 @@ impl<R: Message> MapResult<R> {
     }
 }
 
+/// Encodes the next input item into the buffer; false at the end.
+type Input = Box<dyn FnMut(&mut Flat) -> bool>;
+
 /// The iterator of `imap` / `imap_unordered`: each item's outcome, as results arrive.
 pub struct IMap<R> {
     inner: Handle,
-    input: Option<Box<dyn Iterator<Item = Vec<u8>>>>,
+    input: Option<Input>,
     chunksize: usize,
     ordered: bool,
     next: usize,
@@ -641,7 +662,8 @@ impl<R: Message> IMap<R> {
         let mut inner = lock(&self.inner.shared);
         let want = 64 * inner.processes();
         while inner.queued() < want {
-            let chunk: Vec<Vec<u8>> = input.by_ref().take(self.chunksize).collect();
+            let mut chunk = Flat::new();
+            while chunk.len() < self.chunksize && input(&mut chunk) {}
             if chunk.is_empty() {
                 inner.finish_input(self.inner.job);
                 self.input = None;
@@ -656,26 +678,17 @@ impl<R: Message> IMap<R> {
             return Some(None);
         };
         if self.ordered {
-            if let Some(Some(outcome)) = job.results.get(self.next) {
-                let out = decode(outcome);
-                job.results[self.next] = Some(Err(PoolError::Terminated));
+            if let Some(out) = job.outcomes.take(self.next) {
                 self.next += 1;
                 return Some(Some(out));
             }
-            if self.next >= job.results.len() && job.input_done {
-                return Some(None);
-            }
-        } else {
-            if let Some(idx) = job.finished.pop_front() {
-                let slot = &mut job.results[idx as usize];
-                let out = decode(slot.as_ref().expect("finished"));
-                *slot = Some(Err(PoolError::Terminated));
-                self.next += 1;
-                return Some(Some(out));
-            }
-            if self.next >= job.results.len() && job.input_done {
-                return Some(None);
-            }
+        } else if let Some(idx) = job.finished.pop_front() {
+            let out = job.outcomes.take(idx as usize).expect("a finished item has its outcome");
+            self.next += 1;
+            return Some(Some(out));
+        }
+        if self.next >= job.outcomes.len() && job.input_done {
+            return Some(None);
         }
         None
     }

@@ -10,9 +10,10 @@ use nix::poll::{PollFd, PollFlags};
 
 use super::error::{PoolError, PoolResult};
 use super::func::{self, FuncRef};
-use super::worker::{self, Request};
+use super::store::{Flat, Outcomes, Spare};
+use super::worker::{self, Reply};
 use crate::fdtable::Tracked;
-use crate::message::{self, Message};
+use crate::message::Message;
 use crate::process::Process;
 use crate::status::{ExitCode, Pid, StartMethod};
 use crate::sys;
@@ -50,9 +51,72 @@ pub(crate) enum State {
 /// Items of one job handed out together.
 struct Chunk {
     job: u64,
-    items: VecDeque<u32>,
+    items: Items,
     /// Run alone on a worker with nothing else to do (its worker's death is then its own).
     strict: bool,
+}
+
+/// Which items of a job a chunk holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Items {
+    /// Consecutive items, `start..end`.
+    Run(u32, u32),
+    /// Items in any order (given back after a death).
+    List(VecDeque<u32>),
+}
+
+impl Items {
+    /// These items: a run if they are consecutive.
+    fn of(list: VecDeque<u32>) -> Items {
+        match (list.front(), list.back()) {
+            (Some(&a), Some(&b))
+                if b.checked_sub(a) == Some(list.len() as u32 - 1)
+                    && list.iter().zip(a..).all(|(&x, y)| x == y) =>
+            {
+                Items::Run(a, b + 1)
+            }
+            _ => Items::List(list),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Items::Run(a, b) => (b - a) as usize,
+            Items::List(l) => l.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn front(&self) -> Option<u32> {
+        match self {
+            Items::Run(a, b) => (a < b).then_some(*a),
+            Items::List(l) => l.front().copied(),
+        }
+    }
+
+    /// Takes the first `k` items off.
+    fn take_front(&mut self, k: usize) -> Items {
+        match self {
+            Items::Run(a, b) => {
+                let end = (*a + k as u32).min(*b);
+                let head = Items::Run(*a, end);
+                *a = end;
+                head
+            }
+            Items::List(l) => Items::List(l.drain(..k.min(l.len())).collect()),
+        }
+    }
+
+    /// Every item, in order.
+    fn all(&self) -> Vec<u32> {
+        match self {
+            Items::Run(a, b) => (*a..*b).collect(),
+            Items::List(l) => l.iter().copied().collect(),
+        }
+    }
 }
 
 struct Worker {
@@ -61,6 +125,8 @@ struct Worker {
     pid: Pid,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// How much of `outbuf` is written.
+    out_pos: usize,
     sent: VecDeque<Chunk>,
     sent_count: u64,
     /// The CPU it is pinned to.
@@ -77,22 +143,35 @@ struct Worker {
 pub(crate) struct Job {
     func: FuncRef,
     closure: Option<u64>,
-    args: Vec<Option<Vec<u8>>>,
-    pub results: Vec<Option<PoolResult<Vec<u8>>>>,
-    attempts: Vec<u32>,
+    /// The arguments, as they were added; freed once all of their items are done.
+    args: VecDeque<Segment>,
+    /// Every item's outcome.
+    pub outcomes: Outcomes,
+    /// How often each item's worker died under it (items that ever had one).
+    attempts: HashMap<u32, u32>,
     /// Items whose outcome is not known yet.
     pub remaining: usize,
     /// No more items will be added.
     pub input_done: bool,
-    /// Items in the order they finished, not yet taken by an unordered reader.
+    /// Items in the order they finished, not yet taken by an unordered reader (kept only
+    /// for one).
     pub finished: VecDeque<u32>,
+    finish_order: bool,
     on_done: Option<OnDone>,
     /// Nobody holds the job's handle: forget it once done.
     detached: bool,
 }
 
+/// Arguments added together: items `first..`.
+struct Segment {
+    first: u32,
+    args: Flat,
+    /// Its items whose outcome is not known yet.
+    unfinished: usize,
+}
+
 /// What a job does when it completes: makes the callback to run (from its outcomes).
-pub(crate) type OnDone = Box<dyn FnOnce(&[Option<PoolResult<Vec<u8>>>]) -> Callback>;
+pub(crate) type OnDone = Box<dyn FnOnce(&Outcomes) -> Callback>;
 
 /// A callback to run once the pool is released.
 pub(crate) type Callback = Box<dyn FnOnce()>;
@@ -101,6 +180,122 @@ impl Job {
     /// Whether every item has its outcome.
     pub fn complete(&self) -> bool {
         self.input_done && self.remaining == 0
+    }
+
+    /// Where item `idx`'s arguments are: a position in `args`.
+    fn segment(&self, idx: u32) -> Option<usize> {
+        let p = self.args.partition_point(|s| s.first <= idx).checked_sub(1)?;
+        let s = &self.args[p];
+        (((idx - s.first) as usize) < s.args.len()).then_some(p)
+    }
+
+    /// Item `idx`'s encoded arguments (empty once it is done).
+    fn arg(&self, idx: u32) -> &[u8] {
+        match self.segment(idx) {
+            Some(p) if self.args[p].unfinished > 0 => {
+                let s = &self.args[p];
+                s.args.get((idx - s.first) as usize)
+            }
+            _ => &[],
+        }
+    }
+
+    /// Items `first..first + n` are done: their arguments may go.
+    fn settle(&mut self, first: u32, n: u32, spare: &mut Spare) {
+        let (mut i, end) = (first, first + n);
+        while i < end {
+            let Some(p) = self.segment(i) else { break };
+            let s = &mut self.args[p];
+            let upto = end.min(s.first + s.args.len() as u32);
+            s.unfinished = s.unfinished.saturating_sub((upto - i) as usize);
+            if s.unfinished == 0 {
+                spare.give(s.args.free());
+            }
+            i = upto;
+        }
+        while self.args.front().is_some_and(|s| s.unfinished == 0) {
+            self.args.pop_front();
+        }
+    }
+
+    /// Records one item's outcome; false if it was known already.
+    fn set(&mut self, idx: u32, outcome: PoolResult<&[u8]>, spare: &mut Spare) -> bool {
+        let new = match outcome {
+            Ok(bytes) => self.outcomes.set_value(idx, bytes),
+            Err(e) => self.outcomes.set_error(idx, e),
+        };
+        if new {
+            self.settle(idx, 1, spare);
+            self.remaining -= 1;
+            if self.finish_order {
+                self.finished.push_back(idx);
+            }
+        }
+        new
+    }
+
+    /// Records the values of items `first..first + n`, each `size` bytes of `bytes`, in one
+    /// go; false (nothing recorded) if that cannot be done at once.
+    fn set_run(
+        &mut self,
+        first: u32,
+        n: u32,
+        size: usize,
+        bytes: &[u8],
+        spare: &mut Spare,
+    ) -> bool {
+        if !self.outcomes.set_values(first, n as usize, size, bytes) {
+            return false;
+        }
+        self.settle(first, n, spare);
+        self.remaining -= n as usize;
+        if self.finish_order {
+            self.finished.extend(first..first + n);
+        }
+        true
+    }
+
+    /// Appends a chunk of these items (a request, in the worker's form) to `out`.
+    fn write_chunk(&self, out: &mut Vec<u8>, items: &Items) {
+        let start = worker::begin_frame(out);
+        out.push(worker::REQ_CHUNK);
+        self.func.encode(out);
+        (items.len() as u64).encode(out);
+        let run = match *items {
+            Items::Run(a, b) => self
+                .segment(a)
+                .filter(|&p| {
+                    let s = &self.args[p];
+                    s.unfinished > 0 && b <= s.first + s.args.len() as u32
+                })
+                .map(|p| (p, a, b)),
+            Items::List(_) => None,
+        };
+        if let Some((p, a, b)) = run {
+            // Consecutive items added together: their bytes are already end to end.
+            let s = &self.args[p];
+            let (a, b) = ((a - s.first) as usize, (b - s.first) as usize);
+            match s.args.stride() {
+                Some(size) => worker::push_same_size(out, size),
+                None => {
+                    out.push(1);
+                    for i in a..b {
+                        out.extend_from_slice(&(s.args.get(i).len() as u32).to_le_bytes());
+                    }
+                }
+            }
+            out.extend_from_slice(s.args.span(a, b));
+        } else {
+            let all = items.all();
+            out.push(1);
+            for &i in &all {
+                out.extend_from_slice(&(self.arg(i).len() as u32).to_le_bytes());
+            }
+            for &i in &all {
+                out.extend_from_slice(self.arg(i));
+            }
+        }
+        worker::end_frame(out, start);
     }
 }
 
@@ -119,6 +314,8 @@ pub(crate) struct Inner {
     item_time: Duration,
     /// Workers in a row killed for not becoming ready in time.
     unready: u32,
+    /// Buffers of finished jobs, for the next ones.
+    spare: Spare,
 }
 
 /// A descriptor to watch while a pool starts, and what to ask when it is readable.
@@ -148,6 +345,7 @@ impl Inner {
             callbacks: Vec::new(),
             item_time: Duration::ZERO,
             unready: 0,
+            spare: Spare::default(),
         };
         let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
@@ -200,7 +398,7 @@ impl Inner {
             .iter()
             .filter_map(|w| {
                 let c = w.sent.front()?;
-                (c.job == id).then(|| c.items.front().map(|&i| (i, w.pid, w.since)))?
+                (c.job == id).then(|| c.items.front().map(|i| (i, w.pid, w.since)))?
             })
             .collect()
     }
@@ -272,6 +470,7 @@ impl Inner {
             pid,
             inbuf: Vec::with_capacity(1 << 16),
             outbuf: Vec::new(),
+            out_pos: 0,
             sent: VecDeque::new(),
             sent_count: 0,
             cpu: pinned,
@@ -289,9 +488,10 @@ impl Inner {
     pub fn add_job(
         &mut self,
         func: &super::func::Wire,
-        args: Vec<Vec<u8>>,
+        args: Flat,
         chunksize: usize,
         input_done: bool,
+        finish_order: bool,
         on_done: Option<OnDone>,
     ) -> PoolResult<u64> {
         if self.state != State::Running {
@@ -325,12 +525,13 @@ impl Inner {
             Job {
                 func,
                 closure,
-                args: Vec::new(),
-                results: Vec::new(),
-                attempts: Vec::new(),
+                args: VecDeque::new(),
+                outcomes: Outcomes::new(self.spare.take()),
+                attempts: HashMap::new(),
                 remaining: 0,
                 input_done: false,
                 finished: VecDeque::new(),
+                finish_order,
                 on_done,
                 detached: false,
             },
@@ -343,14 +544,16 @@ impl Inner {
     }
 
     /// Adds items to a job, in chunks of `chunksize`.
-    pub fn extend_job(&mut self, id: u64, args: Vec<Vec<u8>>, chunksize: usize) {
+    pub fn extend_job(&mut self, id: u64, args: Flat, chunksize: usize) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        let first = job.args.len() as u32;
+        if args.is_empty() {
+            return;
+        }
+        let first = job.outcomes.len() as u32;
         let n = args.len() as u32;
         job.remaining += args.len();
-        job.results.extend(args.iter().map(|_| None));
-        job.attempts.extend(args.iter().map(|_| 0));
-        job.args.extend(args.into_iter().map(Some));
+        job.outcomes.add(args.len());
+        job.args.push_back(Segment { first, args, unfinished: n as usize });
         if let Some(e) = self
             .broken
             .clone()
@@ -365,7 +568,7 @@ impl Inner {
         let mut start = first;
         while start < first + n {
             let end = (start + chunksize).min(first + n);
-            self.queue.push_back(Chunk { job: id, items: (start..end).collect(), strict: false });
+            self.queue.push_back(Chunk { job: id, items: Items::Run(start, end), strict: false });
             start = end;
         }
     }
@@ -389,11 +592,22 @@ impl Inner {
     }
 
     fn forget(&mut self, id: u64) {
-        if let Some(job) = self.jobs.remove(&id)
-            && let Some(c) = job.closure
-        {
-            func::forget_closure(c);
+        if let Some(job) = self.jobs.remove(&id) {
+            if let Some(c) = job.closure {
+                func::forget_closure(c);
+            }
+            for segment in job.args {
+                self.spare.give(segment.args.into_bytes());
+            }
+            for buf in job.outcomes.into_buffers() {
+                self.spare.give(buf);
+            }
         }
+    }
+
+    /// An empty buffer to encode arguments into (one kept from a finished job, if any).
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.take()
     }
 
     /// Queued chunks, a measure of how much input a lazy job should add.
@@ -406,13 +620,13 @@ impl Inner {
     pub fn cancel(&mut self, id: u64) -> bool {
         let handed = self.workers.iter().any(|w| w.sent.iter().any(|c| c.job == id));
         let Some(job) = self.jobs.get(&id) else { return false };
-        if handed || job.results.iter().any(Option::is_some) {
+        if handed || job.remaining < job.outcomes.len() {
             return false;
         }
         let mut cancelled = Vec::new();
         self.queue.retain(|c| {
             if c.job == id {
-                cancelled.extend(c.items.iter().copied());
+                cancelled.extend(c.items.all());
                 false
             } else {
                 true
@@ -429,17 +643,22 @@ impl Inner {
         std::mem::take(&mut self.callbacks)
     }
 
-    fn record(&mut self, id: u64, idx: u32, outcome: PoolResult<Vec<u8>>) {
+    fn record(&mut self, id: u64, idx: u32, outcome: PoolResult<&[u8]>) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        let slot = &mut job.results[idx as usize];
-        if slot.is_some() {
-            return;
+        if job.set(idx, outcome, &mut self.spare) {
+            self.maybe_done(id);
         }
-        *slot = Some(outcome);
-        job.args[idx as usize] = None;
-        job.remaining -= 1;
-        job.finished.push_back(idx);
+    }
+
+    /// Records the values of items `first..first + n` at once (see [`Job::set_run`]); false
+    /// if they must be recorded one by one.
+    fn record_run(&mut self, id: u64, first: u32, n: u32, size: usize, bytes: &[u8]) -> bool {
+        let Some(job) = self.jobs.get_mut(&id) else { return true };
+        if !job.set_run(first, n, size, bytes, &mut self.spare) {
+            return false;
+        }
         self.maybe_done(id);
+        true
     }
 
     fn maybe_done(&mut self, id: u64) {
@@ -451,7 +670,7 @@ impl Inner {
             func::forget_closure(c);
         }
         if let Some(on_done) = job.on_done.take() {
-            self.callbacks.push(on_done(&job.results));
+            self.callbacks.push(on_done(&job.outcomes));
         }
         if job.detached {
             self.forget(id);
@@ -484,7 +703,7 @@ impl Inner {
             }
         }
         for chunk in std::mem::take(&mut self.queue) {
-            for idx in chunk.items {
+            for idx in chunk.items.all() {
                 self.record(chunk.job, idx, Err(PoolError::Terminated));
             }
         }
@@ -536,7 +755,7 @@ impl Inner {
             let mut fds = Vec::with_capacity(self.workers.len() * 2 + extra.len());
             for w in &self.workers {
                 let mut flags = PollFlags::POLLIN;
-                if !w.outbuf.is_empty() {
+                if w.out_pos < w.outbuf.len() {
                     flags |= PollFlags::POLLOUT;
                 }
                 fds.push(PollFd::new(w.sock.as_fd(), flags));
@@ -598,7 +817,7 @@ impl Inner {
         }
         if let Some(e) = self.broken.clone() {
             for chunk in std::mem::take(&mut self.queue) {
-                for idx in chunk.items {
+                for idx in chunk.items.all() {
                     self.record(chunk.job, idx, Err(e.clone()));
                 }
             }
@@ -619,7 +838,7 @@ impl Inner {
             for w in &mut self.workers {
                 if !w.retiring {
                     w.retiring = true;
-                    worker::push_frame(&mut w.outbuf, &stop_request());
+                    worker::push_stop(&mut w.outbuf);
                 }
             }
             return Ok(());
@@ -671,19 +890,8 @@ impl Inner {
                     });
                     let Some(pos) = pick else { continue };
                     let chunk = self.queue.remove(pos).expect("position is in the queue");
-                    let job = &self.jobs[&chunk.job];
-                    // A `Request` `(0, function, [(id, args)])`, written straight from the
-                    // job's arguments (they stay there for a retry).
-                    let out = &mut w.outbuf;
-                    let start = worker::begin_frame(out);
-                    out.push(0);
-                    job.func.encode(out);
-                    (chunk.items.len() as u64).encode(out);
-                    for &i in &chunk.items {
-                        ((chunk.job << 32) | u64::from(i)).encode(out);
-                        worker::push_bytes(out, job.args[i as usize].as_deref().unwrap_or(&[]));
-                    }
-                    worker::end_frame(out, start);
+                    // Written straight from the job's arguments (they stay there for a retry).
+                    self.jobs[&chunk.job].write_chunk(&mut w.outbuf, &chunk.items);
                     if w.sent.is_empty() {
                         w.since = now();
                     }
@@ -704,35 +912,43 @@ impl Inner {
                 .find(|w| w.ready && !w.retiring && w.sent.is_empty() && w.generation <= id)
             {
                 w.retiring = true;
-                worker::push_frame(&mut w.outbuf, &stop_request());
+                worker::push_stop(&mut w.outbuf);
             }
         }
     }
 
     fn write_out(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        while !w.outbuf.is_empty() {
-            match sys::send_nosignal(w.sock.as_fd(), &w.outbuf) {
-                Ok(n) if n > 0 => {
-                    w.outbuf.drain(..n);
+        while w.out_pos < w.outbuf.len() {
+            match sys::send_nosignal(w.sock.as_fd(), &w.outbuf[w.out_pos..]) {
+                Ok(n) if n > 0 => w.out_pos += n,
+                Err(Errno::EAGAIN) => {
+                    if w.out_pos >= 1 << 20 {
+                        // Written a lot, never all: drop what went (and the copying it costs).
+                        w.outbuf.drain(..w.out_pos);
+                        w.out_pos = 0;
+                    }
+                    return;
                 }
-                Err(Errno::EAGAIN) => return,
                 _ => {
                     w.outbuf.clear();
+                    w.out_pos = 0;
                     w.eof = true;
                     return;
                 }
             }
         }
+        w.outbuf.clear();
+        w.out_pos = 0;
     }
 
     fn read_in(&mut self, i: usize) {
         loop {
             let w = &mut self.workers[i];
-            if w.inbuf.capacity() - w.inbuf.len() < 4096 {
-                w.inbuf.reserve(1 << 16);
+            if w.inbuf.capacity() - w.inbuf.len() < 1 << 16 {
+                w.inbuf.reserve(1 << 18);
             }
-            match sys::read_append(w.sock.as_fd(), &mut w.inbuf, 1 << 16) {
+            match sys::read_append(w.sock.as_fd(), &mut w.inbuf, 1 << 18) {
                 Ok(0) => {
                     w.eof = true;
                     break;
@@ -760,43 +976,72 @@ impl Inner {
     }
 
     /// One reply, read at `t`.
-    fn on_reply(&mut self, i: usize, (tag, id, status, payload): (u8, u64, u8, &[u8]), t: Instant) {
-        match tag {
-            worker::TAG_READY => {
+    fn on_reply(&mut self, i: usize, reply: Reply<'_>, t: Instant) {
+        match reply {
+            Reply::Ready => {
                 self.workers[i].ready = true;
                 self.unready = 0;
             }
-            worker::TAG_FAILED => {
+            Reply::Failed(status, payload) => {
                 self.broken = Some(if status == 0 {
                     PoolError::ExecutableMismatch
                 } else {
                     PoolError::InitializerFailed(String::from_utf8_lossy(payload).into_owned())
                 });
             }
-            _ => {
-                let (job, idx) = (id >> 32, (id & 0xffff_ffff) as u32);
-                let w = &mut self.workers[i];
-                let took = t.saturating_duration_since(w.since);
-                w.since = t;
-                self.item_time = (self.item_time * 7 + took) / 8;
-                // Results come in the order the items went out: the front one, almost always.
-                match w.sent.front_mut() {
-                    Some(c) if c.job == job && c.items.front() == Some(&idx) => {
-                        c.items.pop_front();
-                    }
-                    _ => {
-                        if let Some(c) =
-                            w.sent.iter_mut().find(|c| c.job == job && c.items.contains(&idx))
-                        {
-                            c.items.retain(|&x| x != idx);
-                        }
+            Reply::Results(outcomes) => self.on_results(i, outcomes, t),
+        }
+    }
+
+    /// The outcomes of a worker's next tasks, read at `t`.
+    fn on_results(&mut self, i: usize, mut outcomes: worker::Items<'_>, t: Instant) {
+        let n = outcomes.len();
+        if n == 0 {
+            return;
+        }
+        let w = &mut self.workers[i];
+        let took = t.saturating_duration_since(w.since);
+        w.since = t;
+        self.item_time = (self.item_time * 7 + took / n as u32) / 8;
+        // A worker runs what it was sent in order: these are its front items. Consecutive
+        // items of one job are recorded together.
+        let mut pieces: Vec<(u64, Items)> = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let Some(c) = w.sent.front_mut() else {
+                // More outcomes than tasks: not our worker any more.
+                w.eof = true;
+                break;
+            };
+            let k = left.min(c.items.len());
+            let part = c.items.take_front(k);
+            let job = c.job;
+            if c.items.is_empty() {
+                w.sent.pop_front();
+            }
+            left -= k;
+            match (pieces.last_mut(), part) {
+                (Some((j, Items::Run(_, end))), Items::Run(a, b)) if *j == job && *end == a => {
+                    *end = b
+                }
+                (_, part) => pieces.push((job, part)),
+            }
+        }
+        for (job, part) in pieces {
+            if let Items::Run(a, b) = part
+                && let Some((size, bytes)) = outcomes.take_same((b - a) as usize)
+            {
+                if !self.record_run(job, a, b - a, size, bytes) {
+                    for (k, idx) in (a..b).enumerate() {
+                        self.record(job, idx, Ok(&bytes[k * size..(k + 1) * size]));
                     }
                 }
-                while w.sent.front().is_some_and(|c| c.items.is_empty()) {
-                    w.sent.pop_front();
-                }
+                continue;
+            }
+            for idx in part.all() {
+                let Some((status, payload)) = outcomes.next() else { return };
                 let outcome = match status {
-                    worker::STATUS_VALUE => Ok(payload.to_vec()),
+                    worker::STATUS_VALUE => Ok(payload),
                     worker::STATUS_PANIC => {
                         Err(PoolError::TaskPanicked(String::from_utf8_lossy(payload).into_owned()))
                     }
@@ -826,7 +1071,7 @@ impl Inner {
         let front = w.sent.front().map_or(0, |c| c.items.len());
         let mut items: Vec<(u64, u32, bool)> = Vec::new();
         for c in w.sent.drain(..) {
-            items.extend(c.items.iter().map(|&idx| (c.job, idx, c.strict)));
+            items.extend(c.items.all().into_iter().map(|idx| (c.job, idx, c.strict)));
         }
         let Some(&(job, idx, strict)) = items.first() else { return };
         let rest = &items[1..];
@@ -836,8 +1081,9 @@ impl Inner {
             self.requeue(rest, false);
         } else if strict || front == 1 {
             let attempts = self.jobs.get_mut(&job).map(|j| {
-                j.attempts[idx as usize] += 1;
-                j.attempts[idx as usize]
+                let a = j.attempts.entry(idx).or_insert(0);
+                *a += 1;
+                *a
             });
             match attempts {
                 Some(a) if a > self.cfg.retries => self.record(
@@ -860,26 +1106,21 @@ impl Inner {
     fn requeue(&mut self, items: &[(u64, u32, bool)], strict: bool) {
         if strict {
             for &(job, idx, _) in items.iter().rev() {
-                self.queue.push_front(Chunk { job, items: VecDeque::from([idx]), strict: true });
+                self.queue.push_front(Chunk { job, items: Items::Run(idx, idx + 1), strict: true });
             }
-        } else if let Some(&(job, _, _)) = items.first() {
-            let mut by_job: Vec<Chunk> = Vec::new();
+        } else {
+            let mut by_job: Vec<(u64, VecDeque<u32>)> = Vec::new();
             for &(j, idx, _) in items {
                 match by_job.last_mut() {
-                    Some(c) if c.job == j => c.items.push_back(idx),
-                    _ => by_job.push(Chunk { job: j, items: VecDeque::from([idx]), strict: false }),
+                    Some((job, list)) if *job == j => list.push_back(idx),
+                    _ => by_job.push((j, VecDeque::from([idx]))),
                 }
             }
-            let _ = job;
-            for c in by_job.into_iter().rev() {
-                self.queue.push_front(c);
+            for (job, list) in by_job.into_iter().rev() {
+                self.queue.push_front(Chunk { job, items: Items::of(list), strict: false });
             }
         }
     }
-}
-
-fn stop_request() -> Request {
-    (1, FuncRef { kind: 0, value: 0, name: String::new() }, Vec::new())
 }
 
 impl Drop for Inner {
@@ -887,13 +1128,5 @@ impl Drop for Inner {
         if !self.workers.is_empty() {
             self.terminate();
         }
-    }
-}
-
-/// Decodes one task's outcome.
-pub(crate) fn decode<R: Message>(outcome: &PoolResult<Vec<u8>>) -> PoolResult<R> {
-    match outcome {
-        Ok(bytes) => message::from_bytes(bytes).map_err(|e| PoolError::TaskFailed(e.to_string())),
-        Err(e) => Err(e.clone()),
     }
 }

@@ -39,7 +39,9 @@ pub(crate) struct FuncRef {
 
 impl Message for FuncRef {
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.kind, self.value, self.name.clone()).encode(out);
+        self.kind.encode(out);
+        self.value.encode(out);
+        self.name.encode(out);
     }
     fn decode(input: &mut &[u8]) -> crate::error::Result<Self> {
         let (kind, value, name) = <(u8, i64, String)>::decode(input)?;
@@ -51,8 +53,12 @@ impl Message for FuncRef {
 /// registry, which this module must not name).
 pub(crate) type EntryRunner<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>;
 
-/// A stored closure: decodes, runs, encodes.
-pub(crate) type Stored = Arc<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync>;
+/// Tasks' encoded arguments, one after the other.
+pub(crate) type Args<'a, 'b> = &'a mut dyn Iterator<Item = &'b [u8]>;
+
+/// A stored closure: for each argument decodes, runs, encodes (as a [`sys::Trampoline`]).
+pub(crate) type Stored =
+    Arc<dyn Fn(Args<'_, '_>, &mut Vec<u8>, &mut Vec<usize>) -> Result<(), String> + Send + Sync>;
 
 static CLOSURES: Mutex<BTreeMap<u64, Stored>> = Mutex::new(BTreeMap::new());
 static NEXT_CLOSURE: AtomicU64 = AtomicU64::new(0);
@@ -72,17 +78,33 @@ pub(crate) fn stored_closure(id: u64) -> Option<Stored> {
     CLOSURES.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
 }
 
-/// Runs a function value made from nothing (see the module docs) on encoded arguments.
+/// Runs a function value made from nothing (see the module docs) on encoded arguments, one
+/// after the other (a [`sys::Trampoline`]).
 fn run_zst<F: Fn(T) -> R, T: Message, R: Message>(
-    args: &[u8],
+    args: Args<'_, '_>,
     out: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
 ) -> Result<(), String> {
-    let arg = message::from_bytes::<T>(args).map_err(|e| e.to_string())?;
     #[allow(unsafe_code)] // a zero-sized function value (see sys/mod.rs)
     // SAFETY: `Func::new` stores this trampoline only for an `F` that is zero-sized and has no
     // drop glue, and it held a value of `F` (so `F` is inhabited).
     let f: F = unsafe { sys::conjure_zst::<F>() };
-    f(arg).encode(out);
+    run_each(&f, args, out, ends)
+}
+
+/// `f` on each argument, its encoded value appended to `out` and `out`'s length to `ends`.
+#[inline(always)]
+fn run_each<F: Fn(T) -> R, T: Message, R: Message>(
+    f: &F,
+    args: Args<'_, '_>,
+    out: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<(), String> {
+    for bytes in args {
+        let arg = message::from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+        f(arg).encode(out);
+        ends.push(out.len());
+    }
     Ok(())
 }
 
@@ -116,11 +138,11 @@ impl<T: Message + 'static, R: Message + 'static> Func<T, R> {
         let wire = if std::mem::size_of::<F>() == 0 && !std::mem::needs_drop::<F>() {
             Wire::Code(sys::trampoline_offset(run_zst::<F, T, R>))
         } else {
-            Wire::Closure(Arc::new(move |args: &[u8], out: &mut Vec<u8>| {
-                let arg = message::from_bytes::<T>(args).map_err(|e| e.to_string())?;
-                f(arg).encode(out);
-                Ok(())
-            }))
+            Wire::Closure(Arc::new(
+                move |args: Args<'_, '_>, out: &mut Vec<u8>, ends: &mut Vec<usize>| {
+                    run_each(&f, args, out, ends)
+                },
+            ))
         };
         Func { wire, _t: PhantomData }
     }
@@ -144,12 +166,14 @@ pub(crate) fn store_closure(f: Stored) -> u64 {
     id
 }
 
-/// Runs `f` on encoded arguments in a worker, appending its encoded result; `entry` runs a
-/// registered entry by name.
+/// Runs `f` in a worker on each of the encoded arguments, appending its encoded result to
+/// `out` and then `out`'s length to `ends`; stops at the first that fails, with the reason
+/// (that argument taken). `entry` runs a registered entry by name.
 pub(crate) fn call(
     f: &FuncRef,
-    args: &[u8],
+    args: Args<'_, '_>,
     out: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
     entry: EntryRunner<'_>,
 ) -> Result<(), String> {
     match f.kind {
@@ -159,16 +183,27 @@ pub(crate) fn call(
             // pool's parent, and this worker checked when it started that it runs the parent's
             // very executable (`executable_identity`), so the same function sits there here.
             let run = unsafe { sys::trampoline_at(f.value) };
-            run(args, out)
+            run(args, out, ends)
         }
         KIND_ENTRY => {
-            out.extend_from_slice(&entry(&f.name, args)?);
+            for bytes in args {
+                out.extend_from_slice(&entry(&f.name, bytes)?);
+                ends.push(out.len());
+            }
             Ok(())
         }
         KIND_CLOSURE => match stored_closure(f.value as u64) {
-            Some(run) => run(args, out),
-            None => Err(format!("closure {} is not known to this worker", f.value)),
+            Some(run) => run(args, out, ends),
+            None => fail_one(args, format!("closure {} is not known to this worker", f.value)),
         },
-        kind => Err(format!("unknown function kind {kind}")),
+        kind => fail_one(args, format!("unknown function kind {kind}")),
+    }
+}
+
+/// The next argument fails for `reason` (nothing does if there is none).
+fn fail_one(args: Args<'_, '_>, reason: String) -> Result<(), String> {
+    match args.next() {
+        Some(_) => Err(reason),
+        None => Ok(()),
     }
 }

@@ -151,13 +151,13 @@ impl<R: Message> Future<R> {
         inner
             .jobs
             .get(&h.job)
-            .is_some_and(|j| matches!(j.results.first(), Some(Some(Err(PoolError::Cancelled)))))
+            .is_some_and(|j| matches!(j.outcomes.get(0), Some(Err(PoolError::Cancelled))))
     }
 
     fn failed(&self) -> bool {
         let h = &self.result.inner;
         let inner = lock(&h.shared);
-        inner.jobs.get(&h.job).is_some_and(|j| matches!(j.results.first(), Some(Some(Err(_)))))
+        inner.jobs.get(&h.job).is_some_and(|j| matches!(j.outcomes.get(0), Some(Err(_))))
     }
 }
 

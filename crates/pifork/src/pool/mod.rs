@@ -48,10 +48,21 @@
 //!
 //! # Failure is a per-task result
 //! A worker that dies mid-task is replaced and the task retried up to `retries` times (default
-//! 1), then it alone is [`PoolError::WorkerDied`]. Results of a chunk come back one per item,
-//! so only its unfinished items run again. A panic is [`PoolError::TaskPanicked`] and the worker
-//! lives on; a task past `task_timeout` has its worker killed and is
-//! [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the parent.
+//! 1), then it alone is [`PoolError::WorkerDied`]. Every item has its own outcome, and a
+//! worker reports the items it finished, in order, whenever they have waited 200 µs (at once
+//! after a long task, after every task with `task_timeout`): so only a chunk's unfinished
+//! items run again, and of short ones at most that much work. A panic is
+//! [`PoolError::TaskPanicked`] and the worker lives on; a task past `task_timeout` has its
+//! worker killed and is [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the
+//! parent.
+//!
+//! # Tiny tasks
+//! A chunk travels as one frame with its arguments encoded end to end (their size sent once
+//! when they are all alike), and a worker runs a run of them in one loop of the function's
+//! own code; the outcomes come back end to end in one frame per report, and a job keeps
+//! values of one size in one buffer, so `map` decodes them straight into its vector. Nothing
+//! is allocated per item on either side. Tasks of a few nanoseconds want large chunks: the
+//! default chunk size (CPython's) is a quarter of each worker's share.
 //!
 //! # Sharing objects in the initializer
 //! As CPython's `Pool(initializer=init, initargs=(lock, queue))`: give the descriptors of the
@@ -75,6 +86,7 @@ mod core;
 mod error;
 mod func;
 mod futures;
+mod store;
 mod tasks;
 pub(crate) mod worker;
 

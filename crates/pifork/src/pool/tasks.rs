@@ -9,10 +9,10 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use super::api::{Handle, Pool, lock};
-use super::core::decode;
 use super::error::{PoolError, PoolResult};
 use super::func::Func;
-use crate::message::{self, Message};
+use super::store::Flat;
+use crate::message::Message;
 use crate::status::Pid;
 use crate::wait::deadline_after;
 
@@ -67,7 +67,7 @@ impl Pool {
         T: Message + 'static,
         R: Message + 'static,
     {
-        let job = self.submit(&f, Vec::new(), 1, false, None)?;
+        let job = self.submit(&f, Flat::new(), 1, false, true, None)?;
         Ok(Tasks {
             handle: Handle { shared: self.shared.clone(), job },
             submitted: 0,
@@ -86,7 +86,9 @@ impl<T: Message, R: Message> Tasks<T, R> {
             if inner.state != super::core::State::Running {
                 return Err(PoolError::NotRunning);
             }
-            inner.extend_job(self.handle.job, vec![message::to_bytes(arg)], 1);
+            let mut args = Flat::new();
+            args.push(arg);
+            inner.extend_job(self.handle.job, args, 1);
             // Hand it out now; a failure shows again at the next wait.
             let _ = inner.step(Some(Instant::now()));
             inner.take_callbacks()
@@ -179,10 +181,8 @@ impl<T: Message, R: Message> Tasks<T, R> {
     fn take(&mut self, inner: &mut super::core::Inner) -> Option<Next<R>> {
         let job = inner.jobs.get_mut(&self.handle.job)?;
         let idx = job.finished.pop_front()?;
-        let slot = &mut job.results[idx as usize];
-        let out = decode(slot.as_ref().expect("a finished task has its outcome"));
         // Taken: only a marker stays, so the bytes are freed.
-        *slot = Some(Err(PoolError::Terminated));
+        let out = job.outcomes.take(idx as usize).expect("a finished task has its outcome");
         self.taken += 1;
         Some(Next::Done(idx as usize, out))
     }

@@ -1,15 +1,24 @@
 //! The pool's worker: a loop over one inherited socket, run by the library's own entry point
 //! (registered with the builtins, so a spawned or forkserver worker finds it by name too).
 //!
-//! Protocol, length-prefixed frames both ways. To the worker: `(0, function, [(id, args)])`, a
-//! chunk of tasks, or `(1, ..)`, stop. From it: `(tag, id, status, payload)` — tag 0 ready,
-//! 1 one task's result (status 0 value, 1 panic message, 2 failure message), 2 could not start
-//! (status 0 other executable, 1 initializer failed). Results of a chunk go out one per task;
-//! they are written when the worker has nothing more to read (or after every task when the
-//! parent asks for it: task timeouts need to know which task runs).
+//! Protocol, length-prefixed frames both ways (integers little-endian). To the worker:
+//! `[0][function][n: u64][sizes][arguments]`, a chunk of `n` tasks, their encoded arguments
+//! end to end; or `[1]`, stop. From it: `[0]` ready; `[2][status][payload]` could not start
+//! (status 0 other executable, 1 initializer failed); `[1][n: u32][length: u64][data][sizes]`,
+//! the outcomes of the next `n` tasks in the order they were sent (across chunks), their
+//! bytes end to end in `data` (a value, or a panic or failure message). `sizes` says where
+//! each item is: `[0][size: u32]`, every one `size` bytes (and every outcome a value), or
+//! `[1]` and per item its length (u32), for outcomes after its status (0 value, 1 panic,
+//! 2 failure).
+//!
+//! A worker gathers outcomes and writes them when it has nothing more to read, when they
+//! pass [`REPLY_BYTES`], when the first of them has waited [`FLUSH_AFTER`] (so a long task is
+//! reported as it ends, and a worker's death loses at most that much of short ones), or after
+//! every task when the parent asks for it (task timeouts need to know which task runs).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -22,8 +31,8 @@ pub(crate) const ENTRY: &str = "pifork.pool.worker";
 
 /// Message tags from the worker.
 pub(crate) const TAG_READY: u8 = 0;
-/// A task's result.
-pub(crate) const TAG_RESULT: u8 = 1;
+/// Outcomes of tasks.
+pub(crate) const TAG_RESULTS: u8 = 1;
 /// The worker cannot start.
 pub(crate) const TAG_FAILED: u8 = 2;
 
@@ -40,8 +49,16 @@ pub(crate) type ExeId = (u64, u64, u64, i64);
 /// What a worker is started with.
 pub(crate) type WorkerArgs = (i32, ExeId, Option<(FuncRef, Vec<u8>)>, u64, bool);
 
-/// One frame to the worker.
-pub(crate) type Request = (u8, FuncRef, Vec<(u64, Vec<u8>)>);
+/// A request's tag: a chunk of tasks.
+pub(crate) const REQ_CHUNK: u8 = 0;
+/// A request's tag: stop.
+pub(crate) const REQ_STOP: u8 = 1;
+
+/// Outcomes held longer than this are written out.
+pub(crate) const FLUSH_AFTER: Duration = Duration::from_micros(200);
+
+/// Outcomes past this many bytes are written out.
+pub(crate) const REPLY_BYTES: usize = 1 << 18;
 
 /// Appends `value` as one frame to `out`.
 pub(crate) fn push_frame<M: Message>(out: &mut Vec<u8>, value: &M) {
@@ -63,13 +80,6 @@ pub(crate) fn end_frame(out: &mut [u8], start: usize) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Appends a byte string as [`Message`] encodes a `Vec<u8>` (a u64 length, the bytes), in
-/// one copy.
-pub(crate) fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 /// Takes a u64 from the front of `input`.
 pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
     let (head, tail) = input.split_first_chunk::<8>()?;
@@ -77,7 +87,7 @@ pub(crate) fn take_u64(input: &mut &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(*head))
 }
 
-/// Takes a byte string (as [`push_bytes`] wrote it) from the front of `input`, borrowed.
+/// Takes a byte string (a u64 length, the bytes, as [`Message`] encodes a `Vec<u8>`) from the front of `input`, borrowed.
 pub(crate) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = usize::try_from(take_u64(input)?).ok()?;
     if input.len() < len {
@@ -86,25 +96,6 @@ pub(crate) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (head, tail) = input.split_at(len);
     *input = tail;
     Some(head)
-}
-
-/// One reply's fields, the payload borrowed from the frame (a frame is `(u8, u64, u8, Vec<u8>)` as [`Message`]
-/// encodes it).
-pub(crate) fn parse_reply(body: &[u8]) -> Option<(u8, u64, u8, &[u8])> {
-    let (&tag, mut rest) = body.split_first()?;
-    let id = take_u64(&mut rest)?;
-    let (&status, mut rest) = rest.split_first()?;
-    let payload = take_bytes(&mut rest)?;
-    rest.is_empty().then_some((tag, id, status, payload))
-}
-
-/// A request's head: its tag, function, number of tasks and the encoded tasks, borrowed
-/// (the wire form of [`Request`]).
-fn parse_request(body: &[u8]) -> Option<(u8, FuncRef, u64, &[u8])> {
-    let (&tag, mut rest) = body.split_first()?;
-    let f = FuncRef::decode(&mut rest).ok()?;
-    let n = take_u64(&mut rest)?;
-    Some((tag, f, n, rest))
 }
 
 /// The next whole frame's body in `buf` from `*pos`, advancing it.
@@ -124,13 +115,170 @@ fn write_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
             Ok(0) => return false,
             Ok(n) => rest = &rest[n..],
             Err(Errno::EAGAIN) => {
-                let _ = crate::wait::wait(&[], Some(std::time::Duration::from_millis(1)));
+                let _ = crate::wait::wait(&[], Some(Duration::from_millis(1)));
             }
             Err(_) => return false,
         }
     }
     buf.clear();
     true
+}
+
+/// Appends the stop request to `out`.
+pub(crate) fn push_stop(out: &mut Vec<u8>) {
+    let start = begin_frame(out);
+    out.push(REQ_STOP);
+    end_frame(out, start);
+}
+
+/// Appends `[0][size]`: every item of `size` bytes.
+pub(crate) fn push_same_size(out: &mut Vec<u8>, size: usize) {
+    out.push(0);
+    out.extend_from_slice(&(size as u32).to_le_bytes());
+}
+
+/// Where the items of a frame are: each of one size, or each with its own (after its
+/// status, for outcomes).
+#[derive(Clone, Copy)]
+enum Sizes<'a> {
+    Same(usize),
+    Each(&'a [u8], usize),
+}
+
+/// The items of a frame in turn: `(status, bytes)` (a request's are all values).
+pub(crate) struct Items<'a> {
+    data: &'a [u8],
+    sizes: Sizes<'a>,
+    left: usize,
+}
+
+impl<'a> Items<'a> {
+    /// Reads `sizes` for `n` items over `data` (`with_status`: outcomes); None if they do not
+    /// fit.
+    fn parse(n: usize, data: &'a [u8], sizes: &'a [u8], with_status: bool) -> Option<Items<'a>> {
+        let (&kind, rest) = sizes.split_first()?;
+        let sizes = match kind {
+            0 => {
+                let size = u32::from_le_bytes(rest.try_into().ok()?) as usize;
+                (size.checked_mul(n)? == data.len()).then_some(Sizes::Same(size))?
+            }
+            1 => {
+                let width = if with_status { 5 } else { 4 };
+                if rest.len() != n.checked_mul(width)? {
+                    return None;
+                }
+                // The lengths must cover the data exactly: every item is then there.
+                let total = rest.chunks_exact(width).try_fold(0usize, |sum, m| {
+                    let len = u32::from_le_bytes(m[width - 4..].try_into().ok()?);
+                    sum.checked_add(len as usize)
+                })?;
+                (total == data.len()).then_some(Sizes::Each(rest, width))?
+            }
+            _ => return None,
+        };
+        Some(Items { data, sizes, left: n })
+    }
+
+    /// The items left.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    /// The next `k` items, if they are values of one size: that size and their bytes.
+    pub fn take_same(&mut self, k: usize) -> Option<(usize, &'a [u8])> {
+        let Sizes::Same(size) = self.sizes else { return None };
+        if k > self.left {
+            return None;
+        }
+        let (head, tail) = self.data.split_at(k * size);
+        self.data = tail;
+        self.left -= k;
+        Some((size, head))
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = (u8, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u8, &'a [u8])> {
+        if self.left == 0 {
+            return None;
+        }
+        let (status, len) = match &mut self.sizes {
+            Sizes::Same(size) => (STATUS_VALUE, *size),
+            Sizes::Each(meta, width) => {
+                let (head, tail) = meta.split_at(*width);
+                *meta = tail;
+                let (status, len) = if *width == 5 { (head[0], &head[1..]) } else { (0, head) };
+                (status, u32::from_le_bytes(len.try_into().ok()?) as usize)
+            }
+        };
+        if self.data.len() < len {
+            return None;
+        }
+        let (head, tail) = self.data.split_at(len);
+        self.data = tail;
+        self.left -= 1;
+        Some((status, head))
+    }
+}
+
+/// A frame from the worker, borrowed.
+pub(crate) enum Reply<'a> {
+    /// Started and ready.
+    Ready,
+    /// Could not start: a status and a message.
+    Failed(u8, &'a [u8]),
+    /// Outcomes of the next tasks.
+    Results(Items<'a>),
+}
+
+/// Reads one frame from the worker.
+pub(crate) fn parse_reply(body: &[u8]) -> Option<Reply<'_>> {
+    let (&tag, mut rest) = body.split_first()?;
+    match tag {
+        TAG_READY => rest.is_empty().then_some(Reply::Ready),
+        TAG_FAILED => {
+            let (&status, mut rest) = rest.split_first()?;
+            let payload = take_bytes(&mut rest)?;
+            rest.is_empty().then_some(Reply::Failed(status, payload))
+        }
+        TAG_RESULTS => {
+            let (n, tail) = rest.split_first_chunk::<4>()?;
+            rest = tail;
+            let len = usize::try_from(take_u64(&mut rest)?).ok()?;
+            if rest.len() < len {
+                return None;
+            }
+            let (data, sizes) = rest.split_at(len);
+            Items::parse(u32::from_le_bytes(*n) as usize, data, sizes, true).map(Reply::Results)
+        }
+        _ => None,
+    }
+}
+
+/// A request to the worker, borrowed.
+enum Request<'a> {
+    Chunk(FuncRef, Items<'a>),
+    Stop,
+}
+
+fn parse_request(body: &[u8]) -> Option<Request<'_>> {
+    let (&tag, mut rest) = body.split_first()?;
+    if tag == REQ_STOP {
+        return Some(Request::Stop);
+    }
+    let f = FuncRef::decode(&mut rest).ok()?;
+    let n = usize::try_from(take_u64(&mut rest)?).ok()?;
+    let sizes_len = match rest.first()? {
+        0 => 5,
+        _ => n.checked_mul(4)?.checked_add(1)?,
+    };
+    if rest.len() < sizes_len {
+        return None;
+    }
+    let (sizes, data) = rest.split_at(sizes_len);
+    Some(Request::Chunk(f, Items::parse(n, data, sizes, false)?))
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -146,41 +294,150 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Runs one function, catching its panic: (status, payload).
 fn run_one(f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) -> (u8, Vec<u8>) {
     let mut out = Vec::new();
-    match catch_unwind(AssertUnwindSafe(|| func::call(f, args, &mut out, entry))) {
+    let mut ends = Vec::new();
+    let mut args = std::iter::once(args);
+    match catch_unwind(AssertUnwindSafe(|| func::call(f, &mut args, &mut out, &mut ends, entry))) {
         Ok(Ok(())) => (STATUS_VALUE, out),
         Ok(Err(reason)) => (STATUS_FAILED, reason.into_bytes()),
         Err(payload) => (STATUS_PANIC, panic_text(payload).into_bytes()),
     }
 }
 
-/// Runs one task, appending its result frame (`(TAG_RESULT, id, status, payload)`, in
-/// [`parse_reply`]'s form) to `out`: the function encodes its value straight into the frame.
-fn run_into(out: &mut Vec<u8>, id: u64, f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) {
-    let start = begin_frame(out);
-    out.push(TAG_RESULT);
-    out.extend_from_slice(&id.to_le_bytes());
-    let status_at = out.len();
-    out.push(STATUS_VALUE);
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 8]);
-    let body = out.len();
-    let status = match catch_unwind(AssertUnwindSafe(|| func::call(f, args, out, entry))) {
-        Ok(Ok(())) => STATUS_VALUE,
-        Ok(Err(reason)) => {
-            out.truncate(body);
-            out.extend_from_slice(reason.as_bytes());
-            STATUS_FAILED
+/// Outcomes gathered into one frame (`[1][n][length][data][sizes]`) until written.
+struct Outgoing {
+    out: Vec<u8>,
+    /// Where the open frame starts.
+    frame: Option<usize>,
+    n: u32,
+    /// While every outcome is a value of one size: that size.
+    same: Option<u32>,
+    /// Each outcome's status and length, once they differ.
+    each: Vec<(u8, u32)>,
+    /// Where the values of a run end in `out`.
+    ends: Vec<usize>,
+}
+
+/// The frame's head: its length, tag, count and data length.
+const HEAD: usize = 4 + 1 + 4 + 8;
+
+impl Outgoing {
+    /// Runs the tasks, their outcomes going straight into the frame: the function encodes
+    /// its values there.
+    fn run(&mut self, f: &FuncRef, tasks: func::Args<'_, '_>, entry: EntryRunner<'_>) {
+        if self.frame.is_none() {
+            let start = begin_frame(&mut self.out);
+            self.out.push(TAG_RESULTS);
+            self.out.extend_from_slice(&[0; 12]);
+            self.frame = Some(start);
+            self.n = 0;
+            self.same = None;
+            self.each.clear();
         }
-        Err(payload) => {
-            out.truncate(body);
-            out.extend_from_slice(panic_text(payload).as_bytes());
-            STATUS_PANIC
+        let mut ends = std::mem::take(&mut self.ends);
+        loop {
+            let mut prev = self.out.len();
+            ends.clear();
+            let out = &mut self.out;
+            let result =
+                catch_unwind(AssertUnwindSafe(|| func::call(f, tasks, out, &mut ends, entry)));
+            for &end in &ends {
+                self.note(STATUS_VALUE, (end - prev) as u32);
+                prev = end;
+            }
+            // One task failed or panicked (it is taken): the rest go on after it.
+            let status = match result {
+                Ok(Ok(())) => break,
+                Ok(Err(reason)) => {
+                    self.out.truncate(prev);
+                    self.out.extend_from_slice(reason.as_bytes());
+                    STATUS_FAILED
+                }
+                Err(payload) => {
+                    self.out.truncate(prev);
+                    self.out.extend_from_slice(panic_text(payload).as_bytes());
+                    STATUS_PANIC
+                }
+            };
+            self.note(status, (self.out.len() - prev) as u32);
         }
-    };
-    out[status_at] = status;
-    let len = (out.len() - body) as u64;
-    out[len_at..body].copy_from_slice(&len.to_le_bytes());
-    end_frame(out, start);
+        self.ends = ends;
+    }
+
+    /// One more outcome in the frame: its status and length.
+    fn note(&mut self, status: u8, len: u32) {
+        if self.each.is_empty() && status == STATUS_VALUE {
+            match self.same {
+                None if self.n == 0 => {
+                    self.same = Some(len);
+                    self.n += 1;
+                    return;
+                }
+                Some(s) if s == len => {
+                    self.n += 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        // Outcomes differ: each has its own size from now on.
+        if let Some(s) = self.same.take() {
+            self.each.resize(self.n as usize, (STATUS_VALUE, s));
+        }
+        self.each.push((status, len));
+        self.n += 1;
+    }
+
+    /// Outcomes held, not yet written.
+    fn held(&self) -> u32 {
+        if self.frame.is_some() { self.n } else { 0 }
+    }
+
+    /// Ends the open frame.
+    fn close(&mut self) {
+        let Some(start) = self.frame.take() else { return };
+        let out = &mut self.out;
+        let len = (out.len() - start - HEAD) as u64;
+        out[start + 5..start + 9].copy_from_slice(&self.n.to_le_bytes());
+        out[start + 9..start + HEAD].copy_from_slice(&len.to_le_bytes());
+        match self.same {
+            Some(size) if self.each.is_empty() => push_same_size(out, size as usize),
+            _ => {
+                out.push(1);
+                for &(status, len) in &self.each {
+                    out.push(status);
+                    out.extend_from_slice(&len.to_le_bytes());
+                }
+            }
+        }
+        end_frame(out, start);
+    }
+
+    /// Writes all it holds; false if the parent is gone.
+    fn flush(&mut self, sock: BorrowedFd<'_>) -> bool {
+        self.close();
+        write_all(sock, &mut self.out)
+    }
+}
+
+/// When to look at the clock: after every task while tasks are slow, after runs of more of
+/// them while they are fast (reading it would cost more than the tasks).
+struct Clock {
+    every: usize,
+    last: Instant,
+}
+
+impl Clock {
+    /// After a run of tasks: the time now; the next run is longer if this one was short.
+    fn tick(&mut self) -> Instant {
+        let t = Instant::now();
+        if t.saturating_duration_since(self.last) < FLUSH_AFTER / 8 {
+            self.every = (self.every * 2).min(1 << 12);
+        } else {
+            self.every = (self.every / 2).max(1);
+        }
+        self.last = t;
+        t
+    }
 }
 
 /// The worker's loop (the body of its entry point); `entry` runs registered entries by name.
@@ -196,62 +453,71 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     std::panic::set_hook(Box::new(|_| {}));
     let mut out = Vec::new();
     if sys::executable_identity().ok() != Some(exe) {
-        push_frame(&mut out, &(TAG_FAILED, 0u64, 0u8, Vec::<u8>::new()));
+        push_frame(&mut out, &(TAG_FAILED, 0u8, Vec::<u8>::new()));
         write_all(sock, &mut out);
         return;
     }
     if let Some((f, a)) = init {
         let (status, payload) = run_one(&f, &a, entry);
         if status != STATUS_VALUE {
-            push_frame(&mut out, &(TAG_FAILED, 0u64, 1u8, payload));
+            push_frame(&mut out, &(TAG_FAILED, 1u8, payload));
             write_all(sock, &mut out);
             return;
         }
     }
-    push_frame(&mut out, &(TAG_READY, 0u64, 0u8, Vec::<u8>::new()));
+    push_frame(&mut out, &TAG_READY);
     if !write_all(sock, &mut out) {
         return;
     }
+    let mut outgoing =
+        Outgoing { out, frame: None, n: 0, same: None, each: Vec::new(), ends: Vec::new() };
     let mut inbuf: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut done = 0u64;
+    let mut clock = Clock { every: 1, last: Instant::now() };
+    let mut held_since = clock.last;
     loop {
         let mut pos = 0;
         while let Some(body) = next_frame(&inbuf, &mut pos) {
-            let Some((tag, f, n, mut tasks)) = parse_request(body) else {
+            let Some(request) = parse_request(body) else {
                 return;
             };
-            if tag != 0 {
-                write_all(sock, &mut out);
+            let Request::Chunk(f, mut tasks) = request else {
+                outgoing.flush(sock);
                 return;
-            }
-            for _ in 0..n {
-                let (Some(id), Some(a)) = (take_u64(&mut tasks), take_bytes(&mut tasks)) else {
-                    write_all(sock, &mut out);
-                    return;
-                };
-                run_into(&mut out, id, &f, a, entry);
-                if (flush_each || out.len() > 1 << 16) && !write_all(sock, &mut out) {
+            };
+            while tasks.len() > 0 {
+                if outgoing.held() == 0 {
+                    held_since = clock.last;
+                }
+                let k = if flush_each { 1 } else { clock.every };
+                outgoing.run(&f, &mut tasks.by_ref().take(k).map(|(_, a)| a), entry);
+                let t = clock.tick();
+                let due = flush_each
+                    || outgoing.out.len() > REPLY_BYTES
+                    || t.saturating_duration_since(held_since) >= FLUSH_AFTER;
+                if due && !outgoing.flush(sock) {
                     return;
                 }
             }
             done += 1;
             if max_tasks > 0 && done >= max_tasks {
-                write_all(sock, &mut out);
+                outgoing.flush(sock);
                 return;
             }
         }
         inbuf.drain(..pos);
-        if !write_all(sock, &mut out) {
+        if !outgoing.flush(sock) {
             return;
         }
-        if inbuf.capacity() - inbuf.len() < 4096 {
-            inbuf.reserve(1 << 16);
+        if inbuf.capacity() - inbuf.len() < 1 << 16 {
+            inbuf.reserve(1 << 18);
         }
-        match sys::read_append(sock, &mut inbuf, 1 << 16) {
+        match sys::read_append(sock, &mut inbuf, 1 << 18) {
             Ok(0) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}
             Err(_) => return,
         }
+        clock.last = Instant::now();
     }
 }

@@ -4,13 +4,20 @@
 //! address the loader chose for it (ASLR moves the whole image, not its functions relative to
 //! one another).
 
-/// A task's runner: decodes its arguments from the bytes, runs, appends its encoded result.
-pub type Trampoline = fn(&[u8], &mut Vec<u8>) -> Result<(), String>;
+/// A tasks' runner: for each encoded argument the iterator gives, decodes it, runs, appends
+/// the encoded result to the buffer and then the buffer's length to the ends; stops at the
+/// first argument it cannot decode, with the reason.
+pub type Trampoline =
+    fn(&mut dyn Iterator<Item = &[u8]>, &mut Vec<u8>, &mut Vec<usize>) -> Result<(), String>;
 
 /// The anchor every distance is measured from: one function of this image, never inlined (so
 /// it has an address of its own).
 #[inline(never)]
-fn anchor(_: &[u8], _: &mut Vec<u8>) -> Result<(), String> {
+fn anchor(
+    _: &mut dyn Iterator<Item = &[u8]>,
+    _: &mut Vec<u8>,
+    _: &mut Vec<usize>,
+) -> Result<(), String> {
     Ok(())
 }
 
