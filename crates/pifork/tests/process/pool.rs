@@ -447,7 +447,9 @@ fn closures_with_state() {
     let table: Vec<u64> = (0..10).map(|i| i * 11).collect();
     let got = p.map(move |i: u64| table[i as usize] + offset, 0..10u64).unwrap();
     assert_eq!(got, (0..10).map(|i| i * 11 + 1000).collect::<Vec<_>>());
-    assert!(p.pids().iter().all(|pid| !old.contains(pid)), "workers forked after the closure");
+    // Only a worker forked after the closure has it: one at least was replaced to run it (an
+    // idle older one is retired only when the job still waits for a worker).
+    assert!(p.pids().iter().any(|pid| !old.contains(pid)), "a worker forked after the closure");
     let s = String::from("captured");
     assert_eq!(p.apply(move |(): ()| s.clone(), ()).unwrap(), "captured");
 }
