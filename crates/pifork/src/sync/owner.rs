@@ -185,10 +185,17 @@ mod tests {
         let me = me();
         assert_eq!(me.pid, std::process::id());
         assert_ne!(me.start, 0, "/proc tells this process's start time");
-        // Natively /proc/self/stat tells the same; under qemu-user it is faked (its state
-        // field reads 0, not a letter), which is why the start is read elsewhere.
-        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let faked = own[own.rfind(')').unwrap() + 1..].split_whitespace().next() == Some("0");
+        // Natively /proc/self/stat tells the same; under qemu-user it is faked (zeros where
+        // the parent, process group and session are, and a start time of qemu's reckoning;
+        // the state reads 0 in some versions, a letter in others), which is why the start is
+        // read elsewhere. The fake is told by those ids, which the task entry tells truly.
+        let ids = |path: String| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let rest = &text[text.rfind(')').unwrap() + 1..];
+            rest.split_whitespace().skip(1).take(3).map(str::to_owned).collect::<Vec<_>>()
+        };
+        let faked =
+            ids("/proc/self/stat".into()) != ids(format!("/proc/{0}/task/{0}/stat", me.pid));
         if !faked {
             assert_eq!(liveness(me.pid), Liveness::Alive { start: me.start });
         }
