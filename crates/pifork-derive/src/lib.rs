@@ -70,6 +70,18 @@ fn expand(mut input: DeriveInput) -> syn::Result<TokenStream> {
             ));
         }
     };
+    // A struct's encoding is its fields' end to end: of a fixed length when each is.
+    let size = match &input.data {
+        Data::Struct(data) => {
+            let types = data.fields.iter().map(|f| &f.ty);
+            quote! {
+                const SIZE: ::std::option::Option<usize> = ::pifork::message::sum_sizes(&[
+                    #(<#types as ::pifork::message::Message>::SIZE),*
+                ]);
+            }
+        }
+        _ => TokenStream::new(),
+    };
     for param in &mut input.generics.params {
         if let GenericParam::Type(ty) = param {
             ty.bounds.push(parse_quote!(::pifork::message::Message));
@@ -80,6 +92,7 @@ fn expand(mut input: DeriveInput) -> syn::Result<TokenStream> {
     Ok(quote! {
         #[automatically_derived]
         impl #impl_generics ::pifork::message::Message for #name #ty_generics #where_clause {
+            #size
             fn encode(&self, #out: &mut ::std::vec::Vec<u8>) {
                 #encode
             }

@@ -5,6 +5,10 @@ use crate::error::{Error, Result};
 
 /// A value that can be sent from one process to another.
 pub trait Message: Sized {
+    /// The length of every value's encoding, when all values of the type encode to that many
+    /// bytes (numbers, tuples of them): a batch of them is then read without asking each its
+    /// length. `None` (the default) makes no such promise.
+    const SIZE: Option<usize> = None;
     /// Appends the encoding of `self` to `out`.
     fn encode(&self, out: &mut Vec<u8>);
     /// Decodes one value from the front of `input`, advancing it.
@@ -24,6 +28,20 @@ pub fn from_bytes<T: Message>(mut bytes: &[u8]) -> Result<T> {
     if bytes.is_empty() { Ok(value) } else { Err(Error::Decode { reason: "trailing bytes" }) }
 }
 
+/// The sum of `sizes`, if each is known (a [`Message::SIZE`] made of its parts').
+pub const fn sum_sizes(sizes: &[Option<usize>]) -> Option<usize> {
+    let mut total = 0;
+    let mut i = 0;
+    while i < sizes.len() {
+        match sizes[i] {
+            Some(n) => total += n,
+            None => return None,
+        }
+        i += 1;
+    }
+    Some(total)
+}
+
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
     if input.len() < n {
         return Err(Error::Decode { reason: "truncated" });
@@ -36,6 +54,7 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
 macro_rules! scalar {
     ($($t:ty),*) => {$(
         impl Message for $t {
+            const SIZE: Option<usize> = Some(std::mem::size_of::<$t>());
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
@@ -50,6 +69,7 @@ macro_rules! scalar {
 scalar!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
 
 impl Message for usize {
+    const SIZE: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u64).encode(out);
     }
@@ -59,6 +79,7 @@ impl Message for usize {
 }
 
 impl Message for isize {
+    const SIZE: Option<usize> = Some(8);
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as i64).encode(out);
     }
@@ -68,6 +89,7 @@ impl Message for isize {
 }
 
 impl Message for bool {
+    const SIZE: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(u8::from(*self));
     }
@@ -81,6 +103,7 @@ impl Message for bool {
 }
 
 impl Message for () {
+    const SIZE: Option<usize> = Some(0);
     fn encode(&self, _out: &mut Vec<u8>) {}
     fn decode(_input: &mut &[u8]) -> Result<Self> {
         Ok(())
@@ -141,6 +164,7 @@ impl<T: Message> Message for Option<T> {
 macro_rules! tuple {
     ($($name:ident),+) => {
         impl<$($name: Message),+> Message for ($($name,)+) {
+            const SIZE: Option<usize> = sum_sizes(&[$($name::SIZE),+]);
             #[allow(non_snake_case)]
             fn encode(&self, out: &mut Vec<u8>) {
                 let ($($name,)+) = self;
@@ -190,6 +214,16 @@ mod tests {
         let reply = Reply::Lines(vec!["a".into()]);
         assert_eq!(from_bytes::<Reply>(&to_bytes(&reply)).unwrap(), reply);
         assert_eq!(to_bytes(&Reply::Done { code: -1 }), [0, 0, 0, 0, 255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn fixed_sizes_are_the_encodings_lengths() {
+        assert_eq!(u16::SIZE, Some(to_bytes(&7u16).len()));
+        assert_eq!(<(u64, f32, bool, ())>::SIZE, Some(to_bytes(&(1u64, 2f32, true, ())).len()));
+        assert_eq!(usize::SIZE, Some(to_bytes(&3usize).len()));
+        assert_eq!(<(u8, String)>::SIZE, None);
+        assert_eq!(<Option<u8>>::SIZE, None);
+        assert_eq!(<Vec<u8>>::SIZE, None);
     }
 
     #[test]

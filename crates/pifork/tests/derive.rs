@@ -167,3 +167,22 @@ fn truncated_input_is_a_decode_error_at_every_length() {
     bad_bool[at] = 2;
     assert_eq!(from_bytes::<Named>(&bad_bool), Err(Error::Decode { reason: "bad bool" }));
 }
+
+#[derive(Message, Debug, PartialEq)]
+struct Point {
+    x: f64,
+    y: f64,
+    tag: (u8, bool),
+}
+
+#[test]
+fn a_struct_of_fixed_fields_has_a_fixed_size() {
+    assert_eq!(Point::SIZE, Some(18));
+    assert_eq!(to_bytes(&Point { x: 1.0, y: 2.0, tag: (3, true) }).len(), 18);
+    assert_eq!(Unit::SIZE, Some(0));
+    assert_eq!(<Pair<u32, i16>>::SIZE, Some(6));
+    // A field of any length makes the whole of any length; so does every enum.
+    assert_eq!(Named::SIZE, None);
+    assert_eq!(<Pair<u32, String>>::SIZE, None);
+    assert_eq!(Shape::SIZE, None);
+}

@@ -16,6 +16,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::worker::Items;
 use crate::message::{self, Message};
 use crate::sys;
 
@@ -54,11 +55,15 @@ impl Message for FuncRef {
 pub(crate) type EntryRunner<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>;
 
 /// Tasks' encoded arguments, one after the other.
-pub(crate) type Args<'a, 'b> = &'a mut dyn Iterator<Item = &'b [u8]>;
+pub(crate) type Args<'a, 'b> = &'a mut Items<'b>;
+
+/// Where the values written end: `(end, count)`, `count` values of one length that end at
+/// `end` in the output (one entry for a run of numbers, not one each).
+pub(crate) type Ends = Vec<(usize, u32)>;
 
 /// A stored closure: for each argument decodes, runs, encodes (as a [`sys::Trampoline`]).
 pub(crate) type Stored =
-    Arc<dyn Fn(Args<'_, '_>, &mut Vec<u8>, &mut Vec<usize>) -> Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(Args<'_, '_>, &mut Vec<u8>, &mut Ends) -> Result<(), String> + Send + Sync>;
 
 static CLOSURES: Mutex<BTreeMap<u64, Stored>> = Mutex::new(BTreeMap::new());
 static NEXT_CLOSURE: AtomicU64 = AtomicU64::new(0);
@@ -83,7 +88,7 @@ pub(crate) fn stored_closure(id: u64) -> Option<Stored> {
 fn run_zst<F: Fn(T) -> R, T: Message, R: Message>(
     args: Args<'_, '_>,
     out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
+    ends: &mut Ends,
 ) -> Result<(), String> {
     #[allow(unsafe_code)] // a zero-sized function value (see sys/mod.rs)
     // SAFETY: `Func::new` stores this trampoline only for an `F` that is zero-sized and has no
@@ -98,14 +103,69 @@ fn run_each<F: Fn(T) -> R, T: Message, R: Message>(
     f: &F,
     args: Args<'_, '_>,
     out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
+    ends: &mut Ends,
 ) -> Result<(), String> {
-    for bytes in args {
+    // Arguments of one fixed size (numbers, tuples of them): a tight loop over the batch,
+    // room made for all its values at once.
+    if let Some(size) = T::SIZE
+        && size > 0
+        && args.same_size() == Some(size)
+    {
+        if let Some(r) = R::SIZE {
+            out.reserve(args.ready().saturating_mul(r));
+        }
+        let mut run = Run { ends, end: out.len(), size: 0, count: 0 };
+        while let Some(bytes) = args.next_fixed(size) {
+            let arg = message::from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
+            f(arg).encode(out);
+            run.wrote(out.len());
+        }
+        return Ok(());
+    }
+    while let Some(bytes) = args.next_task() {
         let arg = message::from_bytes::<T>(bytes).map_err(|e| e.to_string())?;
         f(arg).encode(out);
-        ends.push(out.len());
+        ends.push((out.len(), 1));
     }
     Ok(())
+}
+
+/// Values of one length written in a row: noted in the ends as one entry when the length
+/// changes and when it drops, also while a task's panic unwinds (the values before it stay).
+struct Run<'a> {
+    ends: &'a mut Ends,
+    /// Where the last value ends.
+    end: usize,
+    size: usize,
+    count: u32,
+}
+
+impl Run<'_> {
+    /// One more value, ending at `end`.
+    #[inline(always)]
+    fn wrote(&mut self, end: usize) {
+        let size = end - self.end;
+        if self.count == 0 || size != self.size || self.count == u32::MAX {
+            self.note();
+            self.size = size;
+        }
+        self.count += 1;
+        self.end = end;
+    }
+
+    /// Notes the values of the run so far.
+    fn note(&mut self) {
+        if self.count > 0 {
+            self.ends.push((self.end, self.count));
+            self.count = 0;
+        }
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        self.note();
+    }
 }
 
 /// A function a pool runs: `fn(T) -> R`, a closure, or a registered entry.
@@ -139,7 +199,7 @@ impl<T: Message + 'static, R: Message + 'static> Func<T, R> {
             Wire::Code(sys::trampoline_offset(run_zst::<F, T, R>))
         } else {
             Wire::Closure(Arc::new(
-                move |args: Args<'_, '_>, out: &mut Vec<u8>, ends: &mut Vec<usize>| {
+                move |args: Args<'_, '_>, out: &mut Vec<u8>, ends: &mut Ends| {
                     run_each(&f, args, out, ends)
                 },
             ))
@@ -173,7 +233,7 @@ pub(crate) fn call(
     f: &FuncRef,
     args: Args<'_, '_>,
     out: &mut Vec<u8>,
-    ends: &mut Vec<usize>,
+    ends: &mut Ends,
     entry: EntryRunner<'_>,
 ) -> Result<(), String> {
     match f.kind {
@@ -182,13 +242,13 @@ pub(crate) fn call(
             // SAFETY: the distance was made by `trampoline_offset` on a `Trampoline` in the
             // pool's parent, and this worker checked when it started that it runs the parent's
             // very executable (`executable_identity`), so the same function sits there here.
-            let run = unsafe { sys::trampoline_at(f.value) };
+            let run = unsafe { sys::trampoline_at::<Items<'_>, Ends>(f.value) };
             run(args, out, ends)
         }
         KIND_ENTRY => {
-            for bytes in args {
+            while let Some(bytes) = args.next_task() {
                 out.extend_from_slice(&entry(&f.name, bytes)?);
-                ends.push(out.len());
+                ends.push((out.len(), 1));
             }
             Ok(())
         }
@@ -202,7 +262,7 @@ pub(crate) fn call(
 
 /// The next argument fails for `reason` (nothing does if there is none).
 fn fail_one(args: Args<'_, '_>, reason: String) -> Result<(), String> {
-    match args.next() {
+    match args.next_task() {
         Some(_) => Err(reason),
         None => Ok(()),
     }

@@ -145,11 +145,14 @@ enum Sizes<'a> {
     Each(&'a [u8], usize),
 }
 
-/// The items of a frame in turn: `(status, bytes)` (a request's are all values).
+/// The items of a frame in turn: `(status, bytes)` (a request's are all values); a
+/// request's are its tasks' arguments, taken as far as [`Items::allow`] lets them.
 pub(crate) struct Items<'a> {
     data: &'a [u8],
     sizes: Sizes<'a>,
     left: usize,
+    /// How many more may be taken before the items read as done.
+    budget: usize,
 }
 
 impl<'a> Items<'a> {
@@ -176,7 +179,12 @@ impl<'a> Items<'a> {
             }
             _ => return None,
         };
-        Some(Items { data, sizes, left: n })
+        Some(Items { data, sizes, left: n, budget: usize::MAX })
+    }
+
+    /// One item: `bytes`.
+    pub fn one(bytes: &'a [u8]) -> Items<'a> {
+        Items { data: bytes, sizes: Sizes::Same(bytes.len()), left: 1, budget: 1 }
     }
 
     /// The items left.
@@ -184,15 +192,53 @@ impl<'a> Items<'a> {
         self.left
     }
 
+    /// Lets `k` more be taken (and no more) before the items read as done.
+    pub fn allow(&mut self, k: usize) {
+        self.budget = k;
+    }
+
+    /// How many may be taken now.
+    pub fn ready(&self) -> usize {
+        self.left.min(self.budget)
+    }
+
+    /// The length of every item, if they all have one.
+    pub fn same_size(&self) -> Option<usize> {
+        match self.sizes {
+            Sizes::Same(size) => Some(size),
+            Sizes::Each(..) => None,
+        }
+    }
+
+    /// The next item's bytes, if one may be taken.
+    pub fn next_task(&mut self) -> Option<&'a [u8]> {
+        self.next().map(|(_, bytes)| bytes)
+    }
+
+    /// The next item's bytes, if one may be taken, when every item is `size` bytes long
+    /// (checked by the caller with [`Items::same_size`]): the loop of a batch.
+    #[inline(always)]
+    pub fn next_fixed(&mut self, size: usize) -> Option<&'a [u8]> {
+        if self.left == 0 || self.budget == 0 {
+            return None;
+        }
+        let (head, tail) = self.data.split_at_checked(size)?;
+        self.data = tail;
+        self.left -= 1;
+        self.budget -= 1;
+        Some(head)
+    }
+
     /// The next `k` items, if they are values of one size: that size and their bytes.
     pub fn take_same(&mut self, k: usize) -> Option<(usize, &'a [u8])> {
         let Sizes::Same(size) = self.sizes else { return None };
-        if k > self.left {
+        if k > self.ready() {
             return None;
         }
         let (head, tail) = self.data.split_at(k * size);
         self.data = tail;
         self.left -= k;
+        self.budget -= k;
         Some((size, head))
     }
 }
@@ -201,7 +247,7 @@ impl<'a> Iterator for Items<'a> {
     type Item = (u8, &'a [u8]);
 
     fn next(&mut self) -> Option<(u8, &'a [u8])> {
-        if self.left == 0 {
+        if self.left == 0 || self.budget == 0 {
             return None;
         }
         let (status, len) = match &mut self.sizes {
@@ -219,6 +265,7 @@ impl<'a> Iterator for Items<'a> {
         let (head, tail) = self.data.split_at(len);
         self.data = tail;
         self.left -= 1;
+        self.budget -= 1;
         Some((status, head))
     }
 }
@@ -295,7 +342,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 fn run_one(f: &FuncRef, args: &[u8], entry: EntryRunner<'_>) -> (u8, Vec<u8>) {
     let mut out = Vec::new();
     let mut ends = Vec::new();
-    let mut args = std::iter::once(args);
+    let mut args = Items::one(args);
     match catch_unwind(AssertUnwindSafe(|| func::call(f, &mut args, &mut out, &mut ends, entry))) {
         Ok(Ok(())) => (STATUS_VALUE, out),
         Ok(Err(reason)) => (STATUS_FAILED, reason.into_bytes()),
@@ -314,7 +361,7 @@ struct Outgoing {
     /// Each outcome's status and length, once they differ.
     each: Vec<(u8, u32)>,
     /// Where the values of a run end in `out`.
-    ends: Vec<usize>,
+    ends: func::Ends,
 }
 
 /// The frame's head: its length, tag, count and data length.
@@ -340,8 +387,8 @@ impl Outgoing {
             let out = &mut self.out;
             let result =
                 catch_unwind(AssertUnwindSafe(|| func::call(f, tasks, out, &mut ends, entry)));
-            for &end in &ends {
-                self.note(STATUS_VALUE, (end - prev) as u32);
+            for &(end, count) in &ends {
+                self.note(STATUS_VALUE, ((end - prev) / count as usize) as u32, count);
                 prev = end;
             }
             // One task failed or panicked (it is taken): the rest go on after it.
@@ -358,22 +405,22 @@ impl Outgoing {
                     STATUS_PANIC
                 }
             };
-            self.note(status, (self.out.len() - prev) as u32);
+            self.note(status, (self.out.len() - prev) as u32, 1);
         }
         self.ends = ends;
     }
 
-    /// One more outcome in the frame: its status and length.
-    fn note(&mut self, status: u8, len: u32) {
+    /// `count` more outcomes in the frame, of one status and length.
+    fn note(&mut self, status: u8, len: u32, count: u32) {
         if self.each.is_empty() && status == STATUS_VALUE {
             match self.same {
                 None if self.n == 0 => {
                     self.same = Some(len);
-                    self.n += 1;
+                    self.n += count;
                     return;
                 }
                 Some(s) if s == len => {
-                    self.n += 1;
+                    self.n += count;
                     return;
                 }
                 _ => {}
@@ -383,8 +430,8 @@ impl Outgoing {
         if let Some(s) = self.same.take() {
             self.each.resize(self.n as usize, (STATUS_VALUE, s));
         }
-        self.each.push((status, len));
-        self.n += 1;
+        self.each.extend(std::iter::repeat_n((status, len), count as usize));
+        self.n += count;
     }
 
     /// Outcomes held, not yet written.
@@ -490,7 +537,8 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
                     held_since = clock.last;
                 }
                 let k = if flush_each { 1 } else { clock.every };
-                outgoing.run(&f, &mut tasks.by_ref().take(k).map(|(_, a)| a), entry);
+                tasks.allow(k);
+                outgoing.run(&f, &mut tasks, entry);
                 let t = clock.tick();
                 let due = flush_each
                     || outgoing.out.len() > REPLY_BYTES

@@ -123,6 +123,15 @@ fn map_keeps_order_with_any_chunksize(m: StartMethod) {
         assert_eq!(p.map_chunked(sqr, 0..1000u64, Some(chunk)).unwrap(), want, "{chunk}");
     }
     assert_eq!(p.map(sqr, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+    // Arguments of one size, values of changing sizes, within one chunk and across chunks.
+    let want: Vec<Option<u64>> = (0..1000).map(some_unless_3).collect();
+    for chunk in [1, 7, 1000] {
+        assert_eq!(p.map_chunked(some_unless_3, 0..1000u64, Some(chunk)).unwrap(), want);
+    }
+}
+
+fn some_unless_3(x: u64) -> Option<u64> {
+    (!x.is_multiple_of(3)).then_some(x)
 }
 
 fn starmap_unpacks_tuples(m: StartMethod) {

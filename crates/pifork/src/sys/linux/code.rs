@@ -4,40 +4,41 @@
 //! address the loader chose for it (ASLR moves the whole image, not its functions relative to
 //! one another).
 
-/// A tasks' runner: for each encoded argument the iterator gives, decodes it, runs, appends
-/// the encoded result to the buffer and then the buffer's length to the ends; stops at the
+/// A tasks' runner: for each encoded argument that `A` (the tasks) gives, decodes it, runs,
+/// appends the encoded result to the buffer and notes in `E` where it ends; stops at the
 /// first argument it cannot decode, with the reason.
-pub type Trampoline =
-    fn(&mut dyn Iterator<Item = &[u8]>, &mut Vec<u8>, &mut Vec<usize>) -> Result<(), String>;
+pub type Trampoline<A, E> = fn(&mut A, &mut Vec<u8>, &mut E) -> Result<(), String>;
 
 /// The anchor every distance is measured from: one function of this image, never inlined (so
 /// it has an address of its own).
 #[inline(never)]
-fn anchor(
-    _: &mut dyn Iterator<Item = &[u8]>,
-    _: &mut Vec<u8>,
-    _: &mut Vec<usize>,
-) -> Result<(), String> {
-    Ok(())
+fn anchor() -> usize {
+    std::hint::black_box(0)
+}
+
+/// The anchor's address.
+fn anchor_address() -> usize {
+    anchor as fn() -> usize as usize
 }
 
 /// The distance of `f` from the anchor, in bytes.
-pub fn trampoline_offset(f: Trampoline) -> i64 {
-    (f as usize as i64).wrapping_sub(anchor as Trampoline as usize as i64)
+pub fn trampoline_offset<A, E>(f: Trampoline<A, E>) -> i64 {
+    (f as usize as i64).wrapping_sub(anchor_address() as i64)
 }
 
 /// The function at `offset` bytes from the anchor.
 ///
 /// # Safety
-/// `offset` must be what [`trampoline_offset`] returned, for a function of this very type, in
+/// `offset` must be what [`trampoline_offset`] returned, for a function of this very type (`A` and
+/// `E` the same up to lifetimes, which a `fn` item is generic over), in
 /// a process running the same executable image (same file, same build), so that anchor plus
 /// offset is the start of that function here too.
-pub unsafe fn trampoline_at(offset: i64) -> Trampoline {
-    let address = (anchor as Trampoline as usize as i64).wrapping_add(offset) as usize;
-    // SAFETY: forwarded to the caller: the same image holds a function of type `Trampoline`
+pub unsafe fn trampoline_at<A, E>(offset: i64) -> Trampoline<A, E> {
+    let address = (anchor_address() as i64).wrapping_add(offset) as usize;
+    // SAFETY: forwarded to the caller: the same image holds a function of type `Trampoline<A, E>`
     // at this address (its distance from the anchor is fixed when the image is linked), and a
     // fn pointer has the size and representation of a code address.
-    unsafe { std::mem::transmute::<usize, Trampoline>(address) }
+    unsafe { std::mem::transmute::<usize, Trampoline<A, E>>(address) }
 }
 
 /// A value of the zero-sized type `F`, made from nothing.
