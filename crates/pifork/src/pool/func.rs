@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::worker::Items;
+use super::items::Items;
 use crate::message::{self, Message};
 use crate::sys;
 

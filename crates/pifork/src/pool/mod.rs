@@ -86,6 +86,7 @@ mod core;
 mod error;
 mod func;
 mod futures;
+mod items;
 mod store;
 mod tasks;
 pub(crate) mod worker;
