@@ -59,6 +59,10 @@ pub unsafe fn conjure_zst<F>() -> F {
 /// `/proc/self/exe`.
 pub fn executable_identity() -> std::io::Result<(u64, u64, u64, i64)> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata("/proc/self/exe")?;
+    // Opened, not stat'ed by path: qemu-user answers an open of /proc/self/exe with the
+    // emulated program but lets a stat through to its own binary, so a parent started as
+    // `qemu-aarch64 prog` and its spawned child (started through binfmt_misc) would disagree.
+    // Natively the two are the same file, also when it has been deleted since.
+    let meta = std::fs::File::open("/proc/self/exe")?.metadata()?;
     Ok((meta.dev(), meta.ino(), meta.size(), meta.mtime()))
 }
