@@ -70,14 +70,42 @@ fn expand(mut input: DeriveInput) -> syn::Result<TokenStream> {
             ));
         }
     };
-    // A struct's encoding is its fields' end to end: of a fixed length when each is.
+    // A struct's encoding is its fields' end to end: of a fixed length when each is, and
+    // then written field by field at fixed places.
     let size = match &input.data {
         Data::Struct(data) => {
-            let types = data.fields.iter().map(|f| &f.ty);
+            let types: Vec<_> = data.fields.iter().map(|f| &f.ty).collect();
+            let (pattern, names) = bindings(&data.fields);
+            let unpack = if names.is_empty() {
+                TokenStream::new()
+            } else {
+                quote!(let Self #pattern = self;)
+            };
+            let at = Ident::new("at", Span::mixed_site());
+            let len = Ident::new("len", Span::mixed_site());
             quote! {
                 const SIZE: ::std::option::Option<usize> = ::pifork::message::sum_sizes(&[
                     #(<#types as ::pifork::message::Message>::SIZE),*
                 ]);
+                #[inline]
+                fn encode_fixed(&self, #out: &mut [u8]) {
+                    if <Self as ::pifork::message::Message>::SIZE
+                        != ::std::option::Option::Some(#out.len())
+                    {
+                        return ::pifork::message::encode_by_buffer(self, #out);
+                    }
+                    #unpack
+                    let mut #at = 0usize;
+                    #(
+                        let #len = <#types as ::pifork::message::Message>::SIZE.unwrap_or(0);
+                        ::pifork::message::Message::encode_fixed(
+                            #names,
+                            &mut #out[#at..#at + #len],
+                        );
+                        #at += #len;
+                    )*
+                    let _ = #at;
+                }
             }
         }
         _ => TokenStream::new(),

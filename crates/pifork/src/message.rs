@@ -13,6 +13,20 @@ pub trait Message: Sized {
     fn encode(&self, out: &mut Vec<u8>);
     /// Decodes one value from the front of `input`, advancing it.
     fn decode(input: &mut &[u8]) -> Result<Self>;
+    /// Writes the encoding of `self` into `out`, which is [`Message::SIZE`] bytes long (asked
+    /// only of a type that has a `SIZE`): a batch of values is then written in one pass. The
+    /// default encodes into a buffer and copies it ([`encode_by_buffer`]).
+    fn encode_fixed(&self, out: &mut [u8]) {
+        encode_by_buffer(self, out);
+    }
+}
+
+/// Encodes `value` into a fresh buffer and copies it into `out` (the default
+/// [`Message::encode_fixed`]); panics if the encoding's length is not `out`'s.
+pub fn encode_by_buffer<T: Message>(value: &T, out: &mut [u8]) {
+    let mut buf = Vec::with_capacity(out.len());
+    value.encode(&mut buf);
+    out.copy_from_slice(&buf);
 }
 
 /// Encodes a value into a fresh buffer.
@@ -58,6 +72,10 @@ macro_rules! scalar {
             fn encode(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes());
             }
+            #[inline]
+            fn encode_fixed(&self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
             fn decode(input: &mut &[u8]) -> Result<Self> {
                 let bytes = take(input, std::mem::size_of::<$t>())?;
                 Ok(<$t>::from_le_bytes(bytes.try_into().expect("length checked by take")))
@@ -73,6 +91,10 @@ impl Message for usize {
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as u64).encode(out);
     }
+    #[inline]
+    fn encode_fixed(&self, out: &mut [u8]) {
+        (*self as u64).encode_fixed(out);
+    }
     fn decode(input: &mut &[u8]) -> Result<Self> {
         usize::try_from(u64::decode(input)?).map_err(|_| Error::Decode { reason: "usize overflow" })
     }
@@ -83,6 +105,10 @@ impl Message for isize {
     fn encode(&self, out: &mut Vec<u8>) {
         (*self as i64).encode(out);
     }
+    #[inline]
+    fn encode_fixed(&self, out: &mut [u8]) {
+        (*self as i64).encode_fixed(out);
+    }
     fn decode(input: &mut &[u8]) -> Result<Self> {
         isize::try_from(i64::decode(input)?).map_err(|_| Error::Decode { reason: "isize overflow" })
     }
@@ -92,6 +118,10 @@ impl Message for bool {
     const SIZE: Option<usize> = Some(1);
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(u8::from(*self));
+    }
+    #[inline]
+    fn encode_fixed(&self, out: &mut [u8]) {
+        u8::from(*self).encode_fixed(out);
     }
     fn decode(input: &mut &[u8]) -> Result<Self> {
         match u8::decode(input)? {
@@ -105,6 +135,7 @@ impl Message for bool {
 impl Message for () {
     const SIZE: Option<usize> = Some(0);
     fn encode(&self, _out: &mut Vec<u8>) {}
+    fn encode_fixed(&self, _out: &mut [u8]) {}
     fn decode(_input: &mut &[u8]) -> Result<Self> {
         Ok(())
     }
@@ -170,6 +201,21 @@ macro_rules! tuple {
                 let ($($name,)+) = self;
                 $($name.encode(out);)+
             }
+            #[allow(non_snake_case)]
+            #[inline]
+            fn encode_fixed(&self, out: &mut [u8]) {
+                if Self::SIZE != Some(out.len()) {
+                    return encode_by_buffer(self, out);
+                }
+                let ($($name,)+) = self;
+                let mut at = 0;
+                $(
+                    let n = <$name as Message>::SIZE.unwrap_or(0);
+                    $name.encode_fixed(&mut out[at..at + n]);
+                    at += n;
+                )+
+                let _ = at;
+            }
             fn decode(input: &mut &[u8]) -> Result<Self> {
                 Ok(($($name::decode(input)?,)+))
             }
@@ -224,6 +270,39 @@ mod tests {
         assert_eq!(<(u8, String)>::SIZE, None);
         assert_eq!(<Option<u8>>::SIZE, None);
         assert_eq!(<Vec<u8>>::SIZE, None);
+    }
+
+    /// Writes `value` with `encode_fixed` into a slice of its `SIZE`.
+    fn fixed<T: Message>(value: &T) -> Vec<u8> {
+        let mut out = vec![0xAA; T::SIZE.expect("a fixed size")];
+        value.encode_fixed(&mut out);
+        out
+    }
+
+    #[test]
+    fn fixed_encodings_are_the_encodings() {
+        assert_eq!(fixed(&0x0102_0304u32), to_bytes(&0x0102_0304u32));
+        assert_eq!(fixed(&-5isize), to_bytes(&-5isize));
+        assert_eq!(fixed(&usize::MAX), to_bytes(&usize::MAX));
+        assert_eq!(fixed(&true), to_bytes(&true));
+        assert_eq!(fixed(&()), to_bytes(&()));
+        let t = (1u8, -2.5f64, (false, 7u16), ());
+        assert_eq!(fixed(&t), to_bytes(&t));
+        // A type that keeps the default: encoded by way of a buffer, the same bytes.
+        struct Pair(u16);
+        impl Message for Pair {
+            const SIZE: Option<usize> = Some(4);
+            fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out);
+                (!self.0).encode(out);
+            }
+            fn decode(input: &mut &[u8]) -> Result<Self> {
+                let (a, _) = <(u16, u16)>::decode(input)?;
+                Ok(Pair(a))
+            }
+        }
+        assert_eq!(fixed(&Pair(3)), to_bytes(&Pair(3)));
+        assert_eq!(fixed(&(Pair(9), 1u8)), to_bytes(&(Pair(9), 1u8)));
     }
 
     #[test]

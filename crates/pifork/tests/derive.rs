@@ -186,3 +186,21 @@ fn a_struct_of_fixed_fields_has_a_fixed_size() {
     assert_eq!(<Pair<u32, String>>::SIZE, None);
     assert_eq!(Shape::SIZE, None);
 }
+
+/// `value` written with `encode_fixed` into a slice of its size.
+fn fixed<T: Message>(value: &T) -> Vec<u8> {
+    let mut out = vec![0xAA; T::SIZE.expect("a fixed size")];
+    value.encode_fixed(&mut out);
+    out
+}
+
+#[test]
+fn a_fixed_struct_writes_its_encoding_in_place() {
+    let p = Point { x: 1.5, y: -2.0, tag: (3, true) };
+    assert_eq!(fixed(&p), to_bytes(&p));
+    assert_eq!(fixed(&Unit), to_bytes(&Unit));
+    let pair = Pair { first: 0xDEAD_BEEFu32, second: -7i16 };
+    assert_eq!(fixed(&pair), to_bytes(&pair));
+    let nested = Pair { first: p, second: (Unit, 9u64) };
+    assert_eq!(fixed(&nested), to_bytes(&nested));
+}
