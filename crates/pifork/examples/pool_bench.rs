@@ -117,13 +117,15 @@ fn main() {
     let c1 = median(
         (0..RUNS)
             .map(|_| {
-                time_us(|| assert_eq!(pool.map_chunked(sqr, items.clone(), Some(1)).unwrap(), want))
+                time_us(|| {
+                    assert_eq!(pool.map_chunked(sqr, items.iter().copied(), Some(1)).unwrap(), want)
+                })
             })
             .collect(),
     );
     let auto = median(
         (0..RUNS)
-            .map(|_| time_us(|| assert_eq!(pool.map(sqr, items.clone()).unwrap(), want)))
+            .map(|_| time_us(|| assert_eq!(pool.map(sqr, items.iter().copied()).unwrap(), want)))
             .collect(),
     );
     let thr = median(
@@ -144,15 +146,15 @@ fn main() {
     let pyv = |k: &str| py.as_ref().and_then(|v| v.iter().find(|(l, _)| l == k).map(|(_, x)| *x));
     let show = |label: &str, ours: f64, theirs: Option<f64>| match theirs {
         Some(t) => println!(
-            "  {label:<28} pifork {ours:>9.3} µs   CPython {t:>9.3} µs   ({:.1}x)",
+            "  {label:<28} pifork {ours:>9.4} µs   CPython {t:>9.4} µs   ({:.1}x)",
             t / ours
         ),
-        None => println!("  {label:<28} pifork {ours:>9.3} µs   CPython (python3 not found)"),
+        None => println!("  {label:<28} pifork {ours:>9.4} µs   CPython (python3 not found)"),
     };
     show("map, chunksize 1, per task", per(c1), pyv("chunksize 1"));
     show("map, auto chunksize, per task", per(auto), pyv("auto"));
     println!(
-        "  {:<28} threads {:>8.3} µs   (pifork auto / threads: {:.1}x)",
+        "  {:<28} threads {:>8.4} µs   (pifork auto / threads: {:.1}x)",
         "same map on scoped threads",
         per(thr),
         auto / thr

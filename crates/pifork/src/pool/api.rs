@@ -366,9 +366,7 @@ impl Pool {
         // Encoded end to end, not one buffer each.
         let items = items.into_iter();
         let mut args = Flat::with_buffer(lock(&self.shared).buffer(), items.size_hint().0);
-        for t in items {
-            args.push(&t);
-        }
+        args.extend(items);
         let chunksize = chunksize.unwrap_or_else(|| auto_chunksize(args.len(), self.processes()));
         let on_done = if callback.is_some() || error_callback.is_some() {
             Some(Box::new(move |outcomes: &Outcomes| {

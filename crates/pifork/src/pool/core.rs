@@ -324,6 +324,15 @@ pub(crate) type Watch<'a, 'b> = (BorrowedFd<'a>, &'b mut dyn FnMut() -> bool);
 /// A task that has run this long is long: its worker gets no more work queued behind it.
 const BUSY: Duration = Duration::from_micros(200);
 
+/// About this much work (by the tasks' time so far) is queued at each worker.
+const QUEUED_WORK: Duration = Duration::from_millis(1);
+
+/// At most this many chunks are queued at a worker.
+const MAX_DEPTH: usize = 1024;
+
+/// Chunks queued at a worker before any task has reported its time.
+const FIRST_DEPTH: usize = 8;
+
 fn now() -> Instant {
     Instant::now()
 }
@@ -849,12 +858,29 @@ impl Inner {
         Ok(())
     }
 
+    /// How many chunks a worker may hold: about [`QUEUED_WORK`] of them by the time items
+    /// have taken so far (a few while none has reported), at most [`MAX_DEPTH`], and at least
+    /// two (the next is there when one ends). Tiny tasks then cross in big batches, each
+    /// worker woken once for many of them.
+    fn depth_cap(&self) -> usize {
+        if self.item_time.is_zero() {
+            return FIRST_DEPTH;
+        }
+        let items = self.queue.front().map_or(1, |c| c.items.len().max(1)) as u128;
+        let chunk_ns = self.item_time.as_nanos().saturating_mul(items).max(1);
+        (QUEUED_WORK.as_nanos() / chunk_ns).clamp(2, MAX_DEPTH as u128) as usize
+    }
+
     fn dispatch(&mut self) {
         let live = self.workers.iter().filter(|w| w.ready && !w.retiring).count().max(1);
         // Short tasks go out several at a time (fewer system calls); long ones one at a time,
         // so that an idle worker never waits behind a busy one.
         let prefetch = self.cfg.prefetch.max(1);
-        let depth = if self.item_time > BUSY { 1 } else { (self.queue.len() / live).min(31) + 1 };
+        let depth = if self.item_time > BUSY {
+            1
+        } else {
+            (self.queue.len() / live + 1).min(self.depth_cap())
+        };
         let depth = depth.max(prefetch);
         let mut needs_newer: Option<u64> = None;
         // A task to run alone waits at the front: let the least busy worker run dry for it.

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -111,8 +112,10 @@ fn run_each<F: Fn(T) -> R, T: Message, R: Message>(
         && size > 0
         && args.same_size() == Some(size)
     {
-        if let Some(r) = R::SIZE {
-            out.reserve(args.ready().saturating_mul(r));
+        if let Some(r) = R::SIZE
+            && r > 0
+        {
+            return run_fixed(f, args, out, ends, size, r);
         }
         let mut run = Run { ends, end: out.len(), size: 0, count: 0 };
         while let Some(bytes) = args.next_fixed(size) {
@@ -128,6 +131,44 @@ fn run_each<F: Fn(T) -> R, T: Message, R: Message>(
         ends.push((out.len(), 1));
     }
     Ok(())
+}
+
+/// `f` on a batch of arguments of `size` bytes each, its values of `r` bytes each written in
+/// place, one pass over the batch: the loop a map of numbers spends its time in. The values
+/// before a task that fails or panics stay, that task is taken, and the panic goes on.
+#[inline(always)]
+fn run_fixed<F: Fn(T) -> R, T: Message, R: Message>(
+    f: &F,
+    args: Args<'_, '_>,
+    out: &mut Vec<u8>,
+    ends: &mut Ends,
+    size: usize,
+    r: usize,
+) -> Result<(), String> {
+    let n = args.ready().min(u32::MAX as usize);
+    let Some(batch) = args.peek_fixed(size, n) else { return Ok(()) };
+    let start = out.len();
+    out.resize(start + n * r, 0);
+    let mut done = 0;
+    let slots = &mut out[start..];
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        for (arg, slot) in batch.chunks_exact(size).zip(slots.chunks_exact_mut(r)) {
+            let arg = message::from_bytes::<T>(arg).map_err(|e| e.to_string())?;
+            f(arg).encode_fixed(slot);
+            done += 1;
+        }
+        Ok(())
+    }));
+    out.truncate(start + done * r);
+    if done > 0 {
+        ends.push((out.len(), done as u32));
+    }
+    let finished = matches!(ran, Ok(Ok(())));
+    args.skip_fixed(size, if finished { done } else { done + 1 });
+    match ran {
+        Ok(result) => result,
+        Err(payload) => resume_unwind(payload),
+    }
 }
 
 /// Values of one length written in a row: noted in the ends as one entry when the length

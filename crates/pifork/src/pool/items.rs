@@ -105,6 +105,23 @@ impl<'a> Items<'a> {
         Some(head)
     }
 
+    /// The bytes of the `k` items that may be taken next, when every item is `size` bytes long
+    /// (checked by the caller with [`Items::same_size`]); they stay until [`Items::skip`].
+    pub fn peek_fixed(&self, size: usize, k: usize) -> Option<&'a [u8]> {
+        if k > self.ready() {
+            return None;
+        }
+        self.data.get(..k.checked_mul(size)?)
+    }
+
+    /// Takes the next `k` items, when every item is `size` bytes long and `k` may be taken.
+    pub fn skip_fixed(&mut self, size: usize, k: usize) {
+        let k = k.min(self.ready());
+        self.data = &self.data[k * size..];
+        self.left -= k;
+        self.budget -= k;
+    }
+
     /// The next `k` items, if they are values of one size: that size and their bytes.
     pub fn take_same(&mut self, k: usize) -> Option<(usize, &'a [u8])> {
         let Sizes::Same(size) = self.sizes else { return None };

@@ -77,6 +77,34 @@ impl Flat {
         self.len += 1;
     }
 
+    /// Appends the encoding of every item: values of one fixed size ([`Message::SIZE`]) are
+    /// written in place, a block at a time; others one by one, as [`Flat::push`].
+    pub fn extend<T: Message>(&mut self, items: impl Iterator<Item = T>) {
+        let mut items = items.fuse();
+        match T::SIZE {
+            Some(size) if size > 0 && self.len == 0 => {
+                self.stride = size;
+                let mut block = self.hint.clamp(1, 1 << 16);
+                loop {
+                    let start = self.bytes.len();
+                    self.bytes.resize(start + block * size, 0);
+                    let mut k = 0;
+                    for (slot, t) in self.bytes[start..].chunks_exact_mut(size).zip(&mut items) {
+                        t.encode_fixed(slot);
+                        k += 1;
+                    }
+                    self.bytes.truncate(start + k * size);
+                    self.len += k;
+                    if k < block {
+                        return;
+                    }
+                    block = 4096;
+                }
+            }
+            _ => items.for_each(|t| self.push(&t)),
+        }
+    }
+
     /// The number of items.
     pub fn len(&self) -> usize {
         self.len
@@ -281,8 +309,13 @@ impl Outcomes {
     pub fn values<R: Message>(&self) -> PoolResult<Vec<R>> {
         if let Values::Fixed(size) = self.values
             && size > 0
-            && self.state.iter().all(|&s| s == OK)
+            && all_ok(&self.state)
         {
+            if R::SIZE == Some(size)
+                && let Some(values) = decode_fixed::<R>(&self.data)
+            {
+                return Ok(values);
+            }
             let mut out = Vec::with_capacity(self.state.len());
             for bytes in self.data.chunks_exact(size) {
                 let mut input = bytes;
@@ -300,6 +333,22 @@ impl Outcomes {
     pub fn each<R: Message>(&self) -> Vec<PoolResult<R>> {
         (0..self.len()).map(|i| self.decode(i).unwrap_or(Err(PoolError::Terminated))).collect()
     }
+}
+
+/// Whether every state is `OK` (a loop without early exit, which the compiler widens).
+fn all_ok(states: &[u8]) -> bool {
+    states.chunks(256).all(|c| c.iter().fold(true, |all, &s| all & (s == OK)))
+}
+
+/// Values of `R`, each [`Message::SIZE`] bytes long, end to end in `data`; None if one does
+/// not decode.
+fn decode_fixed<R: Message>(data: &[u8]) -> Option<Vec<R>> {
+    let size = R::SIZE?;
+    let mut out = Vec::with_capacity(data.len() / size.max(1));
+    for bytes in data.chunks_exact(size) {
+        out.push(crate::message::from_bytes::<R>(bytes).ok()?);
+    }
+    Some(out)
 }
 
 /// Why `bytes` is not a value of `R` (they are not).
