@@ -312,7 +312,8 @@ impl Outcomes {
             && all_ok(&self.state)
         {
             if R::SIZE == Some(size)
-                && let Some(values) = decode_fixed::<R>(&self.data)
+                && let Some(data) = self.data.get(..self.state.len() * size)
+                && let Some(values) = decode_fixed::<R>(data)
             {
                 return Ok(values);
             }
