@@ -237,16 +237,20 @@ impl Ring {
         at == s.tail && total == self.used(s)
     }
 
+    /// Copies `data` into the free bytes at `at`, wrapping at the end (under the putters'
+    /// mutex: no other process touches free bytes meanwhile).
     fn copy_in(&self, at: usize, data: &[u8]) {
         let first = data.len().min(self.cap - at);
-        self.seg.map().write(RING + at, &data[..first]);
-        self.seg.map().write(RING, &data[first..]);
+        self.seg.map().write_owned(RING + at, &data[..first]);
+        self.seg.map().write_owned(RING, &data[first..]);
     }
 
-    fn copy_out(&self, at: usize, buf: &mut [u8]) {
-        let first = buf.len().min(self.cap - at);
-        self.seg.map().read(RING + at, &mut buf[..first]);
-        self.seg.map().read(RING, &mut buf[first..]);
+    /// Appends the `len` frame bytes at `at` to `out`, wrapping at the end (under the getters'
+    /// mutex: no process writes committed frames).
+    fn copy_out(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        let first = len.min(self.cap - at);
+        self.seg.map().extend_owned(RING + at, first, out);
+        self.seg.map().extend_owned(RING, len - first, out);
     }
 
     /// Puts one frame, waiting for room until `deadline` (`None`: as long as it takes;
@@ -299,13 +303,16 @@ impl Ring {
                 // Small frames are copied to the stack, larger ones to the heap.
                 let mut small = [0u8; SMALL];
                 let mut large = Vec::new();
+                let at = (s.head + HEADER) % self.cap;
                 let buf = if len <= SMALL {
-                    &mut small[..len]
+                    let first = len.min(self.cap - at);
+                    map.read_owned(RING + at, &mut small[..first]);
+                    map.read_owned(RING, &mut small[first..len]);
+                    &small[..len]
                 } else {
-                    large.resize(len, 0);
-                    &mut large[..]
+                    self.copy_out(at, len, &mut large);
+                    &large[..]
                 };
-                self.copy_out((s.head + HEADER) % self.cap, buf);
                 // The commit: one store takes the frame out.
                 let head = (s.head + frame_len(len)) % self.cap;
                 self.wide(HEAD).store(pack(s.gets.wrapping_add(1), head), Ordering::Release);

@@ -199,6 +199,57 @@ impl Mapping {
         }
     }
 
+    /// Copies `buf.len()` bytes from `offset` into `buf` in one `memcpy`, for a range that no
+    /// process writes during the copy (the caller's protocol keeps it so, as a queue keeps
+    /// its committed frames under the getters' mutex). Bytes written meanwhile by a process
+    /// that breaks the protocol arrive torn, nothing worse: no reference to them is made.
+    /// Panics if the range is outside the mapping.
+    pub fn read_owned(&self, offset: usize, buf: &mut [u8]) {
+        self.check_range(offset, buf.len());
+        // SAFETY: the source range lies within the mapping (checked) and is read through a
+        // raw pointer only; `buf` is private memory that cannot overlap a shared mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+
+    /// Appends `len` bytes from `offset` to `out` in one `memcpy` (no zero-filling first), on
+    /// the terms of [`read_owned`](Self::read_owned).
+    pub fn extend_owned(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        self.check_range(offset, len);
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: the source lies within the mapping (checked) and is read through a raw
+        // pointer only; `reserve` made room for `len` more bytes after `at`, all of which the
+        // copy initialises before `set_len` counts them; a private `Vec` cannot overlap a
+        // shared mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                out.as_mut_ptr().add(at),
+                len,
+            );
+            out.set_len(at + len);
+        }
+    }
+
+    /// Copies `data` into the mapping at `offset` in one `memcpy`, for a range that no other
+    /// process reads or writes during the copy (the caller's protocol keeps it so, as a
+    /// queue keeps its free bytes under the putters' mutex). Panics if the range is outside
+    /// the mapping.
+    pub fn write_owned(&self, offset: usize, data: &[u8]) {
+        self.check_range(offset, data.len());
+        // SAFETY: the destination lies within the mapping (checked) and is written through a
+        // raw pointer only; `data` is private memory that cannot overlap a shared mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len())
+        };
+    }
+
     fn check_range(&self, offset: usize, len: usize) {
         assert!(
             offset.checked_add(len).is_some_and(|end| end <= self.len),
