@@ -13,6 +13,7 @@ use pifork::sync::{Event, Lock};
 use pifork::{Process, RawArray, RawValue, ShmError, StartMethod};
 
 use crate::common::{Test, emulated, sleep_ms};
+use crate::sync::RECOVERY_BOUND;
 
 const GET_SIX: &str = "queue.get_six";
 const PUT_FOUR: &str = "queue.put_four";
@@ -404,13 +405,21 @@ fn a_killed_producer(m: StartMethod) {
         std::thread::sleep(jitter(10));
         p.kill().unwrap();
         p.join().unwrap();
+        // The first get takes the putters' lock over if the producer died holding it; the
+        // first put behind it does not wait past the bound either.
+        let first = Instant::now();
+        let mut next = q.get_nowait();
+        assert!(first.elapsed() < RECOVERY_BOUND, "a get after {:?}", first.elapsed());
         let mut n = 0;
-        while let Ok(it) = q.get_nowait() {
+        while let Ok(it) = next {
             assert_eq!(it.0, n, "items 0..k in order");
             assert!(intact(&it, LEN), "item {n} whole");
             n += 1;
+            next = q.get_nowait();
         }
+        let put = Instant::now();
         q.put(&item(7, 10)).unwrap();
+        assert!(put.elapsed() < RECOVERY_BOUND, "a put after {:?}", put.elapsed());
         assert_eq!(q.get_nowait(), Ok(item(7, 10)));
         if q.recoveries() >= 2 {
             break;
@@ -453,9 +462,14 @@ fn a_killed_consumer(m: StartMethod) {
         p.join().unwrap();
         let recorded = next.get();
         let mut rest: Vec<u32> = Vec::new();
-        while let Ok(it) = q.get_nowait() {
+        // The first get takes the getters' lock over if the consumer died holding it.
+        let first = Instant::now();
+        let mut got = q.get_nowait();
+        assert!(first.elapsed() < RECOVERY_BOUND, "a get after {:?}", first.elapsed());
+        while let Ok(it) = got {
             assert!(intact(&it, LEN), "item {} whole", it.0);
             rest.push(it.0);
+            got = q.get_nowait();
         }
         // The child got 0..recorded; the next it was getting is queued, or lost.
         match rest.first() {

@@ -67,6 +67,23 @@ pub fn register_entries() {
         let _v = Value::new(1.0f64).unwrap();
         let _a = RawArray::<u8>::zeroed(100).unwrap();
         let _e = pifork::sync::Event::new().unwrap();
+        // Every other kind of object, each holding something: a queued item, a taken
+        // permit, a held RLock, a Barrier with one party waiting.
+        let q = pifork::queue::Queue::<String>::new().unwrap();
+        q.put(&"left behind".to_string()).unwrap();
+        let j = pifork::queue::JoinableQueue::<u32>::new().unwrap();
+        j.put(&1).unwrap();
+        let s = pifork::queue::SimpleQueue::<u32>::new().unwrap();
+        s.put(&2).unwrap();
+        let sem = pifork::sync::Semaphore::new(1).unwrap();
+        let _p = sem.acquire();
+        let bounded = pifork::sync::BoundedSemaphore::new(1).unwrap();
+        let _b = bounded.acquire();
+        let rlock = pifork::sync::RLock::new().unwrap();
+        let _r = rlock.lock();
+        let _c = pifork::sync::Condition::new().unwrap();
+        let barrier = pifork::sync::Barrier::new(2).unwrap();
+        let _w = std::thread::spawn(move || barrier.wait(None));
         sleep_ms(60_000);
     });
 }
@@ -274,7 +291,7 @@ fn nothing_left_in_dev_shm(m: StartMethod) {
             })
             .unwrap_or(0)
     };
-    assert!(common::eventually(Duration::from_secs(20), || memfds() >= 5), "{} memfds", memfds());
+    assert!(common::eventually(Duration::from_secs(20), || memfds() >= 13), "{} memfds", memfds());
     p.kill().unwrap();
     p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Signaled(9)));

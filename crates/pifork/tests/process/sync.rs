@@ -23,7 +23,7 @@ const TAKE: &str = "sync.take";
 
 /// Within this, a dead holder's lock is recovered (it takes one slice of 20 ms, and a read of
 /// /proc): generous, for a loaded machine.
-const RECOVERY_BOUND: Duration = Duration::from_secs(2);
+pub const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 
 /// A lock-like object, claimed in a child by kind.
 #[derive(Clone, Copy, Debug, PartialEq)]
