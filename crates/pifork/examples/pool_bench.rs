@@ -190,17 +190,14 @@ fn main() {
         unordered / ideal
     );
 
-    // One worker's death in a map at chunksize 1: the cost against the same map without it.
-    let start_cost = median(
-        (0..3)
-            .map(|_| {
-                time_us(|| {
-                    let _ = Pool::new(1).unwrap().apply(sqr, 1).unwrap();
-                })
-            })
-            .collect(),
-    );
-    // 20,000 items; run with and without a death in turn, 7 times each.
+    // One worker's death in a map at chunksize 1: the cost against the same map without it,
+    // and against a pool's start and first task, taking turns.
+    let start = || {
+        time_us(|| {
+            let _ = Pool::new(1).unwrap().apply(sqr, 1).unwrap();
+        })
+    };
+    // 20,000 items; run with and without a death in turn, 11 times each.
     let small: Vec<u64> = (0..20_000).collect();
     let small_want: Vec<u64> = small.iter().map(|&x| sqr(x)).collect();
     let marker = std::env::temp_dir().join(format!("pifork-bench-died-{}", std::process::id()));
@@ -215,13 +212,14 @@ fn main() {
             assert_eq!(r.get(None).unwrap(), small_want);
         })
     };
-    let (mut clean, mut died) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
+    let (mut clean, mut died, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..11 {
         clean.push(run(false));
         died.push(run(true));
+        starts.push(start());
     }
     let _ = std::fs::remove_dir(&marker);
-    let (clean, died) = (median(clean), median(died));
+    let (clean, died, start_cost) = (median(clean), median(died), median(starts));
     println!(
         "  one worker SIGKILLed mid-map: +{:.0} µs (one pool start + first task: {:.0} µs; one task: {:.3} µs)",
         died - clean,

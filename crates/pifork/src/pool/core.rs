@@ -310,12 +310,17 @@ pub(crate) struct Inner {
     next_job: u64,
     broken: Option<PoolError>,
     callbacks: Vec<Callback>,
-    /// A running average of one item's time in a worker.
+    /// A running average of one item's time in a worker: the time and the items of the
+    /// replies so far, each weighed by its items and fading by 1/8 a reply.
     item_time: Duration,
+    /// The faded sums behind `item_time`: nanoseconds, items.
+    item_sums: (f64, f64),
     /// Workers in a row killed for not becoming ready in time.
     unready: u32,
     /// Buffers of finished jobs, for the next ones.
     spare: Spare,
+    /// The executable's identity, for the workers to check theirs against (read once).
+    exe: Option<worker::ExeId>,
 }
 
 /// A descriptor to watch while a pool starts, and what to ask when it is readable.
@@ -353,8 +358,10 @@ impl Inner {
             broken: None,
             callbacks: Vec::new(),
             item_time: Duration::ZERO,
+            item_sums: (0.0, 0.0),
             unready: 0,
             spare: Spare::default(),
+            exe: None,
         };
         let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
@@ -439,7 +446,13 @@ impl Inner {
     fn start_worker(&mut self) -> PoolResult<()> {
         let (ours, theirs) = sys::stream_pair().map_err(crate::error::Error::sys("socketpair"))?;
         let theirs = Tracked::new(theirs);
-        let exe = sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?;
+        let exe = match self.exe {
+            Some(exe) => exe,
+            None => {
+                let exe = sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?;
+                *self.exe.insert(exe)
+            }
+        };
         let args: worker::WorkerArgs = (
             theirs.as_raw_fd(),
             exe,
@@ -883,16 +896,19 @@ impl Inner {
         };
         let depth = depth.max(prefetch);
         let mut needs_newer: Option<u64> = None;
-        // A task to run alone waits at the front: let the least busy worker run dry for it.
+        // A task to run alone waits at the front. A worker on its way (the replacement of the
+        // one that died running it) takes it when ready, the others streaming on meanwhile;
+        // with none on its way, the least busy worker runs dry for it.
         let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
-        let drain = strict_waiting
+        let starting = self.workers.iter().any(|w| !w.ready && !w.retiring);
+        let drain = (strict_waiting && !starting)
             .then(|| {
                 (0..self.workers.len())
                     .filter(|&i| self.workers[i].ready && !self.workers[i].retiring)
                     .min_by_key(|&i| self.workers[i].sent.len())
             })
             .flatten();
-        let depth = if strict_waiting { 1 } else { depth };
+        let depth = if strict_waiting && !starting { 1 } else { depth };
         for round in 0..depth {
             for (i, w) in self.workers.iter_mut().enumerate() {
                 if !w.ready || w.retiring || w.sent.len() > round {
@@ -1028,7 +1044,11 @@ impl Inner {
         let w = &mut self.workers[i];
         let took = t.saturating_duration_since(w.since);
         w.since = t;
-        self.item_time = (self.item_time * 7 + took / n as u32) / 8;
+        // Weighed by items: a lone task's round trip (a retry run alone, a new worker's first)
+        // moves the estimate for tiny tasks little, and so does not shrink everyone's batches.
+        let (ns, items) = self.item_sums;
+        self.item_sums = (ns * 0.875 + took.as_nanos() as f64, items * 0.875 + n as f64);
+        self.item_time = Duration::from_nanos((self.item_sums.0 / self.item_sums.1) as u64);
         // A worker runs what it was sent in order: these are its front items. Consecutive
         // items of one job are recorded together.
         let mut pieces: Vec<(u64, Items)> = Vec::new();
