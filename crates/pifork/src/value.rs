@@ -26,6 +26,7 @@
 //! [`ShmError::WrongObject`]). A `Value`'s lock travels with it.
 
 use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -175,7 +176,33 @@ impl<T: Shareable> Elements<T> {
     }
 
     fn to_vec(&self) -> Vec<T> {
-        (0..self.len).map(|i| load(self.seg.map(), self.at + i * T::WIDTH)).collect()
+        self.read(0, self.len)
+    }
+
+    /// Elements `start..end`, known to be in bounds.
+    fn read(&self, start: usize, end: usize) -> Vec<T> {
+        (start..end).map(|i| load(self.seg.map(), self.at + i * T::WIDTH)).collect()
+    }
+
+    fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>, ShmError> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => Some(s),
+            Bound::Excluded(&s) => s.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.checked_add(1),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => Some(self.len),
+        };
+        match (start, end) {
+            (Some(s), Some(e)) if s <= e && e <= self.len => Ok(self.read(s, e)),
+            (s, e) => {
+                let offset = s.unwrap_or(usize::MAX);
+                let len = e.unwrap_or(usize::MAX).saturating_sub(offset);
+                Err(ShmError::OutOfBounds { offset, len, size: self.len })
+            }
+        }
     }
 
     fn write_from(&self, start: usize, values: &[T]) -> Result<(), ShmError> {
@@ -366,6 +393,13 @@ macro_rules! array_methods {
             /// Every element, in order (one load each: concurrent writes may show in part).
             pub fn to_vec(&self) -> Vec<T> {
                 self.e.to_vec()
+            }
+
+            /// The elements in `range`, in order (CPython's `arr[2:7]`). A range past the end
+            /// or backwards is [`ShmError::OutOfBounds`], as a Rust slice refuses it (CPython
+            /// clips it).
+            pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>, ShmError> {
+                self.e.slice(range)
             }
 
             /// Sets the elements from `start` on to `values` (CPython's slice assignment).

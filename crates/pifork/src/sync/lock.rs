@@ -97,8 +97,9 @@ impl Lock {
         Some(LockGuard { lock: self, how })
     }
 
-    /// Whether some process holds the lock now (CPython's `Lock` does not tell; a hint that
-    /// may be stale at once).
+    /// Whether some process holds the lock now (the `locked()` of newer CPythons): a hint
+    /// that may be stale at once; a holder that has died counts until the next acquirer
+    /// recovers the lock.
     pub fn is_locked(&self) -> bool {
         self.raw().holder() != 0
     }

@@ -146,8 +146,9 @@ impl RLock {
         how
     }
 
-    /// Whether some thread of some process holds the lock now (a hint).
-    pub(crate) fn is_locked(&self) -> bool {
+    /// Whether some thread of some process holds the lock now (the `locked()` of newer
+    /// CPythons): a hint; a holder that has died counts until the next acquirer recovers it.
+    pub fn is_locked(&self) -> bool {
         self.raw().holder() != 0
     }
 

@@ -20,6 +20,7 @@ const FILL: &str = "shared.fill";
 const WRITE: &str = "shared.write";
 const ATTACH: &str = "shared.attach";
 const HOLDER: &str = "shared.holder";
+const PREFIX: &str = "shared.prefix";
 
 /// Increments per process in the counting test.
 const ROUNDS: u64 = 20_000;
@@ -43,6 +44,14 @@ pub fn register_entries() {
         }
         r.set(1, -1).unwrap();
         a.len()
+    });
+    // Turns the array into its prefix sums in place, under its lock.
+    pifork::register(PREFIX, |fd: i32| {
+        let a = Array::<i32>::from_inherited(fd).unwrap();
+        let _g = a.get_lock().lock();
+        for i in 1..a.len() {
+            a.set(i, a.get(i).unwrap() + a.get(i - 1).unwrap()).unwrap();
+        }
     });
     // Writes `data` at `offset` of an inherited segment; returns its size.
     pifork::register(WRITE, |(fd, offset, data): (i32, u64, Vec<u8>)| {
@@ -95,6 +104,7 @@ pub const TESTS: &[Test] = &[
     Test::Once("fork_closures_share_values", fork_closures_share_values),
     Test::EachMethod("a_value_counts_exactly_under_its_lock", a_value_counts_exactly),
     Test::EachMethod("arrays_are_shared_with_a_child", arrays_are_shared_with_a_child),
+    Test::EachMethod("an_array_follows_cpython", an_array_follows_cpython),
     Test::EachMethod("a_segment_is_shared_with_a_child", a_segment_is_shared_with_a_child),
     Test::EachMethod("a_child_attaches_by_name", a_child_attaches_by_name),
     Test::EachMethod("a_killed_program_leaves_nothing_in_dev_shm", nothing_left_in_dev_shm),
@@ -244,6 +254,44 @@ fn arrays_are_shared_with_a_child(m: StartMethod) {
     let _g = a.get_lock().lock();
     assert!(a.to_vec().iter().enumerate().all(|(i, &x)| x == i as f64 / 2.0));
     assert_eq!(raw.to_vec(), [5, -1, 7]);
+}
+
+// _TestArray.test_array and test_array_from_size: the length, an element, a slice, a slice
+// assignment; a child turns the array into its prefix sums in place, and the parent sees
+// them; zeroed arrays are zero every time.
+fn an_array_follows_cpython(m: StartMethod) {
+    let seq = [680, 626, 934, 821, 150, 233, 548, 982, 714, 831];
+    let arr = Array::<i32>::new(&seq).unwrap();
+    assert_eq!(arr.len(), 10);
+    assert_eq!(arr.get(3), Some(821));
+    assert_eq!(arr.slice(2..7).unwrap(), seq[2..7]);
+    assert_eq!(arr.slice(..).unwrap(), seq);
+    assert_eq!(arr.slice(7..=9).unwrap(), seq[7..=9]);
+    assert_eq!(arr.slice(10..).unwrap(), Vec::<i32>::new());
+    assert_eq!(
+        arr.slice(8..11).unwrap_err(),
+        ShmError::OutOfBounds { offset: 8, len: 3, size: 10 },
+        "past the end"
+    );
+    let backwards = (std::ops::Bound::Included(5), std::ops::Bound::Excluded(2));
+    assert!(arr.slice(backwards).is_err(), "backwards");
+    arr.write_from(4, &[1, 2, 3, 4]).unwrap();
+    let mut want = seq;
+    want[4..8].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(arr.to_vec(), want);
+    let mut p = child::<()>(PREFIX, &arr.as_raw_fd(), m, &[arr.as_raw_fd()]);
+    p.join().unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(ExitCode::Exited(0)));
+    for i in 1..want.len() {
+        want[i] += want[i - 1];
+    }
+    assert_eq!(arr.slice(..).unwrap(), want);
+    for _ in 0..3 {
+        let zeros = Array::<i32>::zeroed(10).unwrap();
+        assert_eq!(zeros.to_vec(), [0; 10]);
+        zeros.write_from(0, &(0..10).collect::<Vec<i32>>()).unwrap();
+        assert_eq!(zeros.to_vec(), (0..10).collect::<Vec<i32>>());
+    }
 }
 
 fn a_segment_is_shared_with_a_child(m: StartMethod) {

@@ -20,6 +20,7 @@ const SETTER: &str = "sync.setter";
 const WORKER: &str = "sync.worker";
 const MISMATCH: &str = "sync.mismatch";
 const TAKE: &str = "sync.take";
+const LOCKED: &str = "sync.locked";
 
 /// Within this, a dead holder's lock is recovered (it takes one slice of 20 ms, and a read of
 /// /proc): generous, for a loaded machine.
@@ -127,13 +128,22 @@ pub fn register_entries() {
         }
         (got.is_some(), got == Some(Acquired::Recovered), waited)
     });
-    // The parent holds the lock: a try fails, a timed acquire times out, not too early.
+    // The parent holds the lock: it is locked here too, a try fails, a timed acquire times
+    // out, not too early.
     pifork::register(PROBE, |fd: i32| {
         let lock = Lock::from_inherited(fd).unwrap();
+        let locked = lock.is_locked();
         let tried = lock.try_acquire().is_none();
         let start = Instant::now();
         let timed_out = lock.acquire_timeout(Duration::from_millis(100)).is_none();
-        (tried, timed_out, start.elapsed().as_millis() as u64)
+        (locked, tried, timed_out, start.elapsed().as_millis() as u64)
+    });
+    // Takes a Lock and an RLock, says whether each is locked now, and ends holding both.
+    pifork::register(LOCKED, |(lock, rlock): (i32, i32)| {
+        let lock = Lock::from_inherited(lock).unwrap();
+        let rlock = RLock::from_inherited(rlock).unwrap();
+        let took = lock.try_acquire().is_some() && rlock.try_acquire().is_some();
+        (took, lock.is_locked(), rlock.is_locked())
     });
     // Releases what the parent holds: a Lock may be (CPython: any process may release a
     // semaphore), an RLock may not.
@@ -187,6 +197,7 @@ pub const TESTS: &[Test] = &[
     Test::Once("threads_share_a_lock", threads_share_a_lock),
     Test::EachMethod("a_held_lock_is_held_in_the_child", a_held_lock_is_held_in_the_child),
     Test::EachMethod("release_by_another_process", release_by_another_process),
+    Test::EachMethod("locks_a_child_took_are_locked_in_the_parent", locked_in_two_processes),
     Test::EachMethod("an_event_set_in_a_child_wakes_the_parent", an_event_set_in_a_child_wakes),
     Test::EachMethod("a_semaphore_bounds_three_children", a_semaphore_bounds_three_children),
     Test::EachMethod("a_killed_lock_holder_is_recovered", a_killed_lock_holder_is_recovered),
@@ -257,27 +268,53 @@ fn rlock_follows_cpython() {
 // without blocking fails at zero, an unbounded one goes past its initial value, a bounded one
 // refuses.
 fn semaphores_follow_cpython() {
+    // The tests' shared helper: 2, acquire, 1, acquire, 0, a try fails, 0, release, 1,
+    // release, 2; on both kinds.
+    fn helper(
+        value: &dyn Fn() -> u32,
+        acquire: &dyn Fn() -> Acquired,
+        try_acquire: &dyn Fn() -> Option<Acquired>,
+        release: &dyn Fn() -> Result<(), ReleaseError>,
+    ) {
+        assert_eq!(value(), 2);
+        assert_eq!(acquire(), Acquired::Normal);
+        assert_eq!(value(), 1);
+        assert_eq!(acquire(), Acquired::Normal);
+        assert_eq!(value(), 0);
+        assert_eq!(try_acquire(), None);
+        assert_eq!(value(), 0);
+        assert_eq!(release(), Ok(()));
+        assert_eq!(value(), 1);
+        assert_eq!(release(), Ok(()));
+        assert_eq!(value(), 2);
+    }
     let sem = Semaphore::new(2).unwrap();
-    assert_eq!(sem.get_value(), 2);
-    assert_eq!(sem.acquire(), Acquired::Normal);
-    assert_eq!(sem.get_value(), 1);
+    helper(&|| sem.get_value(), &|| sem.acquire(), &|| sem.try_acquire(), &|| sem.release());
     assert_eq!(sem.try_acquire(), Some(Acquired::Normal));
-    assert_eq!(sem.get_value(), 0);
-    assert_eq!(sem.try_acquire(), None);
+    assert_eq!(sem.get_value(), 1);
     sem.release().unwrap();
     sem.release().unwrap();
+    assert_eq!(sem.get_value(), 3, "unbounded: past its initial value");
     sem.release().unwrap();
-    assert_eq!(sem.get_value(), 3, "unbounded");
+    assert_eq!(sem.get_value(), 4);
     assert_eq!(sem.bound_value(), None);
     let bounded = BoundedSemaphore::new(2).unwrap();
+    helper(&|| bounded.get_value(), &|| bounded.acquire(), &|| bounded.try_acquire(), &|| {
+        bounded.release()
+    });
     assert_eq!(bounded.bound_value(), Some(2));
+    // The check CPython leaves commented out: a release over the bound is an error.
     assert_eq!(bounded.release(), Err(ReleaseError::OverReleased));
-    let _ = bounded.acquire();
-    bounded.release().unwrap();
-    assert_eq!(bounded.release(), Err(ReleaseError::OverReleased));
-    assert_eq!(bounded.get_value(), 2);
+    assert_eq!(bounded.get_value(), 2, "a refused release changes nothing");
+    // _TestSemaphore.test_timeout on Semaphore(0): a try, a zero and a short timeout all fail,
+    // the timed one not before its time.
     let zero = Semaphore::new(0).unwrap();
-    assert!(zero.acquire_timeout(Duration::from_millis(20)).is_none());
+    assert_eq!(zero.try_acquire(), None);
+    assert_eq!(zero.acquire_timeout(Duration::ZERO), None);
+    let start = Instant::now();
+    assert_eq!(zero.acquire_timeout(Duration::from_millis(100)), None);
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert_eq!(zero.get_value(), 0);
     assert_eq!(
         Semaphore::new(u32::MAX).unwrap_err(),
         pifork::ShmError::InvalidValue { value: u32::MAX, max: pifork::sync::SEM_VALUE_MAX },
@@ -297,6 +334,10 @@ fn event_follows_cpython() {
     assert!(ev.is_set());
     assert!(ev.wait(None));
     assert!(ev.wait(Some(Duration::ZERO)));
+    // A set event answers at once, not at the end of the timeout.
+    let start = Instant::now();
+    assert!(ev.wait(Some(Duration::from_secs(30))));
+    assert!(start.elapsed() < Duration::from_secs(15), "after {:?}", start.elapsed());
     ev.set();
     assert!(ev.is_set(), "setting twice changes nothing");
     ev.clear();
@@ -365,8 +406,9 @@ fn threads_share_a_lock() {
 fn a_held_lock_is_held_in_the_child(m: StartMethod) {
     let lock = Lock::new().unwrap();
     let _g = lock.lock();
-    let mut p = child::<(bool, bool, u64)>(PROBE, &lock.as_raw_fd(), m, &[lock.as_raw_fd()]);
-    let (tried, timed_out, ms) = p.result().unwrap();
+    let mut p = child::<(bool, bool, bool, u64)>(PROBE, &lock.as_raw_fd(), m, &[lock.as_raw_fd()]);
+    let (locked, tried, timed_out, ms) = p.result().unwrap();
+    assert!(locked, "is_locked in the child");
     assert!(tried, "try_acquire failed in the child");
     assert!(timed_out, "the timed acquire timed out");
     assert!(ms >= 100, "after {ms} ms");
@@ -382,6 +424,28 @@ fn release_by_another_process(m: StartMethod) {
     assert!(!lock.is_locked(), "the child released the Lock");
     assert!(rlock.is_owned(), "but not the RLock");
     rlock.release().unwrap();
+}
+
+// _TestLock.test_lock_locked_2processes and test_rlock_locked_2processes: a child takes the
+// locks and sees them locked; so does the parent. Past CPython: the child ended holding them,
+// and the parent's next acquire recovers each.
+fn locked_in_two_processes(m: StartMethod) {
+    let (lock, rlock) = (Lock::new().unwrap(), RLock::new().unwrap());
+    assert!(!lock.is_locked() && !rlock.is_locked());
+    let fds = [lock.as_raw_fd(), rlock.as_raw_fd()];
+    let mut p = child::<(bool, bool, bool)>(LOCKED, &(fds[0], fds[1]), m, &fds);
+    assert_eq!(p.result().unwrap(), (true, true, true), "taken, and locked in the child");
+    assert!(lock.is_locked(), "the Lock is locked in the parent");
+    assert!(rlock.is_locked(), "the RLock is locked in the parent");
+    assert!(!rlock.is_owned(), "but not by the parent");
+    let start = Instant::now();
+    assert_eq!(lock.acquire_timeout(RECOVERY_BOUND), Some(Acquired::Recovered));
+    assert_eq!(rlock.acquire_timeout(RECOVERY_BOUND), Some(Acquired::Recovered));
+    assert!(start.elapsed() < RECOVERY_BOUND, "recovered after {:?}", start.elapsed());
+    assert!(rlock.is_owned());
+    lock.release().unwrap();
+    rlock.release().unwrap();
+    assert!(!lock.is_locked() && !rlock.is_locked());
 }
 
 fn an_event_set_in_a_child_wakes(m: StartMethod) {
