@@ -4,6 +4,7 @@
 #   make run            static release build, then `pifork pi` with the defaults
 #   make test           everything CI checks (.ci/run): format, lints, the library's layering
 #                       (built alone, no import circles), host tests on both process backends,
+#                       the library's example programs under every start method,
 #                       the aarch64 suite under qemu-user, the 4-core VM test (ci/),
 #                       the Windows spawn backend's tests under Wine, the systemd unit, lintian
 #                       on the .deb, the service deployed on an emulated Pi 4 running Debian
@@ -25,7 +26,7 @@ STATIC_TARGET ?= $(shell uname -m)-unknown-linux-musl
 TARGET_DIR    ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE       := $(abspath $(TARGET_DIR)/$(STATIC_TARGET)/release/pifork)
 
-.PHONY: all build setup-static run check test test-host check-tools fmt-check clippy layers bench bench-toolkit man clean
+.PHONY: all build setup-static run check test test-host examples check-tools fmt-check clippy layers bench bench-toolkit man clean
 
 all: build
 
@@ -79,6 +80,17 @@ test-host: setup-static
 	$(CARGO) test
 	PIFORK_BACKEND=pipe $(CARGO) test
 	$(CARGO) test --target $(STATIC_TARGET)
+	$(MAKE) --no-print-directory examples
+
+# The library's programs on the pool, futures and sharing (crates/pifork/examples), each
+# checking its own result, run under every start method.
+EXAMPLES := pi_pool pi_futures pi_queue pi_shared mapreduce producer_consumer barrier_lock
+examples:
+	$(CARGO) build -q -p pifork --examples
+	@for e in $(EXAMPLES); do for m in fork spawn forkserver; do \
+	    '$(TARGET_DIR)/debug/examples/'$$e $$m > /dev/null \
+	        || { echo "examples: $$e under $$m failed" >&2; exit 1; }; \
+	done; echo "examples: $$e ran under fork, spawn and forkserver"; done
 
 test: fmt-check clippy layers test-host test-aarch64 test-vm test-windows verify-unit lint-deb test-system test-mpi
 
