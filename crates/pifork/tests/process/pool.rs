@@ -58,6 +58,10 @@ pub const TESTS: &[Test] = &[
     Test::Once("build_watching_can_give_up", build_watching_can_give_up),
     Test::EachMethod("a_worker_never_ready_is_replaced", a_worker_never_ready_is_replaced),
     Test::EachMethod("sharing_objects_reach_the_initializer", sharing_objects_reach_initializer),
+    Test::EachMethod(
+        "every_kind_of_object_reaches_the_initializer",
+        every_kind_reaches_initializer,
+    ),
     Test::Once("a_pinned_replacement_takes_its_predecessors_cpu", pinned_replacement_keeps_cpu),
     Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
     Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
@@ -724,6 +728,128 @@ fn use_shared(x: u64) -> u64 {
         sem.release().unwrap();
     });
     x
+}
+
+/// The other kinds, as `claim_every_kind` takes them in a worker.
+struct Kinds {
+    rlock: pifork::RLock,
+    event: pifork::Event,
+    array: pifork::Array<u64>,
+    shm: pifork::SharedMemory,
+    joinable: pifork::JoinableQueue<u64>,
+    simple: pifork::SimpleQueue<u64>,
+    bounded: pifork::BoundedSemaphore,
+    cond: pifork::Condition,
+    barrier: pifork::Barrier,
+}
+
+thread_local! {
+    /// What `claim_every_kind` took in this worker.
+    static KINDS: std::cell::RefCell<Option<Kinds>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The initializer of the second test: claims one object of every other kind.
+fn claim_every_kind(fds: Vec<i32>) {
+    let kinds = Kinds {
+        rlock: pifork::RLock::from_inherited(fds[0]).unwrap(),
+        event: pifork::Event::from_inherited(fds[1]).unwrap(),
+        array: pifork::Array::from_inherited(fds[2]).unwrap(),
+        shm: pifork::SharedMemory::from_inherited(fds[3]).unwrap(),
+        joinable: pifork::JoinableQueue::from_inherited(fds[4]).unwrap(),
+        simple: pifork::SimpleQueue::from_inherited(fds[5]).unwrap(),
+        bounded: pifork::BoundedSemaphore::from_inherited(fds[6]).unwrap(),
+        cond: pifork::Condition::from_inherited(fds[7], fds[8]).unwrap(),
+        barrier: pifork::Barrier::from_inherited(fds[9]).unwrap(),
+    };
+    KINDS.with(|k| *k.borrow_mut() = Some(kinds));
+}
+
+/// A task using each: the RLock taken twice, the parent's Event seen set, `x * x` into slot
+/// `x` of the array and a mark into byte `x` of the segment (under the RLock), `x` put on
+/// both queues, a permit taken and given back, waiters notified under the condition's lock,
+/// and the parties of the barrier: `x` back if all of it worked.
+fn use_every_kind(x: u64) -> u64 {
+    KINDS.with(|k| {
+        let k = k.borrow();
+        let k = k.as_ref().expect("the initializer ran");
+        let _outer = k.rlock.lock();
+        let _inner = k.rlock.lock();
+        let set = k.event.wait(Some(Duration::from_secs(10)));
+        {
+            let _g = k.array.get_lock().lock();
+            k.array.set(x as usize, x * x).unwrap();
+        }
+        k.shm.write(x as usize, &[x as u8 | 0x80]).unwrap();
+        k.joinable.put(&x).unwrap();
+        k.simple.put(&x).unwrap();
+        drop(k.bounded.lock());
+        let unheld = k.cond.notify_all().is_err();
+        let notified = {
+            let _g = k.cond.lock();
+            k.cond.notify_all().is_ok()
+        };
+        if set && unheld && notified && k.barrier.parties() == 3 { x } else { u64::MAX }
+    })
+}
+
+// Every other kind of object claimed in the initializer and used by tasks, on workers
+// recycled every 5 tasks (so replacements claim them too).
+fn every_kind_reaches_initializer(m: StartMethod) {
+    use std::os::fd::AsRawFd;
+    let n = 120u64;
+    let rlock = pifork::RLock::new().unwrap();
+    let event = pifork::Event::new().unwrap();
+    let array = pifork::Array::<u64>::zeroed(n as usize).unwrap();
+    let shm = pifork::SharedMemory::new(n as usize).unwrap();
+    let joinable = pifork::JoinableQueue::<u64>::new().unwrap();
+    let simple = pifork::SimpleQueue::<u64>::new().unwrap();
+    let bounded = pifork::BoundedSemaphore::new(1).unwrap();
+    let cond = pifork::Condition::new().unwrap();
+    let barrier = pifork::Barrier::new(3).unwrap();
+    let mut fds = vec![
+        rlock.as_raw_fd(),
+        event.as_raw_fd(),
+        array.as_raw_fd(),
+        shm.as_raw_fd(),
+        joinable.as_raw_fd(),
+        simple.as_raw_fd(),
+        bounded.as_raw_fd(),
+    ];
+    fds.extend(cond.fds());
+    fds.push(barrier.as_raw_fd());
+    event.set();
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .maxtasksperchild(5)
+        .inherit_fds(fds.iter().copied())
+        .initializer(claim_every_kind, fds.clone())
+        .build()
+        .unwrap();
+    let first = p.pids();
+    let all: Vec<u64> = (0..n).collect();
+    assert_eq!(p.map_chunked(use_every_kind, 0..n, Some(1)).unwrap(), all);
+    assert_eq!(array.to_vec(), all.iter().map(|x| x * x).collect::<Vec<_>>());
+    let mut marks = vec![0u8; n as usize];
+    shm.read(0, &mut marks).unwrap();
+    assert!(marks.iter().enumerate().all(|(x, &b)| b == x as u8 | 0x80), "every mark");
+    let mut got: Vec<u64> = (0..n)
+        .map(|_| {
+            let x = joinable.get_timeout(Duration::from_secs(10)).unwrap();
+            joinable.task_done().unwrap();
+            x
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, all);
+    assert!(joinable.join_timeout(Duration::from_secs(10)), "every task done");
+    let mut got: Vec<u64> = (0..n).map(|_| simple.get().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, all);
+    assert!(simple.empty());
+    assert_eq!(bounded.get_value(), 1, "every permit given back");
+    assert!(!rlock.is_locked(), "every RLock level released");
+    assert!(p.pids().iter().all(|pid| !first.contains(pid)), "the workers were replaced");
 }
 
 fn sharing_objects_reach_initializer(m: StartMethod) {
