@@ -310,17 +310,15 @@ pub(crate) struct Inner {
     next_job: u64,
     broken: Option<PoolError>,
     callbacks: Vec<Callback>,
-    /// A running average of one item's time in a worker: the time and the items of the
-    /// replies so far, each weighed by its items and fading by 1/8 a reply.
-    item_time: Duration,
-    /// The faded sums behind `item_time`: nanoseconds, items.
+    /// The replies' time (ns) and items so far, each fading by 1/8 a reply: behind
+    /// [`item_time`](Self::item_time).
     item_sums: (f64, f64),
     /// Workers in a row killed for not becoming ready in time.
     unready: u32,
     /// Buffers of finished jobs, for the next ones.
     spare: Spare,
-    /// The executable's identity, for the workers to check theirs against (read once).
-    exe: Option<worker::ExeId>,
+    /// The executable's identity, for the workers to check theirs against.
+    exe: worker::ExeId,
 }
 
 /// A descriptor to watch while a pool starts, and what to ask when it is readable.
@@ -357,11 +355,10 @@ impl Inner {
             next_job: 0,
             broken: None,
             callbacks: Vec::new(),
-            item_time: Duration::ZERO,
             item_sums: (0.0, 0.0),
             unready: 0,
             spare: Spare::default(),
-            exe: None,
+            exe: sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?,
         };
         let extra: Vec<BorrowedFd<'_>> = watch.iter().map(|(fd, _)| *fd).collect();
         while inner.workers.len() < inner.cfg.processes {
@@ -446,16 +443,9 @@ impl Inner {
     fn start_worker(&mut self) -> PoolResult<()> {
         let (ours, theirs) = sys::stream_pair().map_err(crate::error::Error::sys("socketpair"))?;
         let theirs = Tracked::new(theirs);
-        let exe = match self.exe {
-            Some(exe) => exe,
-            None => {
-                let exe = sys::executable_identity().map_err(|_| PoolError::ExecutableMismatch)?;
-                *self.exe.insert(exe)
-            }
-        };
         let args: worker::WorkerArgs = (
             theirs.as_raw_fd(),
-            exe,
+            self.exe,
             self.cfg.init.clone(),
             self.cfg.max_tasks,
             self.cfg.timeout.is_some(),
@@ -871,16 +861,24 @@ impl Inner {
         Ok(())
     }
 
+    /// A running average of one item's time in a worker, the replies weighed by their items
+    /// (zero before the first).
+    fn item_time(&self) -> Duration {
+        let (ns, items) = self.item_sums;
+        if items > 0.0 { Duration::from_nanos((ns / items) as u64) } else { Duration::ZERO }
+    }
+
     /// How many chunks a worker may hold: about [`QUEUED_WORK`] of them by the time items
     /// have taken so far (a few while none has reported), at most [`MAX_DEPTH`], and at least
     /// two (the next is there when one ends). Tiny tasks then cross in big batches, each
     /// worker woken once for many of them.
     fn depth_cap(&self) -> usize {
-        if self.item_time.is_zero() {
+        let item_time = self.item_time();
+        if item_time.is_zero() {
             return FIRST_DEPTH;
         }
         let items = self.queue.front().map_or(1, |c| c.items.len().max(1)) as u128;
-        let chunk_ns = self.item_time.as_nanos().saturating_mul(items).max(1);
+        let chunk_ns = item_time.as_nanos().saturating_mul(items).max(1);
         (QUEUED_WORK.as_nanos() / chunk_ns).clamp(2, MAX_DEPTH as u128) as usize
     }
 
@@ -889,7 +887,7 @@ impl Inner {
         // Short tasks go out several at a time (fewer system calls); long ones one at a time,
         // so that an idle worker never waits behind a busy one.
         let prefetch = self.cfg.prefetch.max(1);
-        let depth = if self.item_time > BUSY {
+        let depth = if self.item_time() > BUSY {
             1
         } else {
             (self.queue.len() / live + 1).min(self.depth_cap())
@@ -1048,7 +1046,6 @@ impl Inner {
         // moves the estimate for tiny tasks little, and so does not shrink everyone's batches.
         let (ns, items) = self.item_sums;
         self.item_sums = (ns * 0.875 + took.as_nanos() as f64, items * 0.875 + n as f64);
-        self.item_time = Duration::from_nanos((self.item_sums.0 / self.item_sums.1) as u64);
         // A worker runs what it was sent in order: these are its front items. Consecutive
         // items of one job are recorded together.
         let mut pieces: Vec<(u64, Items)> = Vec::new();
