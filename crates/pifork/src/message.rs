@@ -19,6 +19,22 @@ pub trait Message: Sized {
     fn encode_fixed(&self, out: &mut [u8]) {
         encode_by_buffer(self, out);
     }
+    /// Decodes the values laid end to end in `data`, each [`Message::SIZE`] bytes long (asked
+    /// only of a type that has a `SIZE` above zero), appending them to `out`: a batch of values
+    /// is then read in one pass. The default decodes them one by one; numbers, whose every bit
+    /// pattern is a value, read them in a loop with no exit the compiler can widen.
+    fn decode_run(data: &[u8], out: &mut Vec<Self>) -> Result<()> {
+        let size =
+            Self::SIZE.filter(|&s| s > 0).ok_or(Error::Decode { reason: "no fixed size" })?;
+        if !data.len().is_multiple_of(size) {
+            return Err(Error::Decode { reason: "truncated" });
+        }
+        out.reserve(data.len() / size);
+        for bytes in data.chunks_exact(size) {
+            out.push(from_bytes(bytes)?);
+        }
+        Ok(())
+    }
 }
 
 /// Encodes `value` into a fresh buffer and copies it into `out` (the default
@@ -79,6 +95,17 @@ macro_rules! scalar {
             fn decode(input: &mut &[u8]) -> Result<Self> {
                 let bytes = take(input, std::mem::size_of::<$t>())?;
                 Ok(<$t>::from_le_bytes(bytes.try_into().expect("length checked by take")))
+            }
+            fn decode_run(data: &[u8], out: &mut Vec<Self>) -> Result<()> {
+                const N: usize = std::mem::size_of::<$t>();
+                if !data.len().is_multiple_of(N) {
+                    return Err(Error::Decode { reason: "truncated" });
+                }
+                // Every chunk is N bytes long: the default is never taken.
+                out.extend(
+                    data.chunks_exact(N).map(|b| b.try_into().map_or(<$t>::default(), <$t>::from_le_bytes)),
+                );
+                Ok(())
             }
         }
     )*};
@@ -312,5 +339,40 @@ mod tests {
         assert_eq!(from_bytes::<bool>(&[7]), Err(Error::Decode { reason: "bad bool" }));
         let huge = to_bytes(&u64::MAX);
         assert_eq!(from_bytes::<Vec<u8>>(&huge), Err(Error::Decode { reason: "truncated" }));
+    }
+
+    fn run<T: Message>(values: &[T]) -> Vec<u8> {
+        values.iter().flat_map(to_bytes).collect()
+    }
+
+    #[test]
+    fn runs_decode_as_their_values_one_by_one() {
+        let numbers = [0u64, 1, u64::MAX, 1 << 40];
+        let mut out = vec![9u64];
+        u64::decode_run(&run(&numbers), &mut out).unwrap();
+        assert_eq!(out, [9, 0, 1, u64::MAX, 1 << 40]);
+        let floats = [1.5f32, -0.0, f32::INFINITY];
+        let mut out = Vec::new();
+        f32::decode_run(&run(&floats), &mut out).unwrap();
+        assert_eq!(out.iter().map(|f| f.to_bits()).collect::<Vec<_>>(), floats.map(f32::to_bits));
+        // Through the default: tuples and checked types.
+        let pairs = [(1u8, -2i32), (3, 4)];
+        let mut out = Vec::new();
+        <(u8, i32)>::decode_run(&run(&pairs), &mut out).unwrap();
+        assert_eq!(out, pairs);
+        let mut out = Vec::new();
+        assert_eq!(
+            bool::decode_run(&[1, 0, 7], &mut out),
+            Err(Error::Decode { reason: "bad bool" })
+        );
+        let mut out = Vec::new();
+        assert_eq!(u32::decode_run(&[0; 7], &mut out), Err(Error::Decode { reason: "truncated" }));
+        assert_eq!(
+            <(u8, u8)>::decode_run(&[0; 3], &mut Vec::new()),
+            Err(Error::Decode { reason: "truncated" })
+        );
+        assert!(out.is_empty());
+        let mut out = Vec::new();
+        assert!(String::decode_run(&run(&[String::new()]), &mut out).is_err());
     }
 }

@@ -123,7 +123,7 @@ struct Worker {
     process: Process<()>,
     sock: Tracked,
     pid: Pid,
-    inbuf: Vec<u8>,
+    inbuf: worker::InBuf,
     outbuf: Vec<u8>,
     /// How much of `outbuf` is written.
     out_pos: usize,
@@ -137,6 +137,35 @@ struct Worker {
     retiring: bool,
     timed_out: bool,
     eof: bool,
+}
+
+/// A chunk's arguments at least this long are sent from the job's own buffer while nothing
+/// waits before them (shorter ones are not worth a system call of their own).
+const SEND_IN_PLACE: usize = 1 << 14;
+
+impl Worker {
+    /// Sends the frame that `outbuf` holds the head of and `tail` ends, as far as the socket
+    /// takes it now, from where each piece is (with nothing before it waiting to go); keeps
+    /// what is left in `outbuf`, for [`Inner::write_out`].
+    fn send_or_keep(&mut self, tail: &[u8]) {
+        if tail.len() < SEND_IN_PLACE || self.out_pos > 0 || self.eof {
+            self.outbuf.extend_from_slice(tail);
+            return;
+        }
+        let head = self.outbuf.len();
+        match sys::send_parts_nosignal(self.sock.as_fd(), &[&self.outbuf, tail]) {
+            Ok(n) if n >= head => {
+                self.outbuf.clear();
+                self.outbuf.extend_from_slice(&tail[n - head..]);
+            }
+            Ok(n) => {
+                self.out_pos = n;
+                self.outbuf.extend_from_slice(tail);
+            }
+            // Full, or gone: the bytes wait, and writing them later finds out which.
+            Err(_) => self.outbuf.extend_from_slice(tail),
+        }
+    }
 }
 
 /// A call's tasks: their arguments until they run, then their outcomes.
@@ -255,8 +284,9 @@ impl Job {
         true
     }
 
-    /// Appends a chunk of these items (a request, in the worker's form) to `out`.
-    fn write_chunk(&self, out: &mut Vec<u8>, items: &Items) {
+    /// Appends a chunk of these items (a request, in the worker's form) to `out`, but for
+    /// its tail, returned: arguments added together, sent from where they are if they can be.
+    fn write_chunk(&self, out: &mut Vec<u8>, items: &Items) -> &[u8] {
         let start = worker::begin_frame(out);
         out.push(worker::REQ_CHUNK);
         self.func.encode(out);
@@ -284,7 +314,10 @@ impl Job {
                     }
                 }
             }
-            out.extend_from_slice(s.args.span(a, b));
+            let tail = s.args.span(a, b);
+            let len = (out.len() - start - 4 + tail.len()) as u32;
+            out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            tail
         } else {
             let all = items.all();
             out.push(1);
@@ -294,8 +327,9 @@ impl Job {
             for &i in &all {
                 out.extend_from_slice(self.arg(i));
             }
+            worker::end_frame(out, start);
+            &[]
         }
-        worker::end_frame(out, start);
     }
 }
 
@@ -480,7 +514,7 @@ impl Inner {
             process,
             sock: Tracked::new(ours),
             pid,
-            inbuf: Vec::with_capacity(1 << 16),
+            inbuf: worker::InBuf::default(),
             outbuf: Vec::new(),
             out_pos: 0,
             sent: VecDeque::new(),
@@ -931,7 +965,8 @@ impl Inner {
                     let Some(pos) = pick else { continue };
                     let chunk = self.queue.remove(pos).expect("position is in the queue");
                     // Written straight from the job's arguments (they stay there for a retry).
-                    self.jobs[&chunk.job].write_chunk(&mut w.outbuf, &chunk.items);
+                    let tail = self.jobs[&chunk.job].write_chunk(&mut w.outbuf, &chunk.items);
+                    w.send_or_keep(tail);
                     if w.sent.is_empty() {
                         w.since = now();
                     }
@@ -985,10 +1020,7 @@ impl Inner {
     fn read_in(&mut self, i: usize) {
         loop {
             let w = &mut self.workers[i];
-            if w.inbuf.capacity() - w.inbuf.len() < 1 << 16 {
-                w.inbuf.reserve(1 << 18);
-            }
-            match sys::read_append(w.sock.as_fd(), &mut w.inbuf, 1 << 18) {
+            match w.inbuf.read(w.sock.as_fd()) {
                 Ok(0) => {
                     w.eof = true;
                     break;
@@ -1004,14 +1036,14 @@ impl Inner {
         let buf = std::mem::take(&mut self.workers[i].inbuf);
         let mut pos = 0;
         let t = now();
-        while let Some(body) = worker::next_frame(&buf, &mut pos) {
+        while let Some(body) = worker::next_frame(buf.rest(), &mut pos) {
             match worker::parse_reply(body) {
                 Some(reply) => self.on_reply(i, reply, t),
                 None => self.workers[i].eof = true,
             }
         }
         let mut buf = buf;
-        buf.drain(..pos);
+        buf.take(pos);
         self.workers[i].inbuf = buf;
     }
 

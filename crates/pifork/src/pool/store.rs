@@ -35,6 +35,9 @@ impl Spare {
     }
 }
 
+/// The buffer [`Flat::extend`] encodes values of a fixed size in, a block at a time.
+const BLOCK: usize = 4096;
+
 /// Encoded values laid end to end, and where each one is.
 #[derive(Default)]
 pub(crate) struct Flat {
@@ -78,27 +81,27 @@ impl Flat {
     }
 
     /// Appends the encoding of every item: values of one fixed size ([`Message::SIZE`]) are
-    /// written in place, a block at a time; others one by one, as [`Flat::push`].
+    /// written a block at a time, through a small buffer that stays in cache (never zeroing
+    /// the room they take first); others one by one, as [`Flat::push`].
     pub fn extend<T: Message>(&mut self, items: impl Iterator<Item = T>) {
         let mut items = items.fuse();
         match T::SIZE {
-            Some(size) if size > 0 && self.len == 0 => {
+            Some(size) if size > 0 && size <= BLOCK && self.len == 0 => {
                 self.stride = size;
-                let mut block = self.hint.clamp(1, 1 << 16);
+                self.bytes.reserve(self.hint.saturating_mul(size));
+                let per = BLOCK / size;
+                let mut block = [0u8; BLOCK];
                 loop {
-                    let start = self.bytes.len();
-                    self.bytes.resize(start + block * size, 0);
                     let mut k = 0;
-                    for (slot, t) in self.bytes[start..].chunks_exact_mut(size).zip(&mut items) {
+                    for (slot, t) in block[..per * size].chunks_exact_mut(size).zip(&mut items) {
                         t.encode_fixed(slot);
                         k += 1;
                     }
-                    self.bytes.truncate(start + k * size);
+                    self.bytes.extend_from_slice(&block[..k * size]);
                     self.len += k;
-                    if k < block {
+                    if k < per {
                         return;
                     }
-                    block = 4096;
                 }
             }
             _ => items.for_each(|t| self.push(&t)),
@@ -197,7 +200,8 @@ impl Outcomes {
         self.state.resize(self.state.len() + n, PENDING);
         match &mut self.values {
             Values::Unknown => {}
-            Values::Fixed(size) => self.data.resize(self.state.len() * *size, 0),
+            // Values of a fixed size are placed as they come: no room made (nor zeroed) ahead.
+            Values::Fixed(_) => {}
             Values::Each(v) => v.resize_with(self.state.len(), Vec::new),
         }
     }
@@ -208,7 +212,6 @@ impl Outcomes {
             Values::Unknown if size <= MAX_FIXED => {
                 self.values = Values::Fixed(size);
                 self.data.clear();
-                self.data.resize(self.state.len() * size, 0);
                 true
             }
             Values::Unknown => {
@@ -238,9 +241,10 @@ impl Outcomes {
         if self.state[i] != PENDING {
             return false;
         }
+        let fixed = self.fits(bytes.len());
         self.state[i] = OK;
-        if self.fits(bytes.len()) {
-            self.data[i * bytes.len()..(i + 1) * bytes.len()].copy_from_slice(bytes);
+        if fixed {
+            put(&mut self.data, i * bytes.len(), bytes);
         } else if let Values::Each(v) = &mut self.values {
             v[i] = bytes.to_vec();
         }
@@ -259,7 +263,7 @@ impl Outcomes {
             return false;
         }
         self.state[a..b].fill(OK);
-        self.data[a * size..b * size].copy_from_slice(bytes);
+        put(&mut self.data, a * size, bytes);
         true
     }
 
@@ -336,19 +340,31 @@ impl Outcomes {
     }
 }
 
+/// Writes `bytes` at `at` in `data`, which grows as needed (zeros in a gap before it, where
+/// values that come later go): values that come in order are copied once, never zeroed first.
+fn put(data: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    let end = at + bytes.len();
+    if data.len() <= at {
+        data.resize(at, 0);
+        data.extend_from_slice(bytes);
+    } else {
+        if data.len() < end {
+            data.resize(end, 0);
+        }
+        data[at..end].copy_from_slice(bytes);
+    }
+}
+
 /// Whether every state is `OK` (a loop without early exit, which the compiler widens).
 fn all_ok(states: &[u8]) -> bool {
     states.chunks(256).all(|c| c.iter().fold(true, |all, &s| all & (s == OK)))
 }
 
-/// Values of `R`, each [`Message::SIZE`] bytes long, end to end in `data`; None if one does
-/// not decode.
+/// Values of `R`, each [`Message::SIZE`] bytes long, end to end in `data`, in one pass
+/// ([`Message::decode_run`]); None if one does not decode.
 fn decode_fixed<R: Message>(data: &[u8]) -> Option<Vec<R>> {
-    let size = R::SIZE?;
-    let mut out = Vec::with_capacity(data.len() / size.max(1));
-    for bytes in data.chunks_exact(size) {
-        out.push(crate::message::from_bytes::<R>(bytes).ok()?);
-    }
+    let mut out = Vec::new();
+    R::decode_run(data, &mut out).ok()?;
     Some(out)
 }
 
@@ -402,6 +418,35 @@ mod tests {
         o.add(1);
         assert_eq!(o.get(4), None);
         assert_eq!(o.values::<u64>(), Err(PoolError::Cancelled));
+    }
+
+    #[test]
+    fn fixed_values_in_any_order_land_in_their_places() {
+        let mut o = Outcomes::new(Vec::new());
+        o.add(6);
+        let bytes = |v: &[u64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        assert!(o.set_values(4, 2, 8, &bytes(&[40, 50])));
+        assert_eq!(o.get(1), None);
+        assert!(o.set_value(0, &bytes(&[0])));
+        assert!(o.set_values(1, 3, 8, &bytes(&[10, 20, 30])));
+        assert!(!o.set_values(2, 1, 8, &bytes(&[99])));
+        assert_eq!(o.values::<u64>().unwrap(), [0, 10, 20, 30, 40, 50]);
+        o.add(1);
+        assert_eq!(o.get(6), None);
+        assert!(o.set_value(6, &bytes(&[60])));
+        assert_eq!(o.decode::<u64>(6).unwrap().unwrap(), 60);
+    }
+
+    #[test]
+    fn flat_extends_in_blocks_as_it_pushes() {
+        let items: Vec<(u32, u16)> = (0..3000).map(|i| (i * 7, i as u16)).collect();
+        let mut f = Flat::with_buffer(Vec::new(), 10);
+        f.extend(items.iter().copied());
+        assert_eq!((f.len(), f.stride()), (3000, Some(6)));
+        let mut g = Flat::new();
+        items.iter().for_each(|t| g.push(t));
+        assert_eq!(f.span(0, 3000), g.span(0, 3000));
+        assert_eq!(message::from_bytes::<(u32, u16)>(f.get(2999)).unwrap(), items[2999]);
     }
 
     #[test]

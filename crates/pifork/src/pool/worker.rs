@@ -101,6 +101,42 @@ pub(crate) fn next_frame<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]>
     Some(body)
 }
 
+/// Bytes read from a socket, not yet all taken: frames are taken from the front without
+/// moving the rest, which moves down only when room runs out (not after every read).
+#[derive(Default)]
+pub(crate) struct InBuf {
+    buf: Vec<u8>,
+    taken: usize,
+}
+
+impl InBuf {
+    /// One read of what `fd` has, room made first: what [`sys::read_append`] gives.
+    pub fn read(&mut self, fd: BorrowedFd<'_>) -> Result<usize, Errno> {
+        if self.buf.capacity() - self.buf.len() < 1 << 16 {
+            self.buf.drain(..self.taken);
+            self.taken = 0;
+            if self.buf.capacity() - self.buf.len() < 1 << 16 {
+                self.buf.reserve(1 << 18);
+            }
+        }
+        sys::read_append(fd, &mut self.buf, 1 << 18)
+    }
+
+    /// The bytes not taken yet.
+    pub fn rest(&self) -> &[u8] {
+        &self.buf[self.taken..]
+    }
+
+    /// Takes `n` more bytes from the front.
+    pub fn take(&mut self, n: usize) {
+        self.taken += n;
+        if self.taken >= self.buf.len() {
+            self.buf.clear();
+            self.taken = 0;
+        }
+    }
+}
+
 /// Writes all of `buf` to the blocking socket; false if the parent is gone.
 fn write_all(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> bool {
     let mut rest = &buf[..];
@@ -379,13 +415,13 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
     }
     let mut outgoing =
         Outgoing { out, frame: None, n: 0, same: None, each: Vec::new(), ends: Vec::new() };
-    let mut inbuf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut inbuf = InBuf::default();
     let mut done = 0u64;
     let mut clock = Clock { every: 1, last: Instant::now() };
     let mut held_since = clock.last;
     loop {
         let mut pos = 0;
-        while let Some(body) = next_frame(&inbuf, &mut pos) {
+        while let Some(body) = next_frame(inbuf.rest(), &mut pos) {
             let Some(request) = parse_request(body) else {
                 return;
             };
@@ -414,14 +450,11 @@ pub(crate) fn run(args: WorkerArgs, entry: EntryRunner<'_>) {
                 return;
             }
         }
-        inbuf.drain(..pos);
+        inbuf.take(pos);
         if !outgoing.flush(sock) {
             return;
         }
-        if inbuf.capacity() - inbuf.len() < 1 << 16 {
-            inbuf.reserve(1 << 18);
-        }
-        match sys::read_append(sock, &mut inbuf, 1 << 18) {
+        match inbuf.read(sock) {
             Ok(0) => return,
             Ok(_) => {}
             Err(Errno::EINTR) => {}

@@ -30,6 +30,20 @@ pub fn send_nosignal(sock: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno>
     }
 }
 
+/// `sendmsg(2)` of `parts` one after the other, with `MSG_NOSIGNAL`, retrying on EINTR
+/// (a frame sent from where its pieces are, without first copying them together). Returns
+/// the bytes sent, which may be fewer than all.
+pub fn send_parts_nosignal(sock: BorrowedFd<'_>, parts: &[&[u8]]) -> Result<usize, Errno> {
+    use nix::sys::socket::{MsgFlags, sendmsg};
+    let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// `setsockopt(SO_PASSCRED)`: every message received carries the sender's credentials, as
 /// the kernel knows them.
 pub fn set_passcred(sock: BorrowedFd<'_>) -> Result<(), Errno> {
