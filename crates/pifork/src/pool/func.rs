@@ -148,17 +148,36 @@ fn run_fixed<F: Fn(T) -> R, T: Message, R: Message>(
     let n = args.ready().min(u32::MAX as usize);
     let Some(batch) = args.peek_fixed(size, n) else { return Ok(()) };
     let start = out.len();
-    out.resize(start + n * r, 0);
-    let mut done = 0;
-    let slots = &mut out[start..];
+    // Values are written a block at a time through a buffer that stays in cache, not into
+    // room zeroed first. The block's values are kept when a task fails or panics.
+    let mut block = [0u8; BLOCK];
+    let per = (BLOCK / r).max(1);
+    let (mut done, mut held) = (0, 0);
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        for (arg, slot) in batch.chunks_exact(size).zip(slots.chunks_exact_mut(r)) {
-            let arg = message::from_bytes::<T>(arg).map_err(|e| e.to_string())?;
-            f(arg).encode_fixed(slot);
-            done += 1;
+        if r > BLOCK {
+            for arg in batch.chunks_exact(size) {
+                let arg = message::from_bytes::<T>(arg).map_err(|e| e.to_string())?;
+                let at = out.len();
+                out.resize(at + r, 0);
+                f(arg).encode_fixed(&mut out[at..]);
+                done += 1;
+            }
+            return Ok(());
+        }
+        for args in batch.chunks(per * size) {
+            for (arg, slot) in args.chunks_exact(size).zip(block.chunks_exact_mut(r)) {
+                let arg = message::from_bytes::<T>(arg).map_err(|e| e.to_string())?;
+                f(arg).encode_fixed(slot);
+                held += 1;
+            }
+            out.extend_from_slice(&block[..held * r]);
+            done += held;
+            held = 0;
         }
         Ok(())
     }));
+    out.extend_from_slice(&block[..held * r]);
+    done += held;
     out.truncate(start + done * r);
     if done > 0 {
         ends.push((out.len(), done as u32));
@@ -170,6 +189,9 @@ fn run_fixed<F: Fn(T) -> R, T: Message, R: Message>(
         Err(payload) => resume_unwind(payload),
     }
 }
+
+/// The buffer [`run_fixed`] writes values in, a block at a time.
+const BLOCK: usize = 4096;
 
 /// Values of one length written in a row: noted in the ends as one entry when the length
 /// changes and when it drops, also while a task's panic unwinds (the values before it stay).

@@ -226,6 +226,26 @@ fn a_panic_is_that_tasks_error(m: StartMethod) {
     }
     assert_eq!(p.map(panics_on_odd, 0..4u64), Err(PoolError::TaskPanicked("odd 1".into())));
     assert_eq!(p.pids(), before, "workers live on after a panic");
+    // Panics deep in long chunks (values are written in blocks): every neighbour's value
+    // stays, before and after each panic, in every block.
+    let each = p
+        .map_async(Func::new(panics_on_thousands), 0..9000u64, Some(4500))
+        .unwrap()
+        .get_each(None)
+        .unwrap();
+    for (i, r) in each.iter().enumerate() {
+        match i % 1000 {
+            0 if i > 0 => assert_eq!(r, &Err(PoolError::TaskPanicked(format!("at {i}")))),
+            _ => assert_eq!(r, &Ok(3 * i as u64), "item {i}"),
+        }
+    }
+}
+
+fn panics_on_thousands(x: u64) -> u64 {
+    if x > 0 && x.is_multiple_of(1000) {
+        panic!("at {x}");
+    }
+    3 * x
 }
 
 fn entries_run_by_name(m: StartMethod) {
