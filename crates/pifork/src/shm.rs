@@ -477,6 +477,17 @@ impl SharedMemory {
     }
 }
 
+/// CPython's repr: `SharedMemory('psm_1', size=512)`; `SharedMemory(None, size=512)` for an
+/// anonymous segment.
+impl fmt::Display for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "SharedMemory('{name}', size={})", self.size()),
+            None => write!(f, "SharedMemory(None, size={})", self.size()),
+        }
+    }
+}
+
 impl AsFd for SharedMemory {
     /// The segment's descriptor, to list in `Process::inherit_fds`.
     fn as_fd(&self) -> BorrowedFd<'_> {

@@ -98,6 +98,17 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
+/// CPython's repr without the address: `<Barrier: waiters=0/3>` (`broken` added if it is).
+impl std::fmt::Display for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<Barrier: waiters={}/{}", self.n_waiting(), self.parties())?;
+        if self.broken() {
+            write!(f, ", broken")?;
+        }
+        write!(f, ">")
+    }
+}
+
 impl Barrier {
     /// A new barrier for `parties` parties (at least 1, else [`ShmError::InvalidParties`]),
     /// with no action and no default timeout.

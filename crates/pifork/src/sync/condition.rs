@@ -377,6 +377,20 @@ impl Drop for ConditionGuard<'_> {
     }
 }
 
+/// CPython's repr: `<Condition(<RLock(None, 0)>, 0)>`, the lock's repr and how many wait
+/// (not yet notified).
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting = (0..WAITER_SLOTS)
+            .filter(|&i| self.slot(i).2.load(Ordering::Acquire) == WAITING)
+            .count();
+        match &self.lock {
+            ConditionLock::Lock(l) => write!(f, "<Condition({l}, {waiting})>"),
+            ConditionLock::RLock(l) => write!(f, "<Condition({l}, {waiting})>"),
+        }
+    }
+}
+
 impl AsFd for Condition {
     /// The condition's own segment (its lock has another: see [`Condition::fds`]).
     fn as_fd(&self) -> BorrowedFd<'_> {

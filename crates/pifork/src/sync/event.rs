@@ -100,6 +100,13 @@ impl Event {
     }
 }
 
+/// CPython's repr without the address: `<Event set>` or `<Event unset>`.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<Event {}>", if self.is_set() { "set" } else { "unset" })
+    }
+}
+
 impl AsFd for Event {
     /// The event's segment, to list in `Process::inherit_fds`.
     fn as_fd(&self) -> BorrowedFd<'_> {

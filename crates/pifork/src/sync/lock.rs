@@ -110,6 +110,20 @@ impl Lock {
     }
 }
 
+/// CPython's repr: `<Lock(owner=None)>`; `<Lock(owner=MainProcess)>` (the process's name)
+/// when this process holds it; `<Lock(owner=SomeOtherProcess)>`. A `Lock` records its holder
+/// process, not thread, so where CPython tells `SomeOtherThread` this names the process.
+impl std::fmt::Display for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let owner = match self.raw().holder() {
+            0 => "None".to_string(),
+            pid if pid == me().pid => super::owner::label(false),
+            _ => "SomeOtherProcess".to_string(),
+        };
+        write!(f, "<Lock(owner={owner})>")
+    }
+}
+
 /// A held [`Lock`], released on drop.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]

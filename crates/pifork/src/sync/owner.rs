@@ -92,6 +92,21 @@ pub(crate) fn thread_token() -> u32 {
     })
 }
 
+/// The calling process as CPython's lock reprs name it: its name (`MainProcess`, or the name
+/// its parent gave it), and with `thread`, `|` and the thread's name unless it is the main one.
+pub(crate) fn label(thread: bool) -> String {
+    let mut name = crate::process::current_process().name;
+    let current = std::thread::current();
+    if thread && current.name() != Some("main") {
+        name.push('|');
+        match current.name() {
+            Some(t) => name.push_str(t),
+            None => name.push_str(&format!("{:?}", current.id())),
+        }
+    }
+    name
+}
+
 /// What `/proc` says of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {

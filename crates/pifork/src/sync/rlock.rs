@@ -176,6 +176,24 @@ impl RLock {
     }
 }
 
+/// CPython's repr: `<RLock(None, 0)>`; `<RLock(MainProcess, 2)>` when the calling thread
+/// holds it two levels deep (`MainProcess|T1` on a thread named `T1`); held elsewhere,
+/// `<RLock(SomeOtherThread, nonzero)>` or `<RLock(SomeOtherProcess, nonzero)>`.
+impl std::fmt::Display for RLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let me = me();
+        match self.raw().holder() {
+            0 => write!(f, "<RLock(None, 0)>"),
+            _ if self.owned_by(&me, thread_token()) => {
+                let depth = self.depth().load(Ordering::Relaxed);
+                write!(f, "<RLock({}, {depth})>", super::owner::label(true))
+            }
+            pid if pid == me.pid => write!(f, "<RLock(SomeOtherThread, nonzero)>"),
+            _ => write!(f, "<RLock(SomeOtherProcess, nonzero)>"),
+        }
+    }
+}
+
 /// A held level of an [`RLock`], released on drop. It stays on its thread (not `Send`): only
 /// the owning thread may release.
 ///

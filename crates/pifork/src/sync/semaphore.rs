@@ -395,6 +395,25 @@ impl Drop for SemaphoreGuard<'_> {
     }
 }
 
+/// CPython's repr: `<Semaphore(value=2)>`.
+impl std::fmt::Display for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bound_value() {
+            Some(max) => {
+                write!(f, "<BoundedSemaphore(value={}, maxvalue={max})>", self.get_value())
+            }
+            None => write!(f, "<Semaphore(value={})>", self.get_value()),
+        }
+    }
+}
+
+/// CPython's repr: `<BoundedSemaphore(value=1, maxvalue=2)>`.
+impl std::fmt::Display for BoundedSemaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl AsFd for Semaphore {
     /// The semaphore's segment, to list in `Process::inherit_fds`.
     fn as_fd(&self) -> BorrowedFd<'_> {

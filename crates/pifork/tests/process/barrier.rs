@@ -92,6 +92,10 @@ fn rules_follow_cpython() {
     assert_eq!(one.wait(None), Ok(0));
     assert_eq!(one.wait(None), Ok(0));
     assert_eq!((one.parties(), one.n_waiting(), one.broken()), (1, 0, false));
+    let three = Barrier::new(3).unwrap();
+    assert_eq!(three.to_string(), "<Barrier: waiters=0/3>");
+    three.abort();
+    assert_eq!(three.to_string(), "<Barrier: waiters=0/3, broken>");
     // test_default_timeout, in one process: the handle's default applies.
     let two = Barrier::new(2).unwrap().with_timeout(Duration::from_millis(100));
     let start = Instant::now();

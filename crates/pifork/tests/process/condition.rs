@@ -109,6 +109,26 @@ fn joined(p: &mut Process<bool>) -> bool {
 // (CPython: RuntimeError); a wait nobody notifies returns false, after its timeout.
 fn rules_follow_cpython() {
     let cond = Condition::new().unwrap();
+    // CPython's repr: the lock's, and how many wait.
+    assert_eq!(cond.to_string(), "<Condition(<RLock(None, 0)>, 0)>");
+    let over_lock = Condition::with_lock(Lock::new().unwrap()).unwrap();
+    assert_eq!(over_lock.to_string(), "<Condition(<Lock(owner=None)>, 0)>");
+    let other = cond.clone();
+    let waiter = std::thread::spawn(move || {
+        let _held = other.lock();
+        other.wait(Some(Duration::from_secs(20)))
+    });
+    let shown = crate::common::eventually(Duration::from_secs(10), || {
+        cond.to_string() == "<Condition(<RLock(None, 0)>, 1)>"
+    });
+    assert!(shown, "one waiter shown: {cond}");
+    {
+        let _held = cond.lock();
+        assert_eq!(cond.to_string(), "<Condition(<RLock(MainProcess, 1)>, 1)>");
+        cond.notify(1).unwrap();
+    }
+    assert_eq!(waiter.join().unwrap(), Ok(true));
+    assert_eq!(cond.to_string(), "<Condition(<RLock(None, 0)>, 0)>");
     assert_eq!(cond.wait(Some(Duration::ZERO)), Err(ConditionError::NotHeld));
     assert_eq!(cond.notify(1), Err(ConditionError::NotHeld));
     assert_eq!(cond.notify_all(), Err(ConditionError::NotHeld));

@@ -186,6 +186,8 @@ fn a_named_segment_persists_until_unlinked() {
     let owner = SharedMemory::create(&name, 4096).unwrap();
     assert_eq!(owner.name(), Some(name.as_str()));
     assert_eq!(owner.size(), 4096);
+    assert_eq!(owner.to_string(), format!("SharedMemory('{name}', size=4096)"));
+    assert_eq!(SharedMemory::new(512).unwrap().to_string(), "SharedMemory(None, size=512)");
     owner.write(100, b"kept").unwrap();
     drop(owner);
     // No tracker: dropping the last handle removes nothing.

@@ -21,6 +21,7 @@ const WORKER: &str = "sync.worker";
 const MISMATCH: &str = "sync.mismatch";
 const TAKE: &str = "sync.take";
 const LOCKED: &str = "sync.locked";
+const REPRS: &str = "sync.reprs";
 
 /// Within this, a dead holder's lock is recovered (it takes one slice of 20 ms, and a read of
 /// /proc): generous, for a loaded machine.
@@ -145,6 +146,13 @@ pub fn register_entries() {
         let took = lock.try_acquire().is_some() && rlock.try_acquire().is_some();
         (took, lock.is_locked(), rlock.is_locked())
     });
+    // Takes the locks and tells how they look from here; ends holding them.
+    pifork::register(REPRS, |(lock, rlock): (i32, i32)| {
+        let lock = Lock::from_inherited(lock).unwrap();
+        let rlock = RLock::from_inherited(rlock).unwrap();
+        assert_eq!((lock.acquire(), rlock.acquire()), (Acquired::Normal, Acquired::Normal));
+        (lock.to_string(), rlock.to_string())
+    });
     // Releases what the parent holds: a Lock may be (CPython: any process may release a
     // semaphore), an RLock may not.
     pifork::register(FOREIGN, |(lock, rlock): (i32, i32)| {
@@ -199,6 +207,7 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("release_by_another_process", release_by_another_process),
     Test::EachMethod("locks_a_child_took_are_locked_in_the_parent", locked_in_two_processes),
     Test::EachMethod("an_event_set_in_a_child_wakes_the_parent", an_event_set_in_a_child_wakes),
+    Test::EachMethod("reprs_follow_cpython", reprs_follow_cpython),
     Test::EachMethod("a_semaphore_bounds_three_children", a_semaphore_bounds_three_children),
     Test::EachMethod("a_killed_lock_holder_is_recovered", a_killed_lock_holder_is_recovered),
     Test::EachMethod("a_killed_rlock_owner_is_recovered", a_killed_rlock_owner_is_recovered),
@@ -446,6 +455,62 @@ fn locked_in_two_processes(m: StartMethod) {
     lock.release().unwrap();
     rlock.release().unwrap();
     assert!(!lock.is_locked() && !rlock.is_locked());
+}
+
+// _TestLock.test_repr_lock and test_repr_rlock, _TestEvent.test_repr, and the reprs of the
+// semaphores: as CPython prints them (without an address). A Lock records its holder process,
+// not thread: held by another thread of this process, it names this process.
+fn reprs_follow_cpython(m: StartMethod) {
+    let (lock, rlock) = (Lock::new().unwrap(), RLock::new().unwrap());
+    assert_eq!(lock.to_string(), "<Lock(owner=None)>");
+    assert_eq!(rlock.to_string(), "<RLock(None, 0)>");
+    assert_eq!(lock.acquire(), Acquired::Normal);
+    (0..3).for_each(|_| _ = rlock.acquire());
+    assert_eq!(lock.to_string(), "<Lock(owner=MainProcess)>");
+    assert_eq!(rlock.to_string(), "<RLock(MainProcess, 3)>");
+    let (l, r) = (lock.clone(), rlock.clone());
+    let seen = std::thread::Builder::new()
+        .name("T1".into())
+        .spawn(move || {
+            let other = RLock::new().unwrap();
+            assert_eq!(other.acquire(), Acquired::Normal);
+            (l.to_string(), r.to_string(), other.to_string())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(seen.0, "<Lock(owner=MainProcess)>");
+    assert_eq!(seen.1, "<RLock(SomeOtherThread, nonzero)>");
+    assert_eq!(seen.2, "<RLock(MainProcess|T1, 1)>");
+    lock.release().unwrap();
+    (0..3).for_each(|_| rlock.release().unwrap());
+    // Taken in a child named P1, seen there and then here.
+    let fds = [lock.as_raw_fd(), rlock.as_raw_fd()];
+    let mut p = Process::<(String, String)>::entry(REPRS, &(fds[0], fds[1]))
+        .name("P1")
+        .start_method(m)
+        .inherit_fds(fds);
+    p.start().unwrap();
+    let (l, r) = p.result().unwrap();
+    assert_eq!((l.as_str(), r.as_str()), ("<Lock(owner=P1)>", "<RLock(P1, 1)>"));
+    assert_eq!(lock.to_string(), "<Lock(owner=SomeOtherProcess)>");
+    assert_eq!(rlock.to_string(), "<RLock(SomeOtherProcess, nonzero)>");
+    assert_eq!(lock.acquire_timeout(RECOVERY_BOUND), Some(Acquired::Recovered));
+    assert_eq!(rlock.acquire_timeout(RECOVERY_BOUND), Some(Acquired::Recovered));
+    lock.release().unwrap();
+    rlock.release().unwrap();
+
+    let sem = Semaphore::new(2).unwrap();
+    assert_eq!(sem.to_string(), "<Semaphore(value=2)>");
+    let bounded = BoundedSemaphore::new(2).unwrap();
+    assert_eq!(bounded.acquire(), Acquired::Normal);
+    assert_eq!(bounded.to_string(), "<BoundedSemaphore(value=1, maxvalue=2)>");
+    let ev = Event::new().unwrap();
+    assert_eq!(ev.to_string(), "<Event unset>");
+    ev.set();
+    assert_eq!(ev.to_string(), "<Event set>");
+    ev.clear();
+    assert_eq!(ev.to_string(), "<Event unset>");
 }
 
 fn an_event_set_in_a_child_wakes(m: StartMethod) {
