@@ -115,7 +115,7 @@ pub use process::{forkserver, probe_pidfd};
 #[cfg(target_os = "linux")]
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 #[cfg(target_os = "linux")]
-pub use shm::{SharedMemory, ShmError};
+pub use shm::{ShareableList, SharedMemory, SharedMemoryManager, ShmError};
 #[cfg(target_os = "linux")]
 pub use signals::SignalPipe;
 pub use status::{ExitCode, Pid, StartMethod, UnknownStartMethod, signal_name};

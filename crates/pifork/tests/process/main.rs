@@ -20,6 +20,7 @@ mod lifecycle;
 mod parity;
 mod pool;
 mod queue;
+mod shareable;
 mod shared;
 mod signals;
 mod start_methods;
@@ -32,7 +33,7 @@ use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
 fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 16] = [
+    let groups: [(&str, Vec<Test>); 17] = [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -43,6 +44,7 @@ fn all_cases() -> Vec<Case> {
         ("parity", parity::TESTS.to_vec()),
         ("signals", signals::TESTS.to_vec()),
         ("shared", shared::TESTS.to_vec()),
+        ("shareable", shareable::TESTS.to_vec()),
         ("sync", sync::TESTS.to_vec()),
         ("condition", condition::TESTS.to_vec()),
         ("barrier", barrier::TESTS.to_vec()),
@@ -65,6 +67,7 @@ fn register_entries() {
     parity::register_entries();
     signals::register_entries();
     shared::register_entries();
+    shareable::register_entries();
     sync::register_entries();
     condition::register_entries();
     barrier::register_entries();

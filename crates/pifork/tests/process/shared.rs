@@ -76,6 +76,7 @@ pub fn register_entries() {
         let _v = Value::new(1.0f64).unwrap();
         let _a = RawArray::<u8>::zeroed(100).unwrap();
         let _e = pifork::sync::Event::new().unwrap();
+        let _l = pifork::ShareableList::new(["a list", "of strings"]).unwrap();
         // Every other kind of object, each holding something: a queued item, a taken
         // permit, a held RLock, a Barrier with one party waiting.
         let q = pifork::queue::Queue::<String>::new().unwrap();

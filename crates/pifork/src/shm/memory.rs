@@ -1,42 +1,5 @@
-//! Shared memory between processes, CPython's `multiprocessing.shared_memory.SharedMemory`:
-//! anonymous segments on a `memfd` (no name anywhere, so nothing to leak: the memory is gone
-//! when the last process holding it ends, however it ends) and named segments, files under
-//! `/dev/shm` that any process may [`attach`](SharedMemory::attach) to by name until their
-//! owner [`unlink`](SharedMemory::unlink)s them.
-//!
-//! ```standalone_crate
-//! use pifork::SharedMemory;
-//!
-//! let shm = SharedMemory::new(4096)?;
-//! shm.write(0, b"hello")?;
-//! let mut buf = [0u8; 5];
-//! shm.read(0, &mut buf)?;
-//! assert_eq!(&buf, b"hello");
-//! assert_eq!(shm.size(), 4096);
-//! assert_eq!(shm.name(), None); // anonymous: nothing in /dev/shm
-//! # Ok::<(), pifork::ShmError>(())
-//! ```
-//!
-//! A segment passes to a child at `Process` creation: under fork a clone captured by the
-//! target shares the mapping; under every start method its descriptor can be listed in
-//! `Process::inherit_fds` ([`as_raw_fd`](std::os::fd::AsRawFd::as_raw_fd)) and claimed in the
-//! child with [`SharedMemory::from_inherited`], as connections are. The descriptor is not one
-//! of the bookkeeping descriptors a forked child closes: a forked child keeps its copy, which
-//! only keeps the memory alive for as long as that child lives (as its mapping does).
-//!
-//! # No resource tracker
-//! CPython starts a tracker process that unlinks named segments when their creator ends, which
-//! breaks segments another process still uses and warns about "leaked" ones. Here a named
-//! segment is its creator's to [`unlink`](SharedMemory::unlink): it stays in `/dev/shm` until
-//! then, even past the end of every process (as a file would). Anonymous segments are what to
-//! use when nothing outside the process tree needs a name.
-//!
-//! # Memory ordering
-//! Bytes are read and written with relaxed atomic operations ([`read`](SharedMemory::read),
-//! [`write`](SharedMemory::write)): sound whatever other processes do at the same time, but a
-//! reader may see some bytes of a concurrent write and not others. Order them with a lock
-//! ([`Lock`](crate::sync::Lock): its release publishes everything written before it to the
-//! next acquirer) or an [`Event`](crate::sync::Event).
+//! The segments under every shared object: [`SharedMemory`], the crate-private [`Segment`]
+//! and object header, and [`ShmError`].
 
 use std::ffi::CString;
 use std::fmt;
@@ -118,6 +81,29 @@ pub enum ShmError {
     },
     /// A barrier's number of parties must be at least 1 (CPython: `ValueError`).
     InvalidParties,
+    /// An index past the end of a [`ShareableList`](super::ShareableList) (CPython: `IndexError`).
+    IndexOutOfRange {
+        /// The index given.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+    /// A string or byte string longer than its [`ShareableList`](super::ShareableList) item's room (CPython:
+    /// `ValueError: bytes/str item exceeds available storage`).
+    ItemTooLong {
+        /// Its length in bytes (UTF-8 for a string).
+        len: usize,
+        /// The item's room in bytes.
+        room: usize,
+    },
+    /// A segment whose bytes are not a [`ShareableList`](super::ShareableList)'s layout (or were caught halfway
+    /// through a change by another process).
+    ListCorrupt {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The [`SharedMemoryManager`](super::SharedMemoryManager) was shut down: it makes no more segments.
+    ManagerShutDown,
 }
 
 impl ShmError {
@@ -160,6 +146,18 @@ impl fmt::Display for ShmError {
             }
             ShmError::Sys { op, source } => write!(f, "{op} failed: {source}"),
             ShmError::InvalidParties => f.write_str("a barrier needs at least 1 party"),
+            ShmError::IndexOutOfRange { index, len } => {
+                write!(f, "index {index} out of range for a shareable list of {len} items")
+            }
+            ShmError::ItemTooLong { len, room } => {
+                write!(f, "bytes/str item of {len} bytes exceeds available storage ({room} bytes)")
+            }
+            ShmError::ListCorrupt { reason } => {
+                write!(f, "not a readable shareable list: {reason}")
+            }
+            ShmError::ManagerShutDown => {
+                f.write_str("the shared memory manager is shut down: it makes no more segments")
+            }
         }
     }
 }
@@ -409,6 +407,21 @@ impl SharedMemory {
         }
     }
 
+    /// Creates a named segment of `size` zero bytes under a fresh random name, `psm_` and 8
+    /// hex digits (CPython's `SharedMemory(create=True, size=size)`), drawing again if the
+    /// name is taken. The caller owns it, as with [`create`](Self::create).
+    pub fn create_unique(size: usize) -> Result<SharedMemory, ShmError> {
+        checked_size(size as u64)?;
+        let mut last = None;
+        for _ in 0..64 {
+            match SharedMemory::create(&random_name(), size) {
+                Err(e @ ShmError::Exists { .. }) => last = Some(e),
+                made => return made,
+            }
+        }
+        Err(last.expect("64 names were drawn"))
+    }
+
     /// Attaches to the existing named segment `name`, mapping all of it. No such segment is
     /// [`ShmError::NotFound`]; an empty one, [`ShmError::InvalidSize`]. A named segment's
     /// file can be truncated by any program that may open it: touching a part cut off after
@@ -446,7 +459,14 @@ impl SharedMemory {
     /// segment has nothing to remove (`Ok`); a name already removed is
     /// [`ShmError::NotFound`].
     pub fn unlink(&self) -> Result<(), ShmError> {
-        let Some(name) = self.name.as_deref() else { return Ok(()) };
+        match self.name.as_deref() {
+            Some(name) => SharedMemory::unlink_name(name),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the named segment `name` from `/dev/shm`.
+    pub(super) fn unlink_name(name: &str) -> Result<(), ShmError> {
         let (_, path) = segment_path(name)?;
         sys::shm_unlink(&path).map_err(|e| match e {
             Errno::ENOENT => ShmError::NotFound { name: name.to_string() },
@@ -499,6 +519,18 @@ impl AsRawFd for SharedMemory {
     fn as_raw_fd(&self) -> RawFd {
         self.seg.as_fd().as_raw_fd()
     }
+}
+
+/// `psm_` and 8 hex digits, from the standard library's randomly keyed hasher (seeded by the
+/// OS once per process, then stepped per call) over this process's id and a counter.
+fn random_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::AtomicU64;
+    static DRAWN: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(DRAWN.fetch_add(1, Ordering::Relaxed));
+    format!("psm_{:08x}", h.finish() as u32)
 }
 
 /// The name without its optional leading `/`, and the segment's path.
