@@ -65,7 +65,11 @@
 //! # Death
 //! A process killed while it holds one of the queue's mutexes (inside a `put` or a `get`) does
 //! not block the others: the next one takes the mutex over (as the [`sync`](crate::sync) locks
-//! do; it counts in [`Queue::recoveries`]). The queue stays consistent: a `put` commits its
+//! do; it counts in [`Queue::recoveries`]). That call is told when it asks:
+//! [`put_checked`](Queue::put_checked) and [`get_checked`](Queue::get_checked) return
+//! [`Acquired::Recovered`] (the plain `put` and `get` return as usual; a call that ends in
+//! `Full` or `Empty` after a recovery is not told, but it is counted). The queue stays
+//! consistent, as the recovering call has checked: a `put` commits its
 //! frame with one final store of the tail index, a `get` with one final store of the head
 //! index. So:
 //!
@@ -100,6 +104,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{self, Message};
 use crate::shm::ShmError;
+use crate::sync::Acquired;
 pub use errors::{GetError, PutError, TaskDoneError};
 use ring::Ring;
 
@@ -199,7 +204,7 @@ impl<T: Message> Queue<T> {
         Ok(Queue::wrap(Ring::claim(fd, QUEUE)?))
     }
 
-    fn put_until(&self, item: &T, deadline: Option<Instant>) -> Result<(), PutError> {
+    fn put_until(&self, item: &T, deadline: Option<Instant>) -> Result<Acquired, PutError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(PutError::Closed);
         }
@@ -222,42 +227,58 @@ impl<T: Message> Queue<T> {
     /// Puts `item` at the back, waiting as long as it takes for room. Once it returns `Ok`,
     /// the item is in the queue (this process may exit at once).
     pub fn put(&self, item: &T) -> Result<(), PutError> {
-        self.put_until(item, None)
+        self.put_until(item, None).map(drop)
     }
 
     /// Puts `item`, waiting at most `timeout` for room ([`PutError::Full`] then).
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutError> {
-        self.put_until(item, Instant::now().checked_add(timeout))
+        self.put_until(item, Instant::now().checked_add(timeout)).map(drop)
     }
 
     /// Puts `item` if there is room now, else [`PutError::Full`].
     pub fn put_nowait(&self, item: &T) -> Result<(), PutError> {
-        self.put_until(item, Some(Instant::now()))
+        self.put_until(item, Some(Instant::now())).map(drop)
     }
 
-    fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+    /// Puts `item` as [`put`](Self::put) (`timeout` `None`) or
+    /// [`put_timeout`](Self::put_timeout) do, and says how it took the queue's lock:
+    /// [`Acquired::Recovered`] if it took it over from a process that died holding it.
+    pub fn put_checked(&self, item: &T, timeout: Option<Duration>) -> Result<Acquired, PutError> {
+        self.put_until(item, timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// Takes the front item as [`get`](Self::get) (`timeout` `None`) or
+    /// [`get_timeout`](Self::get_timeout) do, and says how it took the queue's lock:
+    /// [`Acquired::Recovered`] if it took it over from a process that died holding it.
+    pub fn get_checked(&self, timeout: Option<Duration>) -> Result<(T, Acquired), GetError> {
+        self.get_until(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> Result<(T, Acquired), GetError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(GetError::Closed);
         }
-        self.ring.get(deadline, message::from_bytes)?.map_err(|e| match e {
+        let (item, how) = self.ring.get(deadline, message::from_bytes)?;
+        let item = item.map_err(|e| match e {
             crate::error::Error::Decode { reason } => GetError::Decode { reason },
             _ => GetError::Decode { reason: "invalid encoding" },
-        })
+        })?;
+        Ok((item, how))
     }
 
     /// Takes the item at the front, waiting as long as it takes for one.
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_until(None)
+        self.get_until(None).map(|(item, _)| item)
     }
 
     /// Takes the item at the front, waiting at most `timeout` ([`GetError::Empty`] then).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_until(Instant::now().checked_add(timeout))
+        self.get_until(Instant::now().checked_add(timeout)).map(|(item, _)| item)
     }
 
     /// Takes the item at the front if there is one now, else [`GetError::Empty`].
     pub fn get_nowait(&self) -> Result<T, GetError> {
-        self.get_until(Some(Instant::now()))
+        self.get_until(Some(Instant::now())).map(|(item, _)| item)
     }
 
     /// Items in the queue now (exact at the moment it is read; other processes may change it
@@ -471,6 +492,18 @@ impl<T: Message> SimpleQueue<T> {
     /// Takes the item at the front, waiting as long as it takes for one.
     pub fn get(&self) -> Result<T, GetError> {
         self.queue.get()
+    }
+
+    /// Puts `item` as [`put`](Self::put), and says how it took the queue's lock (as
+    /// [`Queue::put_checked`]).
+    pub fn put_checked(&self, item: &T) -> Result<Acquired, PutError> {
+        self.queue.put_checked(item, None)
+    }
+
+    /// Takes the front item as [`get`](Self::get), and says how it took the queue's lock (as
+    /// [`Queue::get_checked`]).
+    pub fn get_checked(&self) -> Result<(T, Acquired), GetError> {
+        self.queue.get_checked(None)
     }
 
     /// Whether the queue is empty now.

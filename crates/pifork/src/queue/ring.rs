@@ -193,7 +193,7 @@ impl Ring {
 
     /// Takes the mutex at `at` (held only for a copy, never across a wait: no deadline
     /// needed); on taking it from a dead holder, counts it and checks the ring (`Err`: broken).
-    fn lock(&self, at: usize) -> Result<(), ()> {
+    fn lock(&self, at: usize) -> Result<Acquired, ()> {
         let how = self.mutex(at).lock(&me(), None).expect("no deadline");
         if how == Acquired::Recovered {
             self.word(RECOVERED).fetch_add(1, Ordering::Relaxed);
@@ -202,7 +202,7 @@ impl Ring {
                 return Err(());
             }
         }
-        Ok(())
+        Ok(how)
     }
 
     fn unlock(&self, at: usize) {
@@ -254,14 +254,22 @@ impl Ring {
     }
 
     /// Puts one frame, waiting for room until `deadline` (`None`: as long as it takes;
-    /// `Some(now)`: not at all).
-    pub(crate) fn put(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PutError> {
+    /// `Some(now)`: not at all); `Recovered` if it took the lock over from a dead holder on
+    /// the way.
+    pub(crate) fn put(
+        &self,
+        payload: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Acquired, PutError> {
         if payload.len() > self.max_payload() {
             return Err(PutError::TooLarge { size: payload.len(), max: self.max_payload() });
         }
         let frame = frame_len(payload.len());
+        let mut how = Acquired::Normal;
         loop {
-            self.lock(PUTTERS).map_err(|()| PutError::Corrupt)?;
+            if self.lock(PUTTERS).map_err(|()| PutError::Corrupt)? == Acquired::Recovered {
+                how = Acquired::Recovered;
+            }
             let s = self.state();
             if self.has_room(s, frame) {
                 let map = self.seg.map();
@@ -272,7 +280,7 @@ impl Ring {
                 self.wide(TAIL).store(pack(s.puts.wrapping_add(1), tail), Ordering::Release);
                 self.unlock(PUTTERS);
                 self.signal(NOT_EMPTY, 1);
-                return Ok(());
+                return Ok(how);
             }
             self.unlock(PUTTERS);
             // Getters wake putters once this much is free (see `room_freed`).
@@ -284,14 +292,18 @@ impl Ring {
     }
 
     /// Takes the oldest frame, waiting for one until `deadline`, and hands its bytes to
-    /// `take` (after the frame left the ring and the lock was released).
+    /// `take` (after the frame left the ring and the lock was released); `Recovered` if it
+    /// took the lock over from a dead holder on the way.
     pub(crate) fn get<R>(
         &self,
         deadline: Option<Instant>,
         take: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, GetError> {
+    ) -> Result<(R, Acquired), GetError> {
+        let mut how = Acquired::Normal;
         loop {
-            self.lock(GETTERS).map_err(|()| GetError::Corrupt)?;
+            if self.lock(GETTERS).map_err(|()| GetError::Corrupt)? == Acquired::Recovered {
+                how = Acquired::Recovered;
+            }
             let s = self.state();
             if s.items() > 0 {
                 let map = self.seg.map();
@@ -320,7 +332,7 @@ impl Ring {
                 if self.room_freed(s, frame_len(len)) {
                     self.signal(NOT_FULL, u32::MAX);
                 }
-                return Ok(take(buf));
+                return Ok((take(buf), how));
             }
             self.unlock(GETTERS);
             if !self.wait(NOT_EMPTY, deadline, |s| s.items() > 0) {
@@ -467,11 +479,11 @@ mod tests {
         let ring = Ring::new(0, 0, 64).unwrap();
         for round in 0u8..20 {
             let a = vec![round; 13];
-            ring.put(&a, now()).unwrap();
-            ring.put(&[round; 3], now()).unwrap();
+            assert_eq!(ring.put(&a, now()), Ok(Acquired::Normal));
+            assert_eq!(ring.put(&[round; 3], now()), Ok(Acquired::Normal));
             assert_eq!(ring.items(), 2);
-            assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), a);
-            assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), vec![round; 3]);
+            assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap().0, a);
+            assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap().0, vec![round; 3]);
             assert!(ring.consistent());
         }
         assert_eq!(ring.get(now(), <[u8]>::to_vec), Err(GetError::Empty));
@@ -482,38 +494,46 @@ mod tests {
         let ring = Ring::new(0, 0, 64).unwrap();
         // 4 frames of 16 bytes fill 64.
         for i in 0..4u8 {
-            ring.put(&[i; 8], now()).unwrap();
+            assert_eq!(ring.put(&[i; 8], now()), Ok(Acquired::Normal));
         }
         assert!(ring.full());
         assert_eq!(ring.put(&[9], now()), Err(PutError::Full));
         assert!(ring.consistent());
-        assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), vec![0; 8]);
+        assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), (vec![0; 8], Acquired::Normal));
         assert_eq!(
             ring.put(&[0; 57], now()),
             Err(PutError::TooLarge { size: 57, max: 56 }),
             "never fits, whatever is queued"
         );
-        ring.put(&[7; 8], now()).unwrap();
-        let got: Vec<_> = (0..4).map(|_| ring.get(now(), <[u8]>::to_vec).unwrap()[0]).collect();
+        assert_eq!(ring.put(&[7; 8], now()), Ok(Acquired::Normal));
+        let got: Vec<_> = (0..4).map(|_| ring.get(now(), <[u8]>::to_vec).unwrap().0[0]).collect();
         assert_eq!(got, [1, 2, 3, 7]);
     }
 
     #[test]
     fn a_dead_holder_leaves_a_consistent_ring() {
         let ring = Ring::new(0, 0, 128).unwrap();
-        ring.put(b"committed", now()).unwrap();
+        assert_eq!(ring.put(b"committed", now()), Ok(Acquired::Normal));
         // A writer died after writing half a frame beyond the tail, holding the lock.
         ring.seg.map().atomic_u64(RING + 24).store(1_000_000, Ordering::Relaxed);
         ring.word(GETTERS).store((1 << 30) - 1, Ordering::Relaxed);
-        assert_eq!(ring.get(now(), <[u8]>::to_vec).unwrap(), b"committed");
+        let (got, how) = ring.get(now(), <[u8]>::to_vec).unwrap();
+        assert_eq!((&got[..], how), (&b"committed"[..], Acquired::Recovered));
         assert_eq!(ring.recoveries(), 1);
+        // The next one takes a lock its holder released.
+        assert_eq!(ring.put(b"x", now()), Ok(Acquired::Normal));
+        assert_eq!(ring.get(now(), <[u8]>::to_vec), Ok((b"x".to_vec(), Acquired::Normal)));
         assert_eq!(ring.get(now(), <[u8]>::to_vec), Err(GetError::Empty));
+        // A putter that died holding its lock: the next put is told.
+        ring.word(PUTTERS).store((1 << 30) - 1, Ordering::Relaxed);
+        assert_eq!(ring.put(b"y", now()), Ok(Acquired::Recovered));
+        assert_eq!(ring.recoveries(), 2);
     }
 
     #[test]
     fn a_broken_ring_is_reported() {
         let ring = Ring::new(0, 0, 128).unwrap();
-        ring.put(b"x", now()).unwrap();
+        assert_eq!(ring.put(b"x", now()), Ok(Acquired::Normal));
         ring.seg.map().atomic_u64(RING).store(1_000_000, Ordering::Relaxed);
         ring.word(GETTERS).store((1 << 30) - 1, Ordering::Relaxed);
         assert_eq!(ring.get(now(), <[u8]>::to_vec), Err(GetError::Corrupt));

@@ -25,6 +25,7 @@ const PUT_EXIT: &str = "queue.put_exit";
 const CLAIM: &str = "queue.claim";
 const PRODUCE: &str = "queue.produce";
 const CONSUME: &str = "queue.consume";
+const STRESS: &str = "queue.stress";
 
 /// A numbered item whose payload tells whether it arrived whole.
 type Item = (u32, String);
@@ -98,6 +99,7 @@ pub fn register_entries() {
         }
     });
     pifork::register(CONSUME, consume);
+    pifork::register(STRESS, stress_entry);
 }
 
 /// Puts `n` items and exits at once, running nothing after the last put.
@@ -136,7 +138,7 @@ pub const TESTS: &[Test] = &[
     Test::EachMethod("the_wrong_kind_cannot_be_claimed", the_wrong_kind_cannot_be_claimed),
     Test::EachMethod("a_killed_producer_leaves_it_consistent", a_killed_producer),
     Test::EachMethod("a_killed_consumer_loses_at_most_one", a_killed_consumer),
-    Test::Once("producers_and_consumers_killed_at_random", killed_at_random),
+    Test::EachMethod("producers_and_consumers_killed_at_random", killed_at_random),
 ];
 
 fn child<R: pifork::Message + 'static>(
@@ -407,8 +409,9 @@ fn a_killed_producer(m: StartMethod) {
         std::thread::sleep(jitter(10));
         p.kill().unwrap();
         p.join().unwrap();
-        // The first get takes the putters' lock over if the producer died holding it; the
-        // first put behind it does not wait past the bound either.
+        // The gets take the getters' lock, which the producer never held; the first put
+        // takes the putters' lock over if the producer died holding it, within the bound,
+        // and is told.
         let first = Instant::now();
         let mut next = q.get_nowait();
         assert!(first.elapsed() < RECOVERY_BOUND, "a get after {:?}", first.elapsed());
@@ -419,9 +422,11 @@ fn a_killed_producer(m: StartMethod) {
             n += 1;
             next = q.get_nowait();
         }
+        let before = q.recoveries();
         let put = Instant::now();
-        q.put(&item(7, 10)).unwrap();
+        let how = q.put_checked(&item(7, 10), None).unwrap();
         assert!(put.elapsed() < RECOVERY_BOUND, "a put after {:?}", put.elapsed());
+        assert_eq!(how.recovered(), q.recoveries() > before, "told of the recovery: {how:?}");
         assert_eq!(q.get_nowait(), Ok(item(7, 10)));
         if q.recoveries() >= 2 {
             break;
@@ -464,10 +469,17 @@ fn a_killed_consumer(m: StartMethod) {
         p.join().unwrap();
         let recorded = next.get();
         let mut rest: Vec<u32> = Vec::new();
-        // The first get takes the getters' lock over if the consumer died holding it.
+        // The first get takes the getters' lock over if the consumer died holding it, within
+        // the bound, and is told.
+        let before = q.recoveries();
         let first = Instant::now();
-        let mut got = q.get_nowait();
+        let checked = q.get_checked(Some(Duration::ZERO));
         assert!(first.elapsed() < RECOVERY_BOUND, "a get after {:?}", first.elapsed());
+        // (One that finds the queue empty is `Empty`, a recovery or not.)
+        if let Ok((_, how)) = &checked {
+            assert_eq!(how.recovered(), q.recoveries() > before, "told of the recovery: {how:?}");
+        }
+        let mut got = checked.map(|(it, _)| it);
         while let Ok(it) = got {
             assert!(intact(&it, LEN), "item {} whole", it.0);
             rest.push(it.0);
@@ -499,51 +511,128 @@ enum Role {
     Consumer(usize),
 }
 
-// Four producers and four consumers on one queue, SIGKILLed and restarted at random while
-// 10^5 items go through: every item arrives exactly once, except the ones each kill explains.
-// A producer killed after its put, before it recorded its progress, has its item put again by
-// its successor: only that item (named by the progress at the kill) may come twice. A consumer
-// killed holding an item it got (its slot names it) may lose that item; one killed inside a
-// get may lose the one it was taking: at most one unnamed item per such kill.
-fn killed_at_random() {
-    const P: usize = 4;
-    const STRESS_LEN: usize = 512;
-    const TORN: u32 = u32::MAX;
-    let n: u32 = if emulated() { 10_000 } else { 100_000 };
-    // A small ring, so that producers also wait for room.
-    let q = Queue::<Item>::with_capacity(0, 64 << 10).unwrap();
-    let results = Queue::<u32>::new().unwrap();
-    let progress = RawArray::<u32>::zeroed(P).unwrap();
-    // Each consumer's item between its get and its report (id + 1; 0: none).
-    let holding = RawArray::<u32>::zeroed(P).unwrap();
-    let start = |role: Role| -> Process<()> {
-        let (q, results) = (q.clone(), results.clone());
-        let (progress, holding) = (progress.clone(), holding.clone());
-        let mut p = Process::new(move || match role {
+/// Producers (and as many consumers) in the stress test.
+const P: usize = 4;
+const STRESS_LEN: usize = 512;
+const TORN: u32 = u32::MAX;
+
+impl Role {
+    /// Its slot in `up`: producers first.
+    fn slot(self) -> usize {
+        match self {
+            Role::Producer(k) => k,
+            Role::Consumer(c) => P + c,
+        }
+    }
+
+    fn of_slot(slot: u32) -> Role {
+        let slot = slot as usize;
+        if slot < P { Role::Producer(slot) } else { Role::Consumer(slot - P) }
+    }
+}
+
+/// The stress test's shared objects, as each of its processes holds them.
+#[derive(Clone)]
+struct Stress {
+    q: Queue<Item>,
+    results: Queue<u32>,
+    /// Each producer's items put (its next id is `progress * P + k`).
+    progress: RawArray<u32>,
+    /// Each consumer's item between its get and its report (id + 1; 0: none).
+    holding: RawArray<u32>,
+    /// 1 once the process in that slot runs.
+    up: RawArray<u32>,
+}
+
+/// The stress test's objects by descriptor, a slot and the item count.
+type StressArgs = ((i32, i32, i32, i32, i32), u32, u32);
+
+impl Stress {
+    fn fds(&self) -> [RawFd; 5] {
+        [
+            self.q.as_raw_fd(),
+            self.results.as_raw_fd(),
+            self.progress.as_raw_fd(),
+            self.holding.as_raw_fd(),
+            self.up.as_raw_fd(),
+        ]
+    }
+
+    /// A role's loop: a producer puts its share of `n` items, a consumer reports every item
+    /// it gets (until killed).
+    fn run(&self, role: Role, n: u32) {
+        self.up.set(role.slot(), 1).unwrap();
+        match role {
             Role::Producer(k) => loop {
-                let i = progress.get(k).unwrap();
+                let i = self.progress.get(k).unwrap();
                 let id = i * P as u32 + k as u32;
                 if id >= n {
                     return;
                 }
-                q.put(&item(id, STRESS_LEN)).unwrap();
-                progress.set(k, i + 1).unwrap();
+                self.q.put(&item(id, STRESS_LEN)).unwrap();
+                self.progress.set(k, i + 1).unwrap();
                 // Paced, so that the kills land all along the run.
                 if i % 16 == 15 {
                     sleep_ms(1);
                 }
             },
             Role::Consumer(c) => loop {
-                let it = q.get().unwrap();
-                holding.set(c, it.0 + 1).unwrap();
-                results.put(&if intact(&it, STRESS_LEN) { it.0 } else { TORN }).unwrap();
-                holding.set(c, 0).unwrap();
+                let it = self.q.get().unwrap();
+                self.holding.set(c, it.0 + 1).unwrap();
+                let id = if intact(&it, STRESS_LEN) { it.0 } else { TORN };
+                self.results.put(&id).unwrap();
+                self.holding.set(c, 0).unwrap();
             },
-        })
-        .start_method(StartMethod::Fork);
+        }
+    }
+}
+
+/// A stress process started by entry (spawn and forkserver): claims the objects, runs.
+fn stress_entry(((q, results, progress, holding, up), slot, n): StressArgs) {
+    let s = Stress {
+        q: Queue::from_inherited(q).unwrap(),
+        results: Queue::from_inherited(results).unwrap(),
+        progress: RawArray::from_inherited(progress).unwrap(),
+        holding: RawArray::from_inherited(holding).unwrap(),
+        up: RawArray::from_inherited(up).unwrap(),
+    };
+    s.run(Role::of_slot(slot), n)
+}
+
+// Four producers and four consumers on one queue, SIGKILLed and restarted at random while
+// 10^5 items go through: every item arrives exactly once, except the ones each kill explains.
+// A producer killed after its put, before it recorded its progress, has its item put again by
+// its successor: only that item (named by the progress at the kill) may come twice. A consumer
+// killed holding an item it got (its slot names it) may lose that item; one killed inside a
+// get may lose the one it was taking: at most one unnamed item per such kill. Under fork the
+// processes are closures holding clones; under spawn and forkserver, entries claiming the
+// objects by descriptor. Each kill waits for the process it kills to be running.
+fn killed_at_random(m: StartMethod) {
+    let n: u32 = if emulated() { 10_000 } else { 100_000 };
+    let s = Stress {
+        // A small ring, so that producers also wait for room.
+        q: Queue::<Item>::with_capacity(0, 64 << 10).unwrap(),
+        results: Queue::<u32>::new().unwrap(),
+        progress: RawArray::<u32>::zeroed(P).unwrap(),
+        holding: RawArray::<u32>::zeroed(P).unwrap(),
+        up: RawArray::<u32>::zeroed(2 * P).unwrap(),
+    };
+    let (q, results, progress, holding) = (&s.q, &s.results, &s.progress, &s.holding);
+    let start = |role: Role| -> Process<()> {
+        s.up.set(role.slot(), 0).unwrap();
+        let mut p = if m == StartMethod::Fork {
+            let s = s.clone();
+            Process::new(move || s.run(role, n)).start_method(m)
+        } else {
+            let fds = s.fds();
+            let args: StressArgs =
+                ((fds[0], fds[1], fds[2], fds[3], fds[4]), role.slot() as u32, n);
+            Process::<()>::entry(STRESS, &args).start_method(m).inherit_fds(fds)
+        };
         p.start().unwrap();
         p
     };
+    let is_up = |role: Role| s.up.get(role.slot()).unwrap() == 1;
     let roles: Vec<Role> = (0..P).map(Role::Producer).chain((0..P).map(Role::Consumer)).collect();
     let mut procs: Vec<Process<()>> = roles.iter().map(|&r| start(r)).collect();
     let mut counts = vec![0u32; n as usize];
@@ -560,15 +649,25 @@ fn killed_at_random() {
     let mut may_lose: HashSet<u32> = HashSet::new();
     let mut unnamed = 0u32;
     let began = Instant::now();
-    let limit = Duration::from_secs(if emulated() { 40 } else { 15 });
+    let limit = Duration::from_secs(match (emulated(), m) {
+        (false, StartMethod::Fork) => 15,
+        (false, _) => 40,
+        (true, StartMethod::Fork) => 40,
+        (true, _) => 240,
+    });
     let done = |progress: &RawArray<u32>| {
         (0..P).all(|k| progress.get(k).unwrap() * P as u32 + k as u32 >= n)
     };
     let mut turn = 0usize;
-    while !done(&progress) {
+    while !done(progress) {
         assert!(began.elapsed() < limit, "no progress: a deadlock?");
         std::thread::sleep(jitter(3));
         turn = (turn + 1 + (jitter(1).as_micros() as usize % 7)) % roles.len();
+        // Only a running process is killed (one that has put its share may have left).
+        while !is_up(roles[turn]) && procs[turn].is_alive().unwrap() {
+            assert!(began.elapsed() < limit, "a process never came up");
+            std::thread::sleep(Duration::from_micros(200));
+        }
         procs[turn].kill().unwrap();
         procs[turn].join().unwrap();
         match roles[turn] {
