@@ -105,6 +105,7 @@ use std::time::{Duration, Instant};
 use crate::message::{self, Message};
 use crate::shm::ShmError;
 use crate::sync::Acquired;
+use crate::wait::deadline_after;
 pub use errors::{GetError, PutError, TaskDoneError};
 use ring::Ring;
 
@@ -244,14 +245,14 @@ impl<T: Message> Queue<T> {
     /// [`put_timeout`](Self::put_timeout) do, and says how it took the queue's lock:
     /// [`Acquired::Recovered`] if it took it over from a process that died holding it.
     pub fn put_checked(&self, item: &T, timeout: Option<Duration>) -> Result<Acquired, PutError> {
-        self.put_until(item, timeout.and_then(|t| Instant::now().checked_add(t)))
+        self.put_until(item, deadline_after(timeout))
     }
 
     /// Takes the front item as [`get`](Self::get) (`timeout` `None`) or
     /// [`get_timeout`](Self::get_timeout) do, and says how it took the queue's lock:
     /// [`Acquired::Recovered`] if it took it over from a process that died holding it.
     pub fn get_checked(&self, timeout: Option<Duration>) -> Result<(T, Acquired), GetError> {
-        self.get_until(timeout.and_then(|t| Instant::now().checked_add(t)))
+        self.get_until(deadline_after(timeout))
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<(T, Acquired), GetError> {

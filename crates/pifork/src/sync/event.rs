@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
 use crate::sys;
+use crate::wait::deadline_after;
 
 /// A flag shared by processes (CPython's `multiprocessing.Event`): [`set`](Self::set) wakes
 /// every process and thread in [`wait`](Self::wait), [`clear`](Self::clear) resets it. A clone
@@ -79,7 +80,7 @@ impl Event {
         if self.is_set() {
             return true;
         }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = deadline_after(timeout);
         self.waiters().fetch_add(1, Ordering::SeqCst);
         let set = loop {
             if self.flag().load(Ordering::SeqCst) == 1 {
