@@ -98,14 +98,18 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
-/// CPython's repr without the address: `<Barrier: waiters=0/3>` (`broken` added if it is).
+/// CPython's repr, with the Rust path where CPython names the module:
+/// `<pifork::sync::Barrier at 0x7f2dc410b000: waiters=0/3>`, or
+/// `<pifork::sync::Barrier at 0x7f2dc410b000: broken>`. The address is that of the barrier's
+/// shared segment in this process (the same for every clone).
 impl std::fmt::Display for Barrier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<Barrier: waiters={}/{}", self.n_waiting(), self.parties())?;
+        write!(f, "<pifork::sync::Barrier at {:#x}: ", self.seg.map().addr())?;
         if self.broken() {
-            write!(f, ", broken")?;
+            write!(f, "broken>")
+        } else {
+            write!(f, "waiters={}/{}>", self.n_waiting(), self.parties())
         }
-        write!(f, ">")
     }
 }
 

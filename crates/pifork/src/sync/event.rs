@@ -101,10 +101,13 @@ impl Event {
     }
 }
 
-/// CPython's repr without the address: `<Event set>` or `<Event unset>`.
+/// CPython's repr: `<Event at 0x7f2dc4732000 set>` or `<Event at 0x7f2dc4732000 unset>`,
+/// where the address is that of the event's shared segment in this process (the same for
+/// every clone, as CPython's is the same for every reference to one object).
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<Event {}>", if self.is_set() { "set" } else { "unset" })
+        let state = if self.is_set() { "set" } else { "unset" };
+        write!(f, "<Event at {:#x} {state}>", self.seg.map().addr())
     }
 }
 

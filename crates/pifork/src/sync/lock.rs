@@ -3,13 +3,17 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::mutex::deadline;
 use super::mutex::{Acquired, RawMutex};
-use super::owner::me;
+use super::owner::{me, thread_token};
 use super::release::ReleaseError;
 use crate::shm::{Kind, PAYLOAD, Segment, ShmError};
+
+/// Where in the payload, after the mutex's lock and owner words, the holder's thread token is.
+const THREAD_AT: usize = 16;
 
 /// A lock shared by processes (CPython's `multiprocessing.Lock`): one holder at a time, in
 /// any thread of any process that shares it. A clone is the same lock.
@@ -58,20 +62,34 @@ impl Lock {
         RawMutex::new(map.atomic_u32(PAYLOAD), map.atomic_u64(PAYLOAD + 8))
     }
 
+    /// The calling thread's token (`owner::thread_token`), written by each acquirer after it
+    /// takes the lock: what tells the repr whether the holder in this process is this thread.
+    fn thread_word(&self) -> &AtomicU32 {
+        self.seg.map().atomic_u32(PAYLOAD + THREAD_AT)
+    }
+
+    /// Records the calling thread as the holder's, once `how` says the lock was taken.
+    fn taken(&self, how: Option<Acquired>) -> Option<Acquired> {
+        if how.is_some() {
+            self.thread_word().store(thread_token(), Ordering::Relaxed);
+        }
+        how
+    }
+
     /// Acquires the lock, waiting as long as it takes.
     pub fn acquire(&self) -> Acquired {
-        self.raw().lock(&me(), None).expect("no deadline")
+        self.taken(self.raw().lock(&me(), None)).expect("no deadline")
     }
 
     /// Acquires the lock, waiting at most `timeout` (measured on the monotonic clock); `None`
     /// if it stayed locked.
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<Acquired> {
-        self.raw().lock(&me(), deadline(timeout))
+        self.taken(self.raw().lock(&me(), deadline(timeout)))
     }
 
     /// Acquires the lock if it is free (or its holder died), without waiting.
     pub fn try_acquire(&self) -> Option<Acquired> {
-        self.raw().try_lock(&me())
+        self.taken(self.raw().try_lock(&me()))
     }
 
     /// Releases the lock. [`ReleaseError::Unlocked`] if it was not locked.
@@ -111,13 +129,20 @@ impl Lock {
 }
 
 /// CPython's repr: `<Lock(owner=None)>`; `<Lock(owner=MainProcess)>` (the process's name)
-/// when this process holds it; `<Lock(owner=SomeOtherProcess)>`. A `Lock` records its holder
-/// process, not thread, so where CPython tells `SomeOtherThread` this names the process.
+/// when the calling thread holds it (`MainProcess|T1` on a thread named `T1`);
+/// `<Lock(owner=SomeOtherThread)>` when another thread of this process does;
+/// `<Lock(owner=SomeOtherProcess)>`.
 impl std::fmt::Display for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let owner = match self.raw().holder() {
             0 => "None".to_string(),
-            pid if pid == me().pid => super::owner::label(false),
+            pid if pid == me().pid => {
+                if self.thread_word().load(Ordering::Relaxed) == thread_token() {
+                    super::owner::label(true)
+                } else {
+                    "SomeOtherThread".to_string()
+                }
+            }
             _ => "SomeOtherProcess".to_string(),
         };
         write!(f, "<Lock(owner={owner})>")

@@ -93,9 +93,15 @@ fn rules_follow_cpython() {
     assert_eq!(one.wait(None), Ok(0));
     assert_eq!((one.parties(), one.n_waiting(), one.broken()), (1, 0, false));
     let three = Barrier::new(3).unwrap();
-    assert_eq!(three.to_string(), "<Barrier: waiters=0/3>");
+    // CPython's repr (with the Rust path for the module, the segment's address for the id).
+    let repr = three.to_string();
+    let at = repr.strip_prefix("<pifork::sync::Barrier at 0x").and_then(|r| r.split_once(':'));
+    let (addr, rest) = at.unwrap_or_else(|| panic!("{repr}"));
+    assert!(u64::from_str_radix(addr, 16).is_ok_and(|a| a != 0), "{repr}");
+    assert_eq!(rest, " waiters=0/3>");
+    assert_eq!(three.clone().to_string(), repr, "a clone is the same barrier");
     three.abort();
-    assert_eq!(three.to_string(), "<Barrier: waiters=0/3, broken>");
+    assert_eq!(three.to_string(), format!("<pifork::sync::Barrier at 0x{addr}: broken>"));
     // test_default_timeout, in one process: the handle's default applies.
     let two = Barrier::new(2).unwrap().with_timeout(Duration::from_millis(100));
     let start = Instant::now();
@@ -238,6 +244,7 @@ fn a_party_killed_inside_breaks_it(m: StartMethod) {
     let mut doomed = child::<(bool, u64)>(ONE_WAIT, &(fd, 0u64), m, &[fd]);
     let mut other = child::<(bool, u64)>(ONE_WAIT, &(fd, LONG.as_millis() as u64), m, &[fd]);
     assert!(common::eventually(LONG, || barrier.n_waiting() == 2), "both wait");
+    assert!(barrier.to_string().ends_with(": waiters=2/4>"), "{barrier}");
     doomed.kill().unwrap();
     doomed.join().unwrap();
     let start = Instant::now();

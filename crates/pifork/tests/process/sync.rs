@@ -458,8 +458,7 @@ fn locked_in_two_processes(m: StartMethod) {
 }
 
 // _TestLock.test_repr_lock and test_repr_rlock, _TestEvent.test_repr, and the reprs of the
-// semaphores: as CPython prints them (without an address). A Lock records its holder process,
-// not thread: held by another thread of this process, it names this process.
+// semaphores: as CPython prints them (the Event's address that of its segment here).
 fn reprs_follow_cpython(m: StartMethod) {
     let (lock, rlock) = (Lock::new().unwrap(), RLock::new().unwrap());
     assert_eq!(lock.to_string(), "<Lock(owner=None)>");
@@ -474,14 +473,20 @@ fn reprs_follow_cpython(m: StartMethod) {
         .spawn(move || {
             let other = RLock::new().unwrap();
             assert_eq!(other.acquire(), Acquired::Normal);
-            (l.to_string(), r.to_string(), other.to_string())
+            let seen = (l.to_string(), r.to_string(), other.to_string());
+            // Released here, taken again by this thread: it names the thread, and keeps it.
+            l.release().unwrap();
+            assert_eq!(l.acquire(), Acquired::Normal);
+            (seen, l.to_string())
         })
         .unwrap()
         .join()
         .unwrap();
-    assert_eq!(seen.0, "<Lock(owner=MainProcess)>");
-    assert_eq!(seen.1, "<RLock(SomeOtherThread, nonzero)>");
-    assert_eq!(seen.2, "<RLock(MainProcess|T1, 1)>");
+    assert_eq!(seen.0.0, "<Lock(owner=SomeOtherThread)>");
+    assert_eq!(seen.0.1, "<RLock(SomeOtherThread, nonzero)>");
+    assert_eq!(seen.0.2, "<RLock(MainProcess|T1, 1)>");
+    assert_eq!(seen.1, "<Lock(owner=MainProcess|T1)>");
+    assert_eq!(lock.to_string(), "<Lock(owner=SomeOtherThread)>", "T1 took it last");
     lock.release().unwrap();
     (0..3).for_each(|_| rlock.release().unwrap());
     // Taken in a child named P1, seen there and then here.
@@ -506,11 +511,15 @@ fn reprs_follow_cpython(m: StartMethod) {
     assert_eq!(bounded.acquire(), Acquired::Normal);
     assert_eq!(bounded.to_string(), "<BoundedSemaphore(value=1, maxvalue=2)>");
     let ev = Event::new().unwrap();
-    assert_eq!(ev.to_string(), "<Event unset>");
+    let unset = ev.to_string();
+    let addr = unset.strip_prefix("<Event at 0x").and_then(|r| r.strip_suffix(" unset>"));
+    assert!(addr.is_some_and(|a| u64::from_str_radix(a, 16).is_ok_and(|a| a != 0)), "{unset}");
     ev.set();
-    assert_eq!(ev.to_string(), "<Event set>");
+    assert_eq!(ev.to_string(), unset.replace("unset", "set"));
+    assert_eq!(ev.clone().to_string(), ev.to_string(), "a clone is the same event");
     ev.clear();
-    assert_eq!(ev.to_string(), "<Event unset>");
+    assert_eq!(ev.to_string(), unset);
+    assert_ne!(Event::new().unwrap().to_string(), unset, "another event, another address");
 }
 
 fn an_event_set_in_a_child_wakes(m: StartMethod) {

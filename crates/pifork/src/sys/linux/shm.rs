@@ -111,6 +111,11 @@ impl Mapping {
         self.len
     }
 
+    /// The mapping's address in this process (what a repr prints as the object's address).
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
     /// The address of `size` bytes at `offset`, aligned to `size`; panics otherwise (a bug
     /// of the caller, whose layouts are fixed).
     fn at(&self, offset: usize, size: usize) -> *mut u8 {
