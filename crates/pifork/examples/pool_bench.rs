@@ -191,17 +191,19 @@ fn main() {
     );
 
     // One worker's death in a map at chunksize 1: the cost against the same map without it,
-    // and against a pool's start and first task, taking turns.
+    // and against a pool's start and first task, taking turns; then the same on a pool that
+    // keeps a standby worker.
     let start = || {
         time_us(|| {
             let _ = Pool::new(1).unwrap().apply(sqr, 1).unwrap();
         })
     };
+    let standby = Pool::builder().processes(procs).standby(true).build().expect("pool");
     // 20,000 items; run with and without a death in turn, 11 times each.
     let small: Vec<u64> = (0..20_000).collect();
     let small_want: Vec<u64> = small.iter().map(|&x| sqr(x)).collect();
     let marker = std::env::temp_dir().join(format!("pifork-bench-died-{}", std::process::id()));
-    let run = |dies: bool| {
+    let run = |pool: &Pool, dies: bool| {
         if dies {
             let _ = std::fs::remove_dir(&marker);
         } else {
@@ -212,18 +214,25 @@ fn main() {
             assert_eq!(r.get(None).unwrap(), small_want);
         })
     };
-    let (mut clean, mut died, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t: [Vec<f64>; 5] = Default::default();
     for _ in 0..11 {
-        clean.push(run(false));
-        died.push(run(true));
-        starts.push(start());
+        t[0].push(run(&pool, false));
+        t[1].push(run(&pool, true));
+        t[2].push(run(&standby, false));
+        t[3].push(run(&standby, true));
+        t[4].push(start());
     }
     let _ = std::fs::remove_dir(&marker);
-    let (clean, died, start_cost) = (median(clean), median(died), median(starts));
+    let [clean, died, clean_s, died_s, start_cost] = t.map(median);
     println!(
         "  one worker SIGKILLed mid-map: +{:.0} µs (one pool start + first task: {:.0} µs; one task: {:.3} µs)",
         died - clean,
         start_cost,
         per(c1)
+    );
+    println!(
+        "  the same with a standby worker: +{:.0} µs ({:.2}x one start)",
+        died_s - clean_s,
+        (died_s - clean_s) / start_cost
     );
 }

@@ -73,6 +73,7 @@ pub struct PoolBuilder {
     prefetch: usize,
     start_timeout: Duration,
     inherit: Vec<RawFd>,
+    standby: bool,
 }
 
 impl PoolBuilder {
@@ -135,6 +136,17 @@ impl PoolBuilder {
     /// are sent several at a time anyway.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n.max(1);
+        self
+    }
+
+    /// Keeps one worker more than `processes` started and ready, idle (default: off; CPython
+    /// has none). When a worker dies, times out or retires, the standby takes its place at
+    /// once, so a running map loses only the reap and the retry, not a start; the pool starts
+    /// the next standby once no task waits to be handed out (at the tail of a map, or idle),
+    /// off the path of the work still queued. Costs one idle process. On a pinned pool the
+    /// standby is pinned when it takes a place, to the CPU the place's worker had.
+    pub fn standby(mut self, on: bool) -> Self {
+        self.standby = on;
         self
     }
 
@@ -215,6 +227,7 @@ impl PoolBuilder {
             prefetch: self.prefetch,
             start_timeout: self.start_timeout,
             inherit: self.inherit,
+            standby: self.standby,
         };
         Ok(Pool { shared: Rc::new(RefCell::new(Inner::start(cfg, watch)?)) })
     }
@@ -251,6 +264,7 @@ impl Pool {
             prefetch: 1,
             start_timeout: Duration::from_secs(60),
             inherit: Vec::new(),
+            standby: false,
         }
     }
 
@@ -264,9 +278,14 @@ impl Pool {
         lock(&self.shared).method()
     }
 
-    /// The pids of the current workers.
+    /// The pids of the current workers (not the standby's).
     pub fn pids(&self) -> Vec<Pid> {
         lock(&self.shared).pids()
+    }
+
+    /// The pid of the standby worker, when [`PoolBuilder::standby`] is on and one is started.
+    pub fn standby_pid(&self) -> Option<Pid> {
+        lock(&self.shared).standby_pid()
     }
 
     /// Kills worker `pid` (SIGKILL): the pool reaps and replaces it and settles its tasks as

@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub start_timeout: Duration,
     /// The caller's descriptors every worker inherits, under the same numbers.
     pub inherit: Vec<RawFd>,
+    /// Whether one more worker is kept started and idle, to take a leaving one's place.
+    pub standby: bool,
 }
 
 /// Workers in a row that did not become ready in time before the pool gives up.
@@ -137,6 +139,8 @@ struct Worker {
     retiring: bool,
     timed_out: bool,
     eof: bool,
+    /// Started and kept idle, to take a leaving worker's place: sent nothing, not counted.
+    standby: bool,
 }
 
 /// A chunk's arguments at least this long are sent from the job's own buffer while nothing
@@ -399,7 +403,10 @@ impl Inner {
             if !extra.is_empty() && !inner.poll_extra(&extra, 0).is_empty() {
                 inner.check_watch(&mut watch)?;
             }
-            inner.start_worker()?;
+            inner.start_worker(false)?;
+        }
+        if inner.cfg.standby {
+            inner.start_worker(true)?;
         }
         while inner.workers.iter().any(|w| !w.ready) {
             if !inner.step_with(None, &extra)?.is_empty() {
@@ -469,12 +476,27 @@ impl Inner {
         self.cfg.method
     }
 
-    /// The pids of the live workers.
+    /// The pids of the live workers (not the standby's).
     pub fn pids(&self) -> Vec<Pid> {
-        self.workers.iter().map(|w| w.pid).collect()
+        self.workers.iter().filter(|w| !w.standby).map(|w| w.pid).collect()
     }
 
-    fn start_worker(&mut self) -> PoolResult<()> {
+    /// The standby worker's pid, if one is started (and not leaving).
+    pub fn standby_pid(&self) -> Option<Pid> {
+        self.workers.iter().find(|w| w.standby && !w.retiring).map(|w| w.pid)
+    }
+
+    /// The CPU fewest staying workers (not the standby) are pinned to, of the pool's set.
+    fn emptiest_cpu(&self, cpus: &[usize]) -> Option<usize> {
+        let on = |c: usize| {
+            self.workers.iter().filter(|w| !w.retiring && !w.standby && w.cpu == Some(c)).count()
+        };
+        cpus.iter().copied().min_by_key(|&c| on(c))
+    }
+
+    /// Starts a worker; with `standby`, one kept idle until a worker leaves (unpinned until
+    /// then: which CPU it takes is its predecessor's).
+    fn start_worker(&mut self, standby: bool) -> PoolResult<()> {
         let (ours, theirs) = sys::stream_pair().map_err(crate::error::Error::sys("socketpair"))?;
         let theirs = Tracked::new(theirs);
         let args: worker::WorkerArgs = (
@@ -495,11 +517,9 @@ impl Inner {
             );
         let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
         let mut pinned = None;
-        if self.cfg.pin && !cpus.is_empty() {
+        if self.cfg.pin && !cpus.is_empty() && !standby {
             // The CPU fewest staying workers are on: a replacement takes its predecessor's.
-            let on =
-                |c: usize| self.workers.iter().filter(|w| !w.retiring && w.cpu == Some(c)).count();
-            let cpu = cpus.iter().copied().min_by_key(|&c| on(c)).unwrap_or(cpus[0]);
+            let cpu = self.emptiest_cpu(&cpus).unwrap_or(cpus[0]);
             pinned = Some(cpu);
             process = process.cpus([cpu]);
         } else if self.cfg.cpus.is_some() {
@@ -526,7 +546,50 @@ impl Inner {
             retiring: false,
             timed_out: false,
             eof: false,
+            standby,
         });
+        Ok(())
+    }
+
+    /// Puts the standby (the first, ready or not) in a leaving worker's place: counted and
+    /// sent work from now on, and on a pinned pool pinned as a replacement would be. False if
+    /// there is none.
+    fn promote_standby(&mut self) -> bool {
+        let Some(i) = self.workers.iter().position(|w| w.standby && !w.retiring) else {
+            return false;
+        };
+        if self.cfg.pin {
+            let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
+            if let Some(cpu) = self.emptiest_cpu(&cpus) {
+                let w = &mut self.workers[i];
+                match sys::set_affinity_of(w.pid.as_raw(), &[cpu]) {
+                    Ok(()) => w.cpu = Some(cpu),
+                    Err(e) => log::debug!("pool standby {} not pinned to CPU {cpu}: {e}", w.pid),
+                }
+            }
+        }
+        let w = &mut self.workers[i];
+        w.standby = false;
+        w.since = now();
+        true
+    }
+
+    /// Starts the next standby, when the pool keeps one, has none, no task waits to be handed
+    /// out and a worker has nothing to do: the start then takes the CPU that worker left, not
+    /// one that still has work (a map's tail, or an idle pool).
+    fn refill_standby(&mut self) -> PoolResult<()> {
+        let idle_worker = || {
+            self.workers.iter().any(|w| w.ready && !w.retiring && !w.standby && w.sent.is_empty())
+        };
+        if self.cfg.standby
+            && self.state == State::Running
+            && self.broken.is_none()
+            && self.queue.is_empty()
+            && self.standby_pid().is_none()
+            && idle_worker()
+        {
+            self.start_worker(true)?;
+        }
         Ok(())
     }
 
@@ -781,6 +844,7 @@ impl Inner {
         for i in 0..self.workers.len() {
             self.write_out(i);
         }
+        self.refill_standby()?;
         let task_deadline = self.cfg.timeout.and_then(|t| {
             self.workers.iter().filter(|w| !w.sent.is_empty()).map(|w| w.since + t).min()
         });
@@ -889,8 +953,11 @@ impl Inner {
             }
             return Ok(());
         }
-        while self.workers.iter().filter(|w| !w.retiring).count() < self.cfg.processes {
-            self.start_worker()?;
+        while self.workers.iter().filter(|w| !w.retiring && !w.standby).count() < self.cfg.processes
+        {
+            if !self.promote_standby() {
+                self.start_worker(false)?;
+            }
         }
         Ok(())
     }
@@ -917,7 +984,8 @@ impl Inner {
     }
 
     fn dispatch(&mut self) {
-        let live = self.workers.iter().filter(|w| w.ready && !w.retiring).count().max(1);
+        let live = self.workers.iter().filter(|w| w.ready && !w.retiring && !w.standby).count();
+        let live = live.max(1);
         // Short tasks go out several at a time (fewer system calls); long ones one at a time,
         // so that an idle worker never waits behind a busy one.
         let prefetch = self.cfg.prefetch.max(1);
@@ -932,18 +1000,21 @@ impl Inner {
         // one that died running it) takes it when ready, the others streaming on meanwhile;
         // with none on its way, the least busy worker runs dry for it.
         let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
-        let starting = self.workers.iter().any(|w| !w.ready && !w.retiring);
+        let starting = self.workers.iter().any(|w| !w.ready && !w.retiring && !w.standby);
         let drain = (strict_waiting && !starting)
             .then(|| {
                 (0..self.workers.len())
-                    .filter(|&i| self.workers[i].ready && !self.workers[i].retiring)
+                    .filter(|&i| {
+                        let w = &self.workers[i];
+                        w.ready && !w.retiring && !w.standby
+                    })
                     .min_by_key(|&i| self.workers[i].sent.len())
             })
             .flatten();
         let depth = if strict_waiting && !starting { 1 } else { depth };
         for round in 0..depth {
             for (i, w) in self.workers.iter_mut().enumerate() {
-                if !w.ready || w.retiring || w.sent.len() > round {
+                if !w.ready || w.retiring || w.standby || w.sent.len() > round {
                     continue;
                 }
                 if drain == Some(i) && !w.sent.is_empty() {
@@ -981,10 +1052,15 @@ impl Inner {
         }
         if let Some(id) = needs_newer {
             // A closure newer than an idle worker: retire it, a fresh fork replaces it.
-            if let Some(w) = self
-                .workers
-                .iter_mut()
-                .find(|w| w.ready && !w.retiring && w.sent.is_empty() && w.generation <= id)
+            if let Some(w) = self.workers.iter_mut().find(|w| {
+                w.ready && !w.retiring && !w.standby && w.sent.is_empty() && w.generation <= id
+            }) {
+                w.retiring = true;
+                worker::push_stop(&mut w.outbuf);
+            }
+            // A standby forked before it could not run it either: the next is forked anew.
+            if let Some(w) =
+                self.workers.iter_mut().find(|w| w.standby && !w.retiring && w.generation <= id)
             {
                 w.retiring = true;
                 worker::push_stop(&mut w.outbuf);

@@ -56,6 +56,10 @@
 //! worker killed and is [`PoolError::TaskTimedOut`]. Workers are daemonic: they die with the
 //! parent.
 //!
+//! With [`PoolBuilder::standby`] the pool keeps one more worker started and idle, which takes
+//! a leaving worker's place at once (a death costs the map the reap and the retry, not a
+//! start); its own replacement starts once no task waits in the parent and a worker is idle.
+//!
 //! # Tiny tasks
 //! A chunk travels as one frame with its arguments encoded end to end (their size sent once
 //! when they are all alike), and a worker runs a run of them in one loop of the function's

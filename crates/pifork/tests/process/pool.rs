@@ -63,6 +63,8 @@ pub const TESTS: &[Test] = &[
         every_kind_reaches_initializer,
     ),
     Test::Once("a_pinned_replacement_takes_its_predecessors_cpu", pinned_replacement_keeps_cpu),
+    Test::EachMethod("a_standby_takes_a_leaving_workers_place", a_standby_takes_the_place),
+    Test::Once("a_pinned_standby_takes_its_predecessors_cpu", pinned_standby_takes_the_cpu),
     Test::Once("bad_input_is_a_typed_error", bad_input_is_a_typed_error),
     Test::Once("closures_with_state_run_on_forked_workers", closures_with_state),
     Test::Once("parent_killed_takes_the_workers_along", parent_killed_takes_the_workers_along),
@@ -674,6 +676,103 @@ fn pinned_replacement_keeps_cpu() {
         !p.pids().contains(&victim) && p.pids().len() == 3 && on(&p) == want
     });
     assert!(settled, "{:?}, want {want:?}", on(&p));
+}
+
+// A standby is started with the pool and sent nothing; when a worker is killed mid-task the
+// standby takes its place (no other process is started for it), the task completes, and a
+// new standby is started once the pool has a worker with nothing to do. Recycled workers are
+// replaced from it too; close and join let it leave; terminate reaps it.
+fn a_standby_takes_the_place(m: StartMethod) {
+    let p = Pool::builder().processes(2).start_method(m).standby(true).build().unwrap();
+    let spare = p.standby_pid().expect("a standby starts with the pool");
+    let first = p.pids();
+    assert_eq!(first.len(), 2);
+    assert!(!first.contains(&spare), "the standby is not one of the workers");
+    let seen: std::collections::BTreeSet<i32> =
+        p.map_chunked(pid_of, vec![(); 40], Some(1)).unwrap().into_iter().collect();
+    assert!(seen.iter().all(|pid| first.iter().any(|f| f.as_raw() == *pid)), "{seen:?}");
+    let limit = Duration::from_secs(if emulated() { 30 } else { 5 });
+    let mut tasks = p.tasks(sleep_ms).unwrap();
+    tasks.submit(&1500).unwrap();
+    assert!(eventually(limit, || tasks.running().len() == 1));
+    let victim = tasks.running()[0].pid;
+    assert!(p.kill_worker(victim));
+    assert!(matches!(tasks.next_timeout(None).unwrap(), Some((0, Ok(1500)))), "retried");
+    drop(tasks);
+    let mut want: Vec<_> = first.iter().copied().filter(|&pid| pid != victim).collect();
+    want.push(spare);
+    want.sort_by_key(|pid| pid.as_raw());
+    let mut now = p.pids();
+    now.sort_by_key(|pid| pid.as_raw());
+    assert_eq!(now, want, "the standby took the dead worker's place");
+    assert!(eventually(limit, || !alive(victim.as_raw())), "the dead one is reaped");
+    let mut next = None;
+    assert!(
+        eventually(limit, || {
+            let _ = p.apply(sqr, 1);
+            next = p.standby_pid();
+            next.is_some()
+        }),
+        "a new standby is started"
+    );
+    let next = next.unwrap();
+    assert!(next != spare && !p.pids().contains(&next));
+    assert_eq!(p.map(sqr, 0..50u64).unwrap(), (0..50).map(|x| x * x).collect::<Vec<_>>());
+    p.close().unwrap();
+    p.join().unwrap();
+    assert!(eventually(limit, || !alive(next.as_raw())), "the standby left at join");
+    // Recycled workers: results unaffected; terminate reaps the standby.
+    let q = Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .standby(true)
+        .maxtasksperchild(5)
+        .build()
+        .unwrap();
+    let seen: std::collections::BTreeSet<i32> =
+        q.map_chunked(pid_of, vec![(); 40], Some(1)).unwrap().into_iter().collect();
+    assert!(seen.len() >= 8, "40 tasks at 5 per worker: {seen:?}");
+    assert_eq!(
+        q.map_chunked(sqr, 0..100u64, Some(2)).unwrap(),
+        (0..100).map(|x| x * x).collect::<Vec<_>>()
+    );
+    let mut all = q.pids();
+    all.extend(q.standby_pid());
+    q.terminate().unwrap();
+    assert!(all.iter().all(|pid| crate::common::stat(pid.as_raw()).is_none()), "{all:?} reaped");
+}
+
+// On a pinned pool the standby runs on the pool's set until it takes a place; then it is
+// pinned to the CPU of the worker it replaces.
+fn pinned_standby_takes_the_cpu() {
+    let cpus = pifork::available_cpus();
+    if cpus.len() < 2 {
+        return;
+    }
+    let set = [cpus[0], cpus[1]];
+    let p = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .cpus(set)
+        .pin(true)
+        .standby(true)
+        .build()
+        .unwrap();
+    let spare = p.standby_pid().unwrap();
+    let mut on: Vec<String> = p.pids().iter().map(|pid| allowed_cpus(pid.as_raw())).collect();
+    on.sort();
+    assert_eq!(on, [set[0].to_string(), set[1].to_string()]);
+    let both = allowed_cpus(spare.as_raw());
+    assert!(both.contains(&set[0].to_string()) && both.contains(&set[1].to_string()), "{both}");
+    let second = set[1].to_string();
+    let victim = *p.pids().iter().find(|pid| allowed_cpus(pid.as_raw()) == second).unwrap();
+    assert!(p.kill_worker(victim));
+    let settled = eventually(Duration::from_secs(30), || {
+        let _ = p.apply(sqr, 1);
+        p.pids().contains(&spare)
+    });
+    assert!(settled, "the standby took the place");
+    assert_eq!(allowed_cpus(spare.as_raw()), second, "pinned to its predecessor's CPU");
 }
 
 /// Hangs in the first worker that runs it (the one that creates `path`).

@@ -145,11 +145,16 @@ pub fn getpid() -> Pid {
 
 /// `sched_setaffinity(0, set)`: pin the calling process to `cpus`.
 pub fn set_affinity(cpus: &[usize]) -> Result<(), Errno> {
+    set_affinity_of(0, cpus)
+}
+
+/// `sched_setaffinity(pid, set)`: pin process `pid` (0: the caller) to `cpus`.
+pub fn set_affinity_of(pid: i32, cpus: &[usize]) -> Result<(), Errno> {
     let mut set = nix::sched::CpuSet::new();
     for &cpu in cpus {
         set.set(cpu)?;
     }
-    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+    nix::sched::sched_setaffinity(Pid::from_raw(pid), &set)
 }
 
 /// `sched_getaffinity(0)`: the CPUs the calling process may run on, ascending.
