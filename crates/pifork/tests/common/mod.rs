@@ -15,6 +15,36 @@ pub enum Test {
     Once(&'static str, fn()),
     /// Runs once for each start method the suite covers, as `name[method]`.
     EachMethod(&'static str, fn(StartMethod)),
+    /// A test that needs no second process: runs here, then in a child started by each
+    /// method (`name[method]`), which finds the body by its full name through the suite's
+    /// [`IN_CHILD`] entry; so its rules are seen to hold in a process of every start.
+    InChildren(&'static str, fn()),
+}
+
+/// The entry a suite with [`Test::InChildren`] tests registers: given a test's full name, it
+/// runs that test's body and answers whether it passed.
+pub const IN_CHILD: &str = "suite.in_child";
+
+/// Runs the `InChildren` test `name` (full name) in a child started by `m`: it must pass.
+fn in_child(name: &str, m: StartMethod) {
+    let mut p = pifork::Process::<bool>::entry(IN_CHILD, &name.to_string()).start_method(m);
+    p.start().unwrap();
+    assert_eq!(p.result(), Ok(true), "{name} in a child started by {m}");
+}
+
+/// The body of the `InChildren` test whose full name is `name`, among `groups`.
+pub fn child_body(groups: &[(&str, Vec<Test>)], name: &str) -> Option<fn()> {
+    groups.iter().find_map(|(group, tests)| {
+        tests.iter().find_map(|t| match *t {
+            Test::InChildren(n, f) if format!("{group}::{n}") == name => Some(f),
+            _ => None,
+        })
+    })
+}
+
+/// What the [`IN_CHILD`] entry answers: whether the body `f` ran without a panic.
+pub fn passes_in_child(f: Option<fn()>) -> bool {
+    f.is_some_and(|f| catch_unwind(f).is_ok())
 }
 
 /// One run of a test: its full name (`group::name` or `group::name[method]`) and its body.
@@ -44,6 +74,14 @@ pub fn cases(group: &str, tests: &[Test], methods: &[StartMethod]) -> Vec<Case> 
                 name: format!("{group}::{name}[{m}]"),
                 run: Box::new(move || f(m)),
             })),
+            Test::InChildren(name, f) => {
+                let full = format!("{group}::{name}");
+                out.push(Case { name: full.clone(), run: Box::new(f) });
+                out.extend(methods.iter().map(|&m| {
+                    let full = full.clone();
+                    Case { name: format!("{full}[{m}]"), run: Box::new(move || in_child(&full, m)) }
+                }));
+            }
         }
     }
     out

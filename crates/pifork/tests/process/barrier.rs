@@ -69,7 +69,7 @@ pub fn register_entries() {
 }
 
 pub const TESTS: &[Test] = &[
-    Test::Once("rules_follow_cpython", rules_follow_cpython),
+    Test::InChildren("rules_follow_cpython", rules_follow_cpython),
     Test::EachMethod("passes_in_lockstep", passes_in_lockstep),
     Test::EachMethod("a_thousand_passes", a_thousand_passes),
     Test::EachMethod("abort_breaks_then_reset_restores", abort_breaks_then_reset_restores),

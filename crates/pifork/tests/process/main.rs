@@ -32,8 +32,8 @@ use common::{Case, Test, cases};
 use pifork::{Error, NOOP_ENTRY, Process, StartMethod};
 
 /// Every test, by concern.
-fn all_cases() -> Vec<Case> {
-    let groups: [(&str, Vec<Test>); 17] = [
+fn groups() -> [(&'static str, Vec<Test>); 17] {
+    [
         ("lifecycle", lifecycle::tests()),
         ("wait", wait::tests()),
         ("start_methods", start_methods::TESTS.to_vec()),
@@ -51,12 +51,19 @@ fn all_cases() -> Vec<Case> {
         ("queue", queue::TESTS.to_vec()),
         ("derive", derive::TESTS.to_vec()),
         ("pool", pool::TESTS.to_vec()),
-    ];
-    groups.iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
+    ]
+}
+
+/// Every run of every test.
+fn all_cases() -> Vec<Case> {
+    groups().iter().flat_map(|(group, tests)| cases(group, tests, &StartMethod::ALL)).collect()
 }
 
 /// Entry points of every module, registered before `main_guard`.
 fn register_entries() {
+    pifork::register(common::IN_CHILD, |name: String| {
+        common::passes_in_child(common::child_body(&groups(), &name))
+    });
     lifecycle::register_entries();
     wait::register_entries();
     start_methods::register_entries();

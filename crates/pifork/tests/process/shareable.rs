@@ -42,10 +42,10 @@ fn touch(list: &ShareableList) -> String {
 }
 
 pub const TESTS: &[Test] = &[
-    Test::Once("a_list_follows_cpython", a_list_follows_cpython),
+    Test::InChildren("a_list_follows_cpython", a_list_follows_cpython),
     Test::Once("a_manager_unlinks_what_it_made", a_manager_unlinks_what_it_made),
     Test::Once("cpython_reads_and_writes_the_same_list", cpython_shares_the_list),
-    Test::Once("a_segment_that_is_no_list_is_refused", a_segment_that_is_no_list_is_refused),
+    Test::InChildren("a_segment_that_is_no_list_is_refused", a_segment_that_is_no_list_is_refused),
     Test::EachMethod("a_list_is_shared_with_a_child", a_list_is_shared_with_a_child),
     Test::EachMethod("a_child_attaches_to_a_list_by_name", a_child_attaches_by_name),
     Test::EachMethod("a_child_attaches_to_managed_segments", a_child_attaches_to_managed),

@@ -99,9 +99,12 @@ pub fn register_entries() {
 }
 
 pub const TESTS: &[Test] = &[
-    Test::Once("values_follow_cpython", values_follow_cpython),
-    Test::Once("bad_sizes_and_names_are_typed_errors", bad_sizes_and_names_are_typed_errors),
-    Test::Once("a_named_segment_persists_until_unlinked", a_named_segment_persists_until_unlinked),
+    Test::InChildren("values_follow_cpython", values_follow_cpython),
+    Test::InChildren("bad_sizes_and_names_are_typed_errors", bad_sizes_and_names_are_typed_errors),
+    Test::InChildren(
+        "a_named_segment_persists_until_unlinked",
+        a_named_segment_persists_until_unlinked,
+    ),
     Test::Once("fork_closures_share_values", fork_closures_share_values),
     Test::EachMethod("a_value_counts_exactly_under_its_lock", a_value_counts_exactly),
     Test::EachMethod("arrays_are_shared_with_a_child", arrays_are_shared_with_a_child),

@@ -197,12 +197,12 @@ pub fn register_entries() {
 }
 
 pub const TESTS: &[Test] = &[
-    Test::Once("lock_follows_cpython", lock_follows_cpython),
-    Test::Once("rlock_follows_cpython", rlock_follows_cpython),
-    Test::Once("semaphores_follow_cpython", semaphores_follow_cpython),
-    Test::Once("event_follows_cpython", event_follows_cpython),
-    Test::Once("timeouts_are_honoured", timeouts_are_honoured),
-    Test::Once("threads_share_a_lock", threads_share_a_lock),
+    Test::InChildren("lock_follows_cpython", lock_follows_cpython),
+    Test::InChildren("rlock_follows_cpython", rlock_follows_cpython),
+    Test::InChildren("semaphores_follow_cpython", semaphores_follow_cpython),
+    Test::InChildren("event_follows_cpython", event_follows_cpython),
+    Test::InChildren("timeouts_are_honoured", timeouts_are_honoured),
+    Test::InChildren("threads_share_a_lock", threads_share_a_lock),
     Test::EachMethod("a_held_lock_is_held_in_the_child", a_held_lock_is_held_in_the_child),
     Test::EachMethod("release_by_another_process", release_by_another_process),
     Test::EachMethod("locks_a_child_took_are_locked_in_the_parent", locked_in_two_processes),
