@@ -142,9 +142,10 @@ impl PoolBuilder {
     /// Keeps one worker more than `processes` started and ready, idle (default: off; CPython
     /// has none). When a worker dies, times out or retires, the standby takes its place at
     /// once, so a running map loses only the reap and the retry, not a start; the pool starts
-    /// the next standby once no task waits to be handed out (at the tail of a map, or idle),
-    /// off the path of the work still queued. Costs one idle process. On a pinned pool the
-    /// standby is pinned when it takes a place, to the CPU the place's worker had.
+    /// the next standby once no task waits to be handed out and a worker has nothing left to
+    /// do (a map's tail, or an idle pool), on a CPU that work no longer needs. Costs one idle
+    /// process. On a pinned pool the standby is pinned when it takes a place, to the CPU the
+    /// place's worker had.
     pub fn standby(mut self, on: bool) -> Self {
         self.standby = on;
         self
