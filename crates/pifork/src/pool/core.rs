@@ -148,6 +148,16 @@ struct Worker {
 const SEND_IN_PLACE: usize = 1 << 14;
 
 impl Worker {
+    /// Counted among the pool's `processes`: neither leaving nor the standby.
+    fn staying(&self) -> bool {
+        !self.retiring && !self.standby
+    }
+
+    /// Ready and staying: one the pool hands work to.
+    fn serving(&self) -> bool {
+        self.ready && self.staying()
+    }
+
     /// Sends the frame that `outbuf` holds the head of and `tail` ends, as far as the socket
     /// takes it now, from where each piece is (with nothing before it waiting to go); keeps
     /// what is left in `outbuf`, for [`Inner::write_out`].
@@ -486,11 +496,14 @@ impl Inner {
         self.workers.iter().find(|w| w.standby && !w.retiring).map(|w| w.pid)
     }
 
+    /// The CPUs the workers may run on: the pool's set, or all this process may use.
+    fn cpu_set(&self) -> Vec<usize> {
+        self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus)
+    }
+
     /// The CPU fewest staying workers (not the standby) are pinned to, of the pool's set.
     fn emptiest_cpu(&self, cpus: &[usize]) -> Option<usize> {
-        let on = |c: usize| {
-            self.workers.iter().filter(|w| !w.retiring && !w.standby && w.cpu == Some(c)).count()
-        };
+        let on = |c: usize| self.workers.iter().filter(|w| w.staying() && w.cpu == Some(c)).count();
         cpus.iter().copied().min_by_key(|&c| on(c))
     }
 
@@ -515,7 +528,7 @@ impl Inner {
             .inherit_fds(
                 std::iter::once(theirs.as_raw_fd()).chain(self.cfg.inherit.iter().copied()),
             );
-        let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
+        let cpus = self.cpu_set();
         let mut pinned = None;
         if self.cfg.pin && !cpus.is_empty() && !standby {
             // The CPU fewest staying workers are on: a replacement takes its predecessor's.
@@ -559,7 +572,7 @@ impl Inner {
             return false;
         };
         if self.cfg.pin {
-            let cpus = self.cfg.cpus.clone().unwrap_or_else(crate::process::available_cpus);
+            let cpus = self.cpu_set();
             if let Some(cpu) = self.emptiest_cpu(&cpus) {
                 let w = &mut self.workers[i];
                 match sys::set_affinity_of(w.pid.as_raw(), &[cpu]) {
@@ -578,9 +591,7 @@ impl Inner {
     /// out and a worker has nothing to do: the start then takes the CPU that worker left, not
     /// one that still has work (a map's tail, or an idle pool).
     fn refill_standby(&mut self) -> PoolResult<()> {
-        let idle_worker = || {
-            self.workers.iter().any(|w| w.ready && !w.retiring && !w.standby && w.sent.is_empty())
-        };
+        let idle_worker = || self.workers.iter().any(|w| w.serving() && w.sent.is_empty());
         if self.cfg.standby
             && self.state == State::Running
             && self.broken.is_none()
@@ -953,8 +964,7 @@ impl Inner {
             }
             return Ok(());
         }
-        while self.workers.iter().filter(|w| !w.retiring && !w.standby).count() < self.cfg.processes
-        {
+        while self.workers.iter().filter(|w| w.staying()).count() < self.cfg.processes {
             if !self.promote_standby() {
                 self.start_worker(false)?;
             }
@@ -984,8 +994,7 @@ impl Inner {
     }
 
     fn dispatch(&mut self) {
-        let live = self.workers.iter().filter(|w| w.ready && !w.retiring && !w.standby).count();
-        let live = live.max(1);
+        let live = self.workers.iter().filter(|w| w.serving()).count().max(1);
         // Short tasks go out several at a time (fewer system calls); long ones one at a time,
         // so that an idle worker never waits behind a busy one.
         let prefetch = self.cfg.prefetch.max(1);
@@ -1000,14 +1009,11 @@ impl Inner {
         // one that died running it) takes it when ready, the others streaming on meanwhile;
         // with none on its way, the least busy worker runs dry for it.
         let strict_waiting = self.queue.front().is_some_and(|c| c.strict);
-        let starting = self.workers.iter().any(|w| !w.ready && !w.retiring && !w.standby);
+        let starting = self.workers.iter().any(|w| !w.ready && w.staying());
         let drain = (strict_waiting && !starting)
             .then(|| {
                 (0..self.workers.len())
-                    .filter(|&i| {
-                        let w = &self.workers[i];
-                        w.ready && !w.retiring && !w.standby
-                    })
+                    .filter(|&i| self.workers[i].serving())
                     .min_by_key(|&i| self.workers[i].sent.len())
             })
             .flatten();
@@ -1052,9 +1058,11 @@ impl Inner {
         }
         if let Some(id) = needs_newer {
             // A closure newer than an idle worker: retire it, a fresh fork replaces it.
-            if let Some(w) = self.workers.iter_mut().find(|w| {
-                w.ready && !w.retiring && !w.standby && w.sent.is_empty() && w.generation <= id
-            }) {
+            if let Some(w) = self
+                .workers
+                .iter_mut()
+                .find(|w| w.serving() && w.sent.is_empty() && w.generation <= id)
+            {
                 w.retiring = true;
                 worker::push_stop(&mut w.outbuf);
             }
